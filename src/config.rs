@@ -1,0 +1,463 @@
+//! Run configuration: TOML presets in `configs/`, `--set key=value` overrides, serde
+//! with unknown keys rejected, and validation errors that name the file, the key, the
+//! bad value and what was expected.
+
+use crate::dynamics::{
+    CovarianceSource, DynamicsKind, Magnitude, NoiseSpec, ScaleRule, ShapeSource, Units,
+};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::Path;
+
+/// A configuration problem. `source` is the file (or `--set`), `key` the dotted key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    pub source: String,
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "config error in {}: key `{key}`: {}", self.source, self.problem),
+            None => write!(f, "config error in {}: {}", self.source, self.problem),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The experiments noiselab knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExperimentKind {
+    /// The two-basin toy of SPEC §4.1 (Fig. 1).
+    Toy2d,
+}
+
+impl ExperimentKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            ExperimentKind::Toy2d => "toy2d",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub experiment: ExperimentKind,
+    /// Prefix of the run directory `runs/<name>-<UTC time>`; defaults to the experiment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Master seed: every (replicate, dynamics) draws from its own stream of it.
+    #[serde(default)]
+    pub seed: u64,
+    /// Worker threads; defaults to the available cores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Dynamics to run, by config key (SPEC §2).
+    pub dynamics: Vec<DynamicsKind>,
+    #[serde(default)]
+    pub noise: NoiseConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toy2d: Option<Toy2dConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NoiseConfig {
+    /// `match_sgd` (Eq. 5–6) or `fixed` (every GLD noise at E‖n‖² = total_variance).
+    pub magnitude: Magnitude,
+    /// E‖n‖² when `magnitude = "fixed"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_variance: Option<f64>,
+    /// `parameter` (θ − η·g0 + n) or `gradient` (θ − η(g0 + ε)).
+    pub units: Units,
+    /// `per_sample` (Eq. 1) or `minibatches` (K = N/m batch gradients).
+    pub covariance: CovarianceSource,
+    /// m: SGD's batch size, and Σ/m is SGD's noise covariance.
+    pub batch_size: usize,
+    pub gld_const: ConstNoiseConfig,
+    pub gld_dynamic: RefreshConfig,
+    pub gld_diag: RefreshConfig,
+    pub gld_leading: LeadingConfig,
+    pub gld_hessian: LowRankConfig,
+    pub gld_eig1: RefreshConfig,
+}
+
+impl Default for NoiseConfig {
+    fn default() -> Self {
+        NoiseConfig {
+            magnitude: Magnitude::MatchSgd,
+            total_variance: None,
+            units: Units::Parameter,
+            covariance: CovarianceSource::PerSample,
+            batch_size: 20,
+            gld_const: ConstNoiseConfig { sigma: 1e-3 },
+            gld_dynamic: RefreshConfig { refresh: 1 },
+            gld_diag: RefreshConfig { refresh: 1 },
+            gld_leading: LeadingConfig {
+                k: 20,
+                refresh: 10,
+                norm_matched: false,
+            },
+            gld_hessian: LowRankConfig { k: 20, refresh: 10 },
+            gld_eig1: RefreshConfig { refresh: 10 },
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConstNoiseConfig {
+    /// Per-coordinate standard deviation σ.
+    pub sigma: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshConfig {
+    /// Recompute the noise factor every this many iterations.
+    pub refresh: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LowRankConfig {
+    pub k: usize,
+    pub refresh: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeadingConfig {
+    pub k: usize,
+    pub refresh: usize,
+    /// Rescale to SGD's norm under `match_sgd` (the paper does not: it is SGD's own noise).
+    #[serde(default)]
+    pub norm_matched: bool,
+}
+
+/// SPEC §4.1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Toy2dConfig {
+    /// Independent replicates (data set + noise), each from its own RNG streams.
+    pub seeds: usize,
+    /// N data points per replicate.
+    pub samples: usize,
+    pub eta: f64,
+    pub iterations: usize,
+    pub start: [f64; 2],
+    /// φ in radians.
+    pub angle: f64,
+    /// The data spread: x = data_scale·(√10·z1, z2)·K.
+    pub data_scale: f64,
+    /// Success = both final coordinates below this (the released code's −0.5).
+    pub success_below: f64,
+}
+
+impl Default for Toy2dConfig {
+    fn default() -> Self {
+        Toy2dConfig {
+            seeds: 100,
+            samples: 100,
+            eta: 0.005,
+            iterations: 500,
+            start: [1.0, 1.0],
+            angle: std::f64::consts::FRAC_PI_4,
+            data_scale: 0.01,
+            success_below: -0.5,
+        }
+    }
+}
+
+impl NoiseConfig {
+    /// The noise of `kind` as this config defines it, for learning rate `eta`.
+    pub fn spec(&self, kind: DynamicsKind, eta: f64) -> NoiseSpec {
+        let matched = match (self.magnitude, self.total_variance) {
+            (Magnitude::Fixed, Some(v)) => ScaleRule::Fixed { total_variance: v },
+            _ => ScaleRule::MatchSgd,
+        };
+        let fixed = matches!(matched, ScaleRule::Fixed { .. });
+        let (shape, scale, refresh) = match kind {
+            DynamicsKind::Gd => (ShapeSource::None, ScaleRule::None, 1),
+            DynamicsKind::Sgd => (ShapeSource::Minibatch, ScaleRule::None, 1),
+            DynamicsKind::GldConst => (
+                ShapeSource::Isotropic,
+                if fixed { matched } else { ScaleRule::Const { sigma: self.gld_const.sigma } },
+                1,
+            ),
+            DynamicsKind::GldDynamic => (ShapeSource::Isotropic, matched, self.gld_dynamic.refresh),
+            DynamicsKind::GldDiag => (ShapeSource::SigmaDiagonal, matched, self.gld_diag.refresh),
+            DynamicsKind::GldLeading => (
+                ShapeSource::SigmaTop(self.gld_leading.k),
+                if fixed || self.gld_leading.norm_matched { matched } else { ScaleRule::Natural },
+                self.gld_leading.refresh,
+            ),
+            DynamicsKind::GldHessian => (
+                ShapeSource::HessianTop(self.gld_hessian.k),
+                matched,
+                self.gld_hessian.refresh,
+            ),
+            DynamicsKind::GldEig1 => (ShapeSource::HessianTop(1), matched, self.gld_eig1.refresh),
+        };
+        NoiseSpec {
+            kind,
+            eta,
+            batch_size: self.batch_size,
+            units: self.units,
+            covariance: self.covariance,
+            shape,
+            scale,
+            refresh,
+        }
+    }
+}
+
+/// A validated config together with where it came from.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub config: Config,
+    /// File path or preset name.
+    pub source: String,
+    /// The resolved config (defaults and overrides applied) as TOML, for the record.
+    pub resolved_toml: String,
+}
+
+/// Presets compiled into the binary: `noiselab run toy2d` works from any directory.
+pub const PRESETS: &[(&str, &str)] = &[("toy2d", include_str!("../configs/toy2d.toml"))];
+
+/// Loads `name_or_path`: a file if one exists there, else an embedded preset name.
+pub fn load(name_or_path: &str, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
+    let path = Path::new(name_or_path);
+    if path.exists() {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source: name_or_path.to_string(),
+            key: None,
+            problem: format!("cannot read the file: {e}"),
+        })?;
+        return parse(&text, name_or_path, overrides);
+    }
+    if let Some((_, text)) = PRESETS.iter().find(|(n, _)| *n == name_or_path) {
+        return parse(text, &format!("preset `{name_or_path}`"), overrides);
+    }
+    let names: Vec<&str> = PRESETS.iter().map(|(n, _)| *n).collect();
+    Err(ConfigError {
+        source: name_or_path.to_string(),
+        key: None,
+        problem: format!(
+            "no such file, and not a built-in preset (presets: {})",
+            names.join(", ")
+        ),
+    })
+}
+
+/// Parses TOML text, applies `key=value` overrides, deserializes and validates.
+pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
+        source: source.to_string(),
+        key: None,
+        problem: format!("not valid TOML: {}", e.to_string().trim_end()),
+    })?;
+    for o in overrides {
+        apply_override(&mut table, o)?;
+    }
+    let config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            ConfigError {
+                source: if overrides.is_empty() {
+                    source.to_string()
+                } else {
+                    format!("{source} (with --set overrides)")
+                },
+                key: (path != ".").then_some(path),
+                problem: e.into_inner().to_string().trim_end().to_string(),
+            }
+        })?;
+    config.validate().map_err(|(key, problem)| ConfigError {
+        source: source.to_string(),
+        key: Some(key),
+        problem,
+    })?;
+    let resolved_toml = toml::to_string(&config).expect("a Config always serializes");
+    Ok(LoadedConfig {
+        config,
+        source: source.to_string(),
+        resolved_toml,
+    })
+}
+
+/// `a.b.c=value`: the value is read as TOML (`0.1`, `true`, `["gd", "sgd"]`), and as a
+/// plain string when it is not valid TOML (`--set noise.magnitude=fixed`).
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
+    let err = |key: Option<&str>, problem: String| ConfigError {
+        source: format!("--set {assignment}"),
+        key: key.map(str::to_string),
+        problem,
+    };
+    let Some((key, raw)) = assignment.split_once('=') else {
+        return Err(err(None, "expected key=value, e.g. --set toy2d.seeds=1000".into()));
+    };
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(err(Some(key), "empty key segment".into()));
+    }
+    let mut current = table;
+    for (i, part) in parts[..parts.len() - 1].iter().enumerate() {
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| {
+            err(
+                Some(&parts[..=i].join(".")),
+                "is a value, not a table, so it has no sub-keys".into(),
+            )
+        })?;
+    }
+    current.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+type Invalid = (String, String);
+
+fn check(ok: bool, key: &str, value: impl fmt::Display, expected: &str) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key.to_string(), format!("value {value} is invalid: expected {expected}")))
+    }
+}
+
+fn positive(key: &str, v: f64) -> Result<(), Invalid> {
+    check(v.is_finite() && v > 0.0, key, v, "a finite number > 0")
+}
+
+fn at_least(key: &str, v: usize, min: usize) -> Result<(), Invalid> {
+    check(v >= min, key, v, &format!("an integer ≥ {min}"))
+}
+
+impl Config {
+    /// Semantic checks serde cannot express; the error names the key and value.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        check(!self.dynamics.is_empty(), "dynamics", "[]", "at least one dynamics")?;
+        for (i, d) in self.dynamics.iter().enumerate() {
+            check(
+                !self.dynamics[..i].contains(d),
+                &format!("dynamics[{i}]"),
+                format!("\"{d}\""),
+                "each dynamics listed once",
+            )?;
+        }
+        if let Some(t) = self.threads {
+            at_least("threads", t, 1)?;
+        }
+        if let Some(name) = &self.name {
+            check(
+                !name.is_empty()
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && !name.starts_with('.'),
+                "name",
+                format!("\"{name}\""),
+                "a directory name of letters, digits, '-', '_' or '.'",
+            )?;
+        }
+        let n = &self.noise;
+        at_least("noise.batch_size", n.batch_size, 1)?;
+        match (n.magnitude, n.total_variance) {
+            (Magnitude::Fixed, None) => {
+                return Err((
+                    "noise.total_variance".into(),
+                    "missing: required when noise.magnitude = \"fixed\" (a finite number > 0)".into(),
+                ))
+            }
+            (Magnitude::Fixed, Some(v)) => positive("noise.total_variance", v)?,
+            (Magnitude::MatchSgd, Some(v)) => {
+                return Err((
+                    "noise.total_variance".into(),
+                    format!("value {v} is only used with noise.magnitude = \"fixed\"; remove it or set the magnitude"),
+                ))
+            }
+            (Magnitude::MatchSgd, None) => {}
+        }
+        check(
+            n.gld_const.sigma.is_finite() && n.gld_const.sigma >= 0.0,
+            "noise.gld_const.sigma",
+            n.gld_const.sigma,
+            "a finite number ≥ 0",
+        )?;
+        for (key, v) in [
+            ("noise.gld_dynamic.refresh", n.gld_dynamic.refresh),
+            ("noise.gld_diag.refresh", n.gld_diag.refresh),
+            ("noise.gld_leading.refresh", n.gld_leading.refresh),
+            ("noise.gld_leading.k", n.gld_leading.k),
+            ("noise.gld_hessian.refresh", n.gld_hessian.refresh),
+            ("noise.gld_hessian.k", n.gld_hessian.k),
+            ("noise.gld_eig1.refresh", n.gld_eig1.refresh),
+        ] {
+            at_least(key, v, 1)?;
+        }
+        match self.experiment {
+            ExperimentKind::Toy2d => self.toy2d().validate(self)?,
+        }
+        Ok(())
+    }
+
+    /// The toy's settings (defaults when the table is absent).
+    pub fn toy2d(&self) -> Toy2dConfig {
+        self.toy2d.clone().unwrap_or_default()
+    }
+
+    /// Worker threads to use.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        })
+    }
+}
+
+impl Toy2dConfig {
+    fn validate(&self, config: &Config) -> Result<(), Invalid> {
+        at_least("toy2d.seeds", self.seeds, 1)?;
+        at_least("toy2d.samples", self.samples, 2)?;
+        at_least("toy2d.iterations", self.iterations, 1)?;
+        positive("toy2d.eta", self.eta)?;
+        positive("toy2d.data_scale", self.data_scale)?;
+        check(self.angle.is_finite(), "toy2d.angle", self.angle, "a finite angle in radians")?;
+        check(
+            self.success_below.is_finite(),
+            "toy2d.success_below",
+            self.success_below,
+            "a finite number",
+        )?;
+        for (i, s) in self.start.iter().enumerate() {
+            check(s.is_finite(), &format!("toy2d.start[{i}]"), s, "a finite number")?;
+        }
+        let n = &config.noise;
+        check(
+            n.batch_size <= self.samples,
+            "noise.batch_size",
+            n.batch_size,
+            &format!("at most toy2d.samples = {}", self.samples),
+        )?;
+        let dim = 2;
+        for (kind, key, k) in [
+            (DynamicsKind::GldLeading, "noise.gld_leading.k", n.gld_leading.k),
+            (DynamicsKind::GldHessian, "noise.gld_hessian.k", n.gld_hessian.k),
+        ] {
+            if config.dynamics.contains(&kind) {
+                check(k <= dim, key, k, &format!("at most D = {dim} for the toy"))?;
+            }
+        }
+        Ok(())
+    }
+}

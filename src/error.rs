@@ -1,0 +1,32 @@
+//! Errors. Configuration problems are their own type because the CLI maps them to
+//! exit code 2 and they must name the file, the key, the value and what was expected.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("writing {}: {message}", path.display())]
+    Record { path: PathBuf, message: String },
+    /// A numerical estimator could not produce a result (e.g. too few samples).
+    #[error("{0}")]
+    Numerics(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Gradient covariance from a set of gradients (SPEC §1 Eq. 1, §2 "Estimating Σ_t").
+//!
+//! C = factor · Σ_k a_k a_kᵀ with a_k = g_k − ḡ the centred rows. Everything is read
+//! off the centred rows without forming a D×D matrix when D is large: the trace and
+//! diagonal are sums of squares, the top eigenpairs come from the K×K Gram matrix
+//! (eigenvectors w = Aᵀe/‖Aᵀe‖), and Tr(HC) = factor·Σ_k a_kᵀ H a_k.
+
+use crate::linalg::{dot, symmetric_eigen, Eigenpairs, GradientMatrix};
+use crate::{Error, Result};
+use nalgebra::DMatrix;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub struct GradientCovariance {
+    /// Shared, so that Σ and Σ/m are one matrix.
+    centered: Arc<GradientMatrix>,
+    factor: f64,
+}
+
+impl GradientCovariance {
+    /// Σ of Eq. 1 from the N per-sample gradients: centred on their mean (= g0), 1/N.
+    pub fn per_sample(mut gradients: GradientMatrix) -> Result<Self> {
+        let n = gradients.rows();
+        if n < 1 {
+            return Err(Error::Numerics("per-sample covariance of no gradients".into()));
+        }
+        let mean = gradients.mean();
+        gradients.center(&mean);
+        Ok(GradientCovariance {
+            centered: Arc::new(gradients),
+            factor: 1.0 / n as f64,
+        })
+    }
+
+    /// The minibatch-noise covariance Σ/m from the K minibatch gradients of a partition
+    /// of the training set (SPEC §2): centred on their mean (= g0), 1/(K − 1).
+    pub fn minibatches(mut gradients: GradientMatrix) -> Result<Self> {
+        let k = gradients.rows();
+        if k < 2 {
+            return Err(Error::Numerics(format!(
+                "minibatch covariance needs at least 2 batch gradients, got {k}"
+            )));
+        }
+        let mean = gradients.mean();
+        gradients.center(&mean);
+        Ok(GradientCovariance {
+            centered: Arc::new(gradients),
+            factor: 1.0 / (k - 1) as f64,
+        })
+    }
+
+    /// The same covariance multiplied by `s` (e.g. Σ → Σ/m).
+    pub fn scaled(mut self, s: f64) -> Self {
+        self.factor *= s;
+        self
+    }
+
+    pub fn dim(&self) -> usize {
+        self.centered.dim()
+    }
+
+    /// Number of gradients it was estimated from.
+    pub fn sample_count(&self) -> usize {
+        self.centered.rows()
+    }
+
+    pub fn trace(&self) -> f64 {
+        self.factor * self.centered.iter_rows().map(|a| dot(a, a)).sum::<f64>()
+    }
+
+    pub fn diagonal(&self) -> Vec<f64> {
+        let mut d = vec![0.0; self.dim()];
+        for a in self.centered.iter_rows() {
+            for (di, ai) in d.iter_mut().zip(a) {
+                *di += self.factor * ai * ai;
+            }
+        }
+        d
+    }
+
+    /// vᵀ C v
+    pub fn quad_form(&self, v: &[f64]) -> f64 {
+        self.factor
+            * self
+                .centered
+                .iter_rows()
+                .map(|a| dot(a, v).powi(2))
+                .sum::<f64>()
+    }
+
+    /// Tr(H C) = factor · Σ_k a_kᵀ H a_k, with H given by its products (SPEC §3).
+    pub fn tr_h(&self, mut hvp: impl FnMut(&[f64]) -> Result<Vec<f64>>) -> Result<f64> {
+        let mut sum = 0.0;
+        for a in self.centered.iter_rows() {
+            sum += dot(a, &hvp(a)?);
+        }
+        Ok(self.factor * sum)
+    }
+
+    /// Dense D×D matrix (small D only).
+    pub fn dense(&self) -> DMatrix<f64> {
+        let (k, d) = (self.centered.rows(), self.dim());
+        let a = DMatrix::from_row_iterator(k, d, self.centered.iter_rows().flatten().copied());
+        self.factor * a.transpose() * a
+    }
+
+    /// The `k` leading eigenpairs with positive eigenvalue. Dense D×D when D ≤ K,
+    /// otherwise through the K×K Gram matrix factor·A·Aᵀ, which shares its non-zero
+    /// eigenvalues with C.
+    pub fn top_eigenpairs(&self, k: usize) -> Eigenpairs {
+        let (rows, d) = (self.centered.rows(), self.dim());
+        let pairs = if d <= rows {
+            symmetric_eigen(self.dense())
+        } else {
+            let mut gram = DMatrix::zeros(rows, rows);
+            let rows_vec: Vec<&[f64]> = self.centered.iter_rows().collect();
+            for i in 0..rows {
+                for j in 0..=i {
+                    let g = self.factor * dot(rows_vec[i], rows_vec[j]);
+                    gram[(i, j)] = g;
+                    gram[(j, i)] = g;
+                }
+            }
+            let small = symmetric_eigen(gram);
+            let mut vectors = Vec::with_capacity(small.len());
+            for e in &small.vectors {
+                let mut w = vec![0.0; d];
+                for (a, ek) in rows_vec.iter().zip(e) {
+                    crate::linalg::axpy(*ek, a, &mut w);
+                }
+                let n = dot(&w, &w).sqrt();
+                w.iter_mut().for_each(|x| *x /= n.max(f64::MIN_POSITIVE));
+                vectors.push(w);
+            }
+            Eigenpairs {
+                values: small.values,
+                vectors,
+            }
+        };
+        // Keep only the numerically positive part of the spectrum.
+        let cutoff = pairs.values.first().copied().unwrap_or(0.0).max(0.0) * 1e-12;
+        let keep = pairs.values.iter().take_while(|&&v| v > cutoff).count();
+        pairs.truncate(keep.min(k))
+    }
+}

@@ -1,0 +1,3 @@
+//! Experiment protocols (SPEC §4), one file each.
+
+pub mod toy2d;

@@ -1,0 +1,20 @@
+//! noiselab: run GD, SGD and Langevin-type dynamics side by side and watch how the
+//! *shape* of their noise lets them escape sharp minima.
+//!
+//! The math is decoded in `SPEC.md` (shared with the project); section numbers in
+//! comments (`SPEC §2`) refer to it. Data flows one way:
+//! config → experiment → [`engine`] (θ ← θ − η·g0 + n) → results → record.
+
+pub mod config;
+pub mod dynamics;
+pub mod engine;
+pub mod error;
+pub mod estimators;
+pub mod experiments;
+pub mod linalg;
+pub mod models;
+pub mod objective;
+pub mod record;
+pub mod rng;
+
+pub use error::{Error, Result};

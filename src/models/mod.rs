@@ -1,0 +1,4 @@
+//! Models, one file each, all behind the [`crate::objective::Objective`] seam.
+
+pub mod quadratic;
+pub mod toy2d;

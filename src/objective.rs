@@ -1,0 +1,77 @@
+//! The `Objective` seam: what every model offers the engine and the estimators.
+//!
+//! θ is one flat `f64` vector (SPEC §1) in the model's documented parameter order. The
+//! closed-form toy computes in f64 directly; network objectives may compute in f32
+//! internally and convert at this boundary (D·8 bytes per call, small next to a
+//! forward/backward pass).
+
+use crate::linalg::GradientMatrix;
+use crate::Result;
+use nalgebra::DMatrix;
+
+pub trait Objective: Send + Sync {
+    /// Number of parameters D.
+    fn dim(&self) -> usize;
+
+    /// Number of training samples N.
+    fn num_samples(&self) -> usize;
+
+    /// Full-batch loss L(θ) and gradient g0(θ) (SPEC §1).
+    fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
+
+    /// L(θ) alone.
+    fn loss(&self, theta: &[f64]) -> Result<f64> {
+        Ok(self.loss_and_gradient(theta)?.0)
+    }
+
+    /// Mean gradients of consecutive batches: row k is g_B for
+    /// B = `indices[k·batch_size .. (k+1)·batch_size]`. `indices.len()` must be a multiple
+    /// of `batch_size`. Per-sample gradients are batches of one.
+    fn batch_gradients(
+        &self,
+        theta: &[f64],
+        indices: &[usize],
+        batch_size: usize,
+    ) -> Result<GradientMatrix>;
+
+    /// The N × D per-sample gradient matrix (rows g_i).
+    fn per_sample_gradients(&self, theta: &[f64]) -> Result<GradientMatrix> {
+        let all: Vec<usize> = (0..self.num_samples()).collect();
+        self.batch_gradients(theta, &all, 1)
+    }
+
+    /// Hessian-vector product H(θ)·v.
+    fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>>;
+
+    /// Dense Hessian. The default builds it column by column from D HVPs and
+    /// symmetrises it: only sensible for small D (the toy, test oracles).
+    fn hessian(&self, theta: &[f64]) -> Result<DMatrix<f64>> {
+        let d = self.dim();
+        let mut h = DMatrix::zeros(d, d);
+        let mut e = vec![0.0; d];
+        for j in 0..d {
+            e[j] = 1.0;
+            let col = self.hvp(theta, &e)?;
+            e[j] = 0.0;
+            h.column_mut(j).copy_from_slice(&col);
+        }
+        Ok(0.5 * (&h + h.transpose()))
+    }
+}
+
+/// Checks the contract of [`Objective::batch_gradients`] so every implementation
+/// reports a bad request the same way.
+pub fn check_batches(indices: &[usize], batch_size: usize, num_samples: usize) -> Result<()> {
+    if batch_size == 0 || indices.len() % batch_size != 0 {
+        return Err(crate::Error::Numerics(format!(
+            "batch_gradients: {} indices do not split into batches of {batch_size}",
+            indices.len()
+        )));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= num_samples) {
+        return Err(crate::Error::Numerics(format!(
+            "batch_gradients: sample index {bad} out of range (N = {num_samples})"
+        )));
+    }
+    Ok(())
+}
