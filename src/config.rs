@@ -20,7 +20,11 @@ pub struct ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.key {
-            Some(key) => write!(f, "config error in {}: key `{key}`: {}", self.source, self.problem),
+            Some(key) => write!(
+                f,
+                "config error in {}: key `{key}`: {}",
+                self.source, self.problem
+            ),
             None => write!(f, "config error in {}: {}", self.source, self.problem),
         }
     }
@@ -187,14 +191,24 @@ impl NoiseConfig {
             DynamicsKind::Sgd => (ShapeSource::Minibatch, ScaleRule::None, 1),
             DynamicsKind::GldConst => (
                 ShapeSource::Isotropic,
-                if fixed { matched } else { ScaleRule::Const { sigma: self.gld_const.sigma } },
+                if fixed {
+                    matched
+                } else {
+                    ScaleRule::Const {
+                        sigma: self.gld_const.sigma,
+                    }
+                },
                 1,
             ),
             DynamicsKind::GldDynamic => (ShapeSource::Isotropic, matched, self.gld_dynamic.refresh),
             DynamicsKind::GldDiag => (ShapeSource::SigmaDiagonal, matched, self.gld_diag.refresh),
             DynamicsKind::GldLeading => (
                 ShapeSource::SigmaTop(self.gld_leading.k),
-                if fixed || self.gld_leading.norm_matched { matched } else { ScaleRule::Natural },
+                if fixed || self.gld_leading.norm_matched {
+                    matched
+                } else {
+                    ScaleRule::Natural
+                },
                 self.gld_leading.refresh,
             ),
             DynamicsKind::GldHessian => (
@@ -265,6 +279,20 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
     for o in overrides {
         apply_override(&mut table, o)?;
     }
+    // Nested noise tables fall back key by key to the defaults (`[noise.gld_hessian]
+    // k = 5` keeps the default refresh); unknown keys still reach serde and are refused.
+    match table.remove("noise") {
+        Some(toml::Value::Table(user)) => {
+            let mut merged =
+                toml::Table::try_from(NoiseConfig::default()).expect("defaults serialize");
+            deep_merge(&mut merged, user);
+            table.insert("noise".into(), toml::Value::Table(merged));
+        }
+        Some(other) => {
+            table.insert("noise".into(), other);
+        }
+        None => {}
+    }
     let config: Config =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
@@ -275,7 +303,7 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
                     format!("{source} (with --set overrides)")
                 },
                 key: (path != ".").then_some(path),
-                problem: e.into_inner().to_string().trim_end().to_string(),
+                problem: tidy_serde_message(&e.into_inner().to_string()),
             }
         })?;
     config.validate().map_err(|(key, problem)| ConfigError {
@@ -291,6 +319,31 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
     })
 }
 
+fn deep_merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => deep_merge(b, o),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Drops the `in \`key\`` trailer toml's deserializer appends (we name the key
+/// ourselves) and says "a table" instead of the Rust struct name.
+fn tidy_serde_message(message: &str) -> String {
+    let first = message
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("in `"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    match first.find("expected struct ") {
+        Some(i) => format!("{}expected a table", &first[..i]),
+        None => first.trim_end().to_string(),
+    }
+}
+
 /// `a.b.c=value`: the value is read as TOML (`0.1`, `true`, `["gd", "sgd"]`), and as a
 /// plain string when it is not valid TOML (`--set noise.magnitude=fixed`).
 fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), ConfigError> {
@@ -300,7 +353,10 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Confi
         problem,
     };
     let Some((key, raw)) = assignment.split_once('=') else {
-        return Err(err(None, "expected key=value, e.g. --set toy2d.seeds=1000".into()));
+        return Err(err(
+            None,
+            "expected key=value, e.g. --set toy2d.seeds=1000".into(),
+        ));
     };
     let key = key.trim();
     let raw = raw.trim();
@@ -334,7 +390,10 @@ fn check(ok: bool, key: &str, value: impl fmt::Display, expected: &str) -> Resul
     if ok {
         Ok(())
     } else {
-        Err((key.to_string(), format!("value {value} is invalid: expected {expected}")))
+        Err((
+            key.to_string(),
+            format!("value {value} is invalid: expected {expected}"),
+        ))
     }
 }
 
@@ -349,7 +408,12 @@ fn at_least(key: &str, v: usize, min: usize) -> Result<(), Invalid> {
 impl Config {
     /// Semantic checks serde cannot express; the error names the key and value.
     pub fn validate(&self) -> Result<(), Invalid> {
-        check(!self.dynamics.is_empty(), "dynamics", "[]", "at least one dynamics")?;
+        check(
+            !self.dynamics.is_empty(),
+            "dynamics",
+            "[]",
+            "at least one dynamics",
+        )?;
         for (i, d) in self.dynamics.iter().enumerate() {
             check(
                 !self.dynamics[..i].contains(d),
@@ -364,7 +428,9 @@ impl Config {
         if let Some(name) = &self.name {
             check(
                 !name.is_empty()
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
                     && !name.starts_with('.'),
                 "name",
                 format!("\"{name}\""),
@@ -419,9 +485,8 @@ impl Config {
 
     /// Worker threads to use.
     pub fn threads(&self) -> usize {
-        self.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get())
-        })
+        self.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
     }
 }
 
@@ -432,7 +497,12 @@ impl Toy2dConfig {
         at_least("toy2d.iterations", self.iterations, 1)?;
         positive("toy2d.eta", self.eta)?;
         positive("toy2d.data_scale", self.data_scale)?;
-        check(self.angle.is_finite(), "toy2d.angle", self.angle, "a finite angle in radians")?;
+        check(
+            self.angle.is_finite(),
+            "toy2d.angle",
+            self.angle,
+            "a finite angle in radians",
+        )?;
         check(
             self.success_below.is_finite(),
             "toy2d.success_below",
@@ -440,7 +510,12 @@ impl Toy2dConfig {
             "a finite number",
         )?;
         for (i, s) in self.start.iter().enumerate() {
-            check(s.is_finite(), &format!("toy2d.start[{i}]"), s, "a finite number")?;
+            check(
+                s.is_finite(),
+                &format!("toy2d.start[{i}]"),
+                s,
+                "a finite number",
+            )?;
         }
         let n = &config.noise;
         check(
@@ -451,8 +526,16 @@ impl Toy2dConfig {
         )?;
         let dim = 2;
         for (kind, key, k) in [
-            (DynamicsKind::GldLeading, "noise.gld_leading.k", n.gld_leading.k),
-            (DynamicsKind::GldHessian, "noise.gld_hessian.k", n.gld_hessian.k),
+            (
+                DynamicsKind::GldLeading,
+                "noise.gld_leading.k",
+                n.gld_leading.k,
+            ),
+            (
+                DynamicsKind::GldHessian,
+                "noise.gld_hessian.k",
+                n.gld_hessian.k,
+            ),
         ] {
             if config.dynamics.contains(&kind) {
                 check(k <= dim, key, k, &format!("at most D = {dim} for the toy"))?;

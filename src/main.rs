@@ -96,7 +96,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(loaded: &LoadedConfig, out: Option<&Path>, runs_dir: &Path, quiet: bool) -> noiselab::Result<()> {
+fn run(
+    loaded: &LoadedConfig,
+    out: Option<&Path>,
+    runs_dir: &Path,
+    quiet: bool,
+) -> noiselab::Result<()> {
     let config = &loaded.config;
     let dir = match out {
         Some(dir) => run_dir::create_exact(dir)?,

@@ -7,5 +7,7 @@ mod model;
 mod shape;
 
 pub use kind::DynamicsKind;
-pub use model::{CovarianceSource, Magnitude, NoiseModel, NoiseSpec, ScaleRule, ShapeSource, Units};
+pub use model::{
+    CovarianceSource, Magnitude, NoiseModel, NoiseSpec, ScaleRule, ShapeSource, Units,
+};
 pub use shape::NoiseShape;

@@ -221,8 +221,12 @@ impl NoiseModel {
         Ok(match (&self.active, self.spec.shape) {
             (_, ShapeSource::Minibatch) => {
                 let eta2 = self.spec.eta * self.spec.eta;
-                at.noise_covariance(self.spec.covariance, self.spec.batch_size, &mut self.metrics_rng)?
-                    .dense()
+                at.noise_covariance(
+                    self.spec.covariance,
+                    self.spec.batch_size,
+                    &mut self.metrics_rng,
+                )?
+                .dense()
                     * eta2
             }
             (Some(a), _) => a.shape.dense(d) * (a.scale * a.scale),
@@ -240,12 +244,13 @@ impl NoiseModel {
         Ok(match (&self.active, self.spec.shape) {
             (_, ShapeSource::Minibatch) => {
                 let eta2 = self.spec.eta * self.spec.eta;
-                let hv = |v: &[f64]| -> Result<Vec<f64>> {
-                    Ok((h * nalgebra::DVector::from_column_slice(v)).as_slice().to_vec())
-                };
                 eta2 * at
-                    .noise_covariance(self.spec.covariance, self.spec.batch_size, &mut self.metrics_rng)?
-                    .tr_h(hv)?
+                    .noise_covariance(
+                        self.spec.covariance,
+                        self.spec.batch_size,
+                        &mut self.metrics_rng,
+                    )?
+                    .tr_h_dense(h)
             }
             (Some(a), _) => a.scale * a.scale * a.shape.tr_h(h),
             (None, _) => 0.0,
@@ -253,13 +258,19 @@ impl NoiseModel {
     }
 
     /// E‖n_t‖² of the active noise (0 for GD; SGD's is η²·Tr C_m).
-    pub fn expected_sq_norm<O: Objective + ?Sized>(&mut self, at: &mut AtPoint<'_, O>) -> Result<f64> {
+    pub fn expected_sq_norm<O: Objective + ?Sized>(
+        &mut self,
+        at: &mut AtPoint<'_, O>,
+    ) -> Result<f64> {
         Ok(match (&self.active, self.spec.shape) {
             (_, ShapeSource::Minibatch) => {
                 self.spec.eta.powi(2)
-                    * at
-                        .noise_covariance(self.spec.covariance, self.spec.batch_size, &mut self.metrics_rng)?
-                        .trace()
+                    * at.noise_covariance(
+                        self.spec.covariance,
+                        self.spec.batch_size,
+                        &mut self.metrics_rng,
+                    )?
+                    .trace()
             }
             (Some(a), _) => a.scale * a.scale * a.shape.trace(),
             (None, _) => 0.0,

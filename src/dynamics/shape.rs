@@ -85,7 +85,9 @@ impl NoiseShape {
     pub fn dense(&self, dim: usize) -> DMatrix<f64> {
         match self {
             NoiseShape::Isotropic { .. } => DMatrix::identity(dim, dim),
-            NoiseShape::Diagonal(d) => DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(d)),
+            NoiseShape::Diagonal(d) => {
+                DMatrix::from_diagonal(&nalgebra::DVector::from_column_slice(d))
+            }
             NoiseShape::LowRank(p) => p.dense(dim),
         }
     }

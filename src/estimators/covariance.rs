@@ -22,7 +22,9 @@ impl GradientCovariance {
     pub fn per_sample(mut gradients: GradientMatrix) -> Result<Self> {
         let n = gradients.rows();
         if n < 1 {
-            return Err(Error::Numerics("per-sample covariance of no gradients".into()));
+            return Err(Error::Numerics(
+                "per-sample covariance of no gradients".into(),
+            ));
         }
         let mean = gradients.mean();
         gradients.center(&mean);
@@ -97,11 +99,29 @@ impl GradientCovariance {
         Ok(self.factor * sum)
     }
 
+    /// Tr(H C) for a dense H (small D): Σ_ij H_ij·C_ij.
+    pub fn tr_h_dense(&self, h: &DMatrix<f64>) -> f64 {
+        self.dense().component_mul(h).sum()
+    }
+
     /// Dense D×D matrix (small D only).
     pub fn dense(&self) -> DMatrix<f64> {
-        let (k, d) = (self.centered.rows(), self.dim());
-        let a = DMatrix::from_row_iterator(k, d, self.centered.iter_rows().flatten().copied());
-        self.factor * a.transpose() * a
+        let d = self.dim();
+        let mut c = DMatrix::zeros(d, d);
+        for a in self.centered.iter_rows() {
+            for j in 0..d {
+                for i in j..d {
+                    c[(i, j)] += a[i] * a[j];
+                }
+            }
+        }
+        for j in 0..d {
+            for i in j..d {
+                c[(i, j)] *= self.factor;
+                c[(j, i)] = c[(i, j)];
+            }
+        }
+        c
     }
 
     /// The `k` leading eigenpairs with positive eigenvalue. Dense D×D when D ≤ K,

@@ -86,11 +86,10 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
                     let mut order: Vec<usize> = (0..n).collect();
                     order.shuffle(rng);
                     order.truncate(k * batch_size);
-                    GradientCovariance::minibatches(self.objective.batch_gradients(
-                        self.theta,
-                        &order,
-                        batch_size,
-                    )?)?
+                    GradientCovariance::minibatches(
+                        self.objective
+                            .batch_gradients(self.theta, &order, batch_size)?,
+                    )?
                 }
             };
             self.noise_covariance = Some(cov);
@@ -114,6 +113,10 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
             };
             self.hessian_eigen = Some(pairs);
         }
-        Ok(self.hessian_eigen.clone().expect("just computed").truncate(k))
+        Ok(self
+            .hessian_eigen
+            .clone()
+            .expect("just computed")
+            .truncate(k))
     }
 }

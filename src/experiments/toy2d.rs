@@ -9,7 +9,6 @@ use crate::engine;
 use crate::models::toy2d::Toy2d;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
-use nalgebra::DVector;
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -57,7 +56,11 @@ impl ToySeries {
 
     /// Mean over replicates of Tr(H_0·Cov n_0), the indicator at the start.
     pub fn mean_initial_tr_h_noise(&self) -> f64 {
-        let v: Vec<f64> = self.runs.iter().filter_map(|r| r.tr_h_noise.first().copied()).collect();
+        let v: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.tr_h_noise.first().copied())
+            .collect();
         v.iter().sum::<f64>() / v.len().max(1) as f64
     }
 }
@@ -99,9 +102,7 @@ pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<
             loss.push(at.loss_and_gradient()?.0);
             let h = at.hessian()?.clone();
             tr_h_noise.push(noise.tr_h_noise(at, &h)?);
-            tr_h_sigma.push(at.sigma()?.tr_h(|v| {
-                Ok((&h * DVector::from_column_slice(v)).as_slice().to_vec())
-            })?);
+            tr_h_sigma.push(at.sigma()?.tr_h_dense(&h));
             Ok(())
         },
     )?;

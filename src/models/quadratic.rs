@@ -11,6 +11,9 @@ use nalgebra::{DMatrix, DVector};
 pub struct Quadratic {
     hessian: DMatrix<f64>,
     centers: Vec<Vec<f64>>,
+    /// x̄ and (1/N)·Σ ½(x_i − x̄)ᵀH(x_i − x̄): L(θ) = ½(θ − x̄)ᵀH(θ − x̄) + spread.
+    mean: Vec<f64>,
+    spread: f64,
 }
 
 impl Quadratic {
@@ -18,7 +21,27 @@ impl Quadratic {
     pub fn new(hessian: DMatrix<f64>, centers: Vec<Vec<f64>>) -> Self {
         assert!(hessian.is_square() && !centers.is_empty());
         assert!(centers.iter().all(|c| c.len() == hessian.nrows()));
-        Quadratic { hessian, centers }
+        let n = centers.len() as f64;
+        let mut mean = vec![0.0; hessian.nrows()];
+        for c in &centers {
+            axpy(1.0 / n, c, &mut mean);
+        }
+        let mut q = Quadratic {
+            hessian,
+            centers,
+            mean,
+            spread: 0.0,
+        };
+        q.spread = q
+            .centers
+            .iter()
+            .map(|c| {
+                let mut r = c.clone();
+                axpy(-1.0, &q.mean, &mut r);
+                0.5 * dot(&r, &q.h_times(&r)) / n
+            })
+            .sum();
+        q
     }
 
     /// L(θ) = ½ θᵀHθ: one sample at the origin.
@@ -55,17 +78,10 @@ impl Objective for Quadratic {
     }
 
     fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
-        let n = self.centers.len() as f64;
-        let mut loss = 0.0;
-        let mut grad = vec![0.0; self.dim()];
-        for i in 0..self.centers.len() {
-            let mut r = theta.to_vec();
-            axpy(-1.0, &self.centers[i], &mut r);
-            let g = self.h_times(&r);
-            loss += 0.5 * dot(&r, &g) / n;
-            axpy(1.0 / n, &g, &mut grad);
-        }
-        Ok((loss, grad))
+        let mut r = theta.to_vec();
+        axpy(-1.0, &self.mean, &mut r);
+        let grad = self.h_times(&r);
+        Ok((0.5 * dot(&r, &grad) + self.spread, grad))
     }
 
     fn batch_gradients(

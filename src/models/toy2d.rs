@@ -144,6 +144,15 @@ impl Objective for Toy2d {
         Ok(out)
     }
 
+    fn per_sample_gradients(&self, theta: &[f64]) -> Result<GradientMatrix> {
+        let mut out = GradientMatrix::zeros(self.samples.len(), 2);
+        for (k, x) in self.samples.iter().enumerate() {
+            out.row_mut(k)
+                .copy_from_slice(&self.sample_loss_grad(theta, x).1);
+        }
+        Ok(out)
+    }
+
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>> {
         let h = self.hessian(theta)?;
         Ok(vec![

@@ -40,11 +40,21 @@ fn series(runs: &[ToyRun], len: usize, get: impl Fn(&ToyRun) -> &[f64]) -> Array
     a
 }
 
-pub fn write(path: &Path, loaded: &LoadedConfig, outcome: &ToyOutcome, created: &str) -> Result<()> {
+pub fn write(
+    path: &Path,
+    loaded: &LoadedConfig,
+    outcome: &ToyOutcome,
+    created: &str,
+) -> Result<()> {
     super::write_atomically(path, |p| write_file(p, loaded, outcome, created))
 }
 
-fn write_file(path: &Path, loaded: &LoadedConfig, outcome: &ToyOutcome, created: &str) -> Result<()> {
+fn write_file(
+    path: &Path,
+    loaded: &LoadedConfig,
+    outcome: &ToyOutcome,
+    created: &str,
+) -> Result<()> {
     let e = h5err(path);
     let file = hdf5::File::create(path).map_err(&e)?;
     let attr_str = |loc: &hdf5::Location, name: &str, value: &str| -> Result<()> {
@@ -64,6 +74,8 @@ fn write_file(path: &Path, loaded: &LoadedConfig, outcome: &ToyOutcome, created:
         .and_then(|a| a.write_scalar(&loaded.config.seed))
         .map_err(&e)?;
     let t = outcome.toy.iterations;
+    // Compressed (shuffle + deflate) where the HDF5 library has zlib, as Debian's does.
+    let deflate = hdf5::filters::deflate_available();
     let root = file.create_group("dynamics").map_err(&e)?;
     for s in &outcome.series {
         let g = root.create_group(s.kind.key()).map_err(&e)?;
@@ -89,16 +101,32 @@ fn write_file(path: &Path, loaded: &LoadedConfig, outcome: &ToyOutcome, created:
                 traj[(i, j, 1)] = w[1];
             }
         }
-        g.new_dataset_builder().with_data(&traj).create("trajectories").map_err(&e)?;
+        let chunk_seeds = s.runs.len().clamp(1, 16);
+        let mut b = g.new_dataset_builder().with_data(&traj);
+        b = b.chunk((chunk_seeds, t + 1, 2));
+        if deflate {
+            b = b.shuffle().deflate(4);
+        }
+        b.create("trajectories").map_err(&e)?;
         for (name, data) in [
             ("tr_h_noise", series(&s.runs, t, |r| &r.tr_h_noise)),
             ("tr_h_sigma", series(&s.runs, t, |r| &r.tr_h_sigma)),
             ("loss", series(&s.runs, t, |r| &r.loss)),
         ] {
-            g.new_dataset_builder().with_data(&data).create(name).map_err(&e)?;
+            let mut b = g
+                .new_dataset_builder()
+                .with_data(&data)
+                .chunk((chunk_seeds, t.max(1)));
+            if deflate {
+                b = b.shuffle().deflate(4);
+            }
+            b.create(name).map_err(&e)?;
         }
         let success: Array1<u8> = s.runs.iter().map(|r| r.success as u8).collect();
-        g.new_dataset_builder().with_data(&success).create("success").map_err(&e)?;
+        g.new_dataset_builder()
+            .with_data(&success)
+            .create("success")
+            .map_err(&e)?;
     }
     file.close().map_err(&e)?;
     Ok(())

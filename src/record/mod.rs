@@ -10,10 +10,7 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Writes `path` via `<path>.partial` + fsync + rename.
-pub fn write_atomically(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);

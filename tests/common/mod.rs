@@ -1,0 +1,86 @@
+//! Shared helpers for the statistical tests: tolerances come from the sample size.
+#![allow(dead_code)]
+
+use nalgebra::DMatrix;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha12Rng;
+use rand_distr::StandardNormal;
+
+/// How many standard errors a statistical assertion allows (P(|Z| > 5) ≈ 6e-7).
+pub const Z: f64 = 5.0;
+
+/// Mean and standard error of the mean of `xs`.
+pub fn mean_se(xs: &[f64]) -> (f64, f64) {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, (var / n).sqrt())
+}
+
+/// Checks that the second moments E[n nᵀ] of zero-mean draws match `target` entry by
+/// entry, each within Z standard errors estimated from the draws themselves, and that
+/// E‖n‖² matches Tr(target) the same way.
+pub fn assert_second_moments(draws: &[Vec<f64>], target: &DMatrix<f64>, what: &str) {
+    let d = target.nrows();
+    for i in 0..d {
+        for j in 0..=i {
+            let prods: Vec<f64> = draws.iter().map(|n| n[i] * n[j]).collect();
+            let (m, se) = mean_se(&prods);
+            let tol = Z * se + 1e-12 * target.abs().max();
+            assert!(
+                (m - target[(i, j)]).abs() <= tol,
+                "{what}: E[n{i} n{j}] = {m:.6e}, target {:.6e}, tolerance {tol:.3e} ({} draws)",
+                target[(i, j)],
+                draws.len()
+            );
+        }
+    }
+    let sq: Vec<f64> = draws
+        .iter()
+        .map(|n| n.iter().map(|x| x * x).sum())
+        .collect();
+    let (m, se) = mean_se(&sq);
+    let tol = Z * se + 1e-12 * target.trace().abs();
+    assert!(
+        (m - target.trace()).abs() <= tol,
+        "{what}: E‖n‖² = {m:.6e}, target {:.6e}, tolerance {tol:.3e}",
+        target.trace()
+    );
+}
+
+/// A random symmetric positive-definite matrix with eigenvalues in [lo, hi].
+pub fn random_spd(d: usize, lo: f64, hi: f64, seed: u64) -> DMatrix<f64> {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    let a = DMatrix::from_fn(d, d, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let q = a.qr().q();
+    let eig: Vec<f64> = (0..d)
+        .map(|i| lo + (hi - lo) * i as f64 / (d.max(2) - 1) as f64)
+        .collect();
+    &q * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(eig)) * q.transpose()
+}
+
+pub fn random_vectors(n: usize, d: usize, scale: f64, seed: u64) -> Vec<Vec<f64>> {
+    let mut rng = ChaCha12Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| {
+            (0..d)
+                .map(|_| scale * rng.sample::<f64, _>(StandardNormal))
+                .collect()
+        })
+        .collect()
+}
+
+/// The sample covariance (1/N, around the mean) of `xs`, computed densely.
+pub fn dense_covariance(xs: &[Vec<f64>]) -> DMatrix<f64> {
+    let d = xs[0].len();
+    let n = xs.len() as f64;
+    let mean: Vec<f64> = (0..d)
+        .map(|i| xs.iter().map(|x| x[i]).sum::<f64>() / n)
+        .collect();
+    DMatrix::from_fn(d, d, |i, j| {
+        xs.iter()
+            .map(|x| (x[i] - mean[i]) * (x[j] - mean[j]))
+            .sum::<f64>()
+            / n
+    })
+}
