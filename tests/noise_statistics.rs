@@ -125,6 +125,19 @@ fn every_noise_matches_its_target_covariance_norm_matched_to_sgd() {
         .all(|&x| x == 0.0));
 }
 
+fn assert_expected_sq_norm(draws: &[Vec<f64>], target: f64, kind: DynamicsKind) {
+    let sq: Vec<f64> = draws
+        .iter()
+        .map(|n| n.iter().map(|x| x * x).sum())
+        .collect();
+    let (m, se) = mean_se(&sq);
+    assert!(
+        (m - target).abs() <= Z * se,
+        "{kind}: E‖n‖² {m} vs {target} ± {}",
+        Z * se
+    );
+}
+
 #[test]
 fn norm_matched_noises_share_sgds_expected_squared_norm() {
     let s = setup();
@@ -136,16 +149,7 @@ fn norm_matched_noises_share_sgds_expected_squared_norm() {
         DynamicsKind::GldHessian,
         DynamicsKind::GldEig1,
     ] {
-        let sq: Vec<f64> = draws(&s, &config, kind)
-            .iter()
-            .map(|n| n.iter().map(|x| x * x).sum())
-            .collect();
-        let (m, se) = mean_se(&sq);
-        assert!(
-            (m - target).abs() <= Z * se,
-            "{kind}: E‖n‖² {m} vs {target} ± {}",
-            Z * se
-        );
+        assert_expected_sq_norm(&draws(&s, &config, kind), target, kind);
     }
 }
 
@@ -155,24 +159,8 @@ fn fixed_magnitude_mode_gives_every_gld_noise_the_same_norm() {
     let mut config = noise_config();
     config.magnitude = Magnitude::Fixed;
     config.total_variance = Some(0.01);
-    for kind in [
-        DynamicsKind::GldConst,
-        DynamicsKind::GldDynamic,
-        DynamicsKind::GldDiag,
-        DynamicsKind::GldLeading,
-        DynamicsKind::GldHessian,
-        DynamicsKind::GldEig1,
-    ] {
-        let sq: Vec<f64> = draws(&s, &config, kind)
-            .iter()
-            .map(|n| n.iter().map(|x| x * x).sum())
-            .collect();
-        let (m, se) = mean_se(&sq);
-        assert!(
-            (m - 0.01).abs() <= Z * se,
-            "{kind}: E‖n‖² {m} vs 0.01 ± {}",
-            Z * se
-        );
+    for &kind in DynamicsKind::langevin() {
+        assert_expected_sq_norm(&draws(&s, &config, kind), 0.01, kind);
     }
 }
 

@@ -21,15 +21,6 @@ fn preset(overrides: &[&str]) -> Config {
     .config
 }
 
-const MATCHED: [DynamicsKind; 6] = [
-    DynamicsKind::GldConst,
-    DynamicsKind::GldDynamic,
-    DynamicsKind::GldDiag,
-    DynamicsKind::GldLeading,
-    DynamicsKind::GldHessian,
-    DynamicsKind::GldEig1,
-];
-
 /// Tr(H·Cov n) of each norm-matched noise at θ, all at the same E‖n‖².
 fn indicators<O: Objective>(
     config: &Config,
@@ -37,7 +28,7 @@ fn indicators<O: Objective>(
     theta: &[f64],
     eta: f64,
 ) -> Vec<(DynamicsKind, f64, f64)> {
-    MATCHED
+    DynamicsKind::langevin()
         .iter()
         .map(|&kind| {
             let mut noise = NoiseModel::new(config.noise.spec(kind, eta), 0, 0);
@@ -51,17 +42,17 @@ fn indicators<O: Objective>(
         .collect()
 }
 
+fn of(ind: &[(DynamicsKind, f64, f64)], kind: DynamicsKind) -> (DynamicsKind, f64, f64) {
+    *ind.iter().find(|(k, ..)| *k == kind).unwrap()
+}
+
 #[test]
 fn first_eigvec_noise_has_the_largest_indicator_among_norm_matched_noises() {
     // At the toy's sharp minimum (fixed magnitude) …
     let config = preset(&[]);
     let obj = toy2d::objective(&config, 0);
     let ind = indicators(&config, &obj, &[1.0, 1.0], 0.005);
-    let best = ind
-        .iter()
-        .find(|(k, ..)| *k == DynamicsKind::GldEig1)
-        .unwrap()
-        .1;
+    let best = of(&ind, DynamicsKind::GldEig1).1;
     for (kind, tr, norm) in &ind {
         assert!((norm - 0.01).abs() < 1e-12, "{kind}: E‖n‖² = {norm}");
         assert!(*tr <= best * (1.0 + 1e-12), "{kind}: {tr} > eig1's {best}");
@@ -81,16 +72,8 @@ fn first_eigvec_noise_has_the_largest_indicator_among_norm_matched_noises() {
     cfg.noise.gld_leading.norm_matched = true;
     cfg.noise.gld_hessian.k = 3;
     let ind = indicators(&cfg, &quad, &[0.1; 6], 0.1);
-    let norm0 = ind
-        .iter()
-        .find(|(k, ..)| *k == DynamicsKind::GldDynamic)
-        .unwrap()
-        .2;
-    let best = ind
-        .iter()
-        .find(|(k, ..)| *k == DynamicsKind::GldEig1)
-        .unwrap()
-        .1;
+    let norm0 = of(&ind, DynamicsKind::GldDynamic).2;
+    let best = of(&ind, DynamicsKind::GldEig1).1;
     for (kind, tr, norm) in &ind {
         if *kind != DynamicsKind::GldConst {
             assert!(

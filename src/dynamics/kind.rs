@@ -27,6 +27,11 @@ impl DynamicsKind {
         DynamicsKind::GldEig1,
     ];
 
+    /// The six Langevin variants: Gaussian noise of some shape added to a GD step.
+    pub fn langevin() -> &'static [DynamicsKind] {
+        &Self::ALL[2..]
+    }
+
     /// Position in [`Self::ALL`]; also the RNG stream offset of the dynamics.
     pub fn index(self) -> usize {
         self as usize
