@@ -24,8 +24,7 @@ fn main() {
         let mut times: Vec<f64> = (0..repeats)
             .map(|_| {
                 let start = Instant::now();
-                let outcome =
-                    noiselab::experiments::toy2d::run(&loaded.config, &|_, _| {}).unwrap();
+                let outcome = noiselab::experiments::toy2d::run(&loaded.config).unwrap();
                 std::hint::black_box(outcome);
                 start.elapsed().as_secs_f64()
             })

@@ -10,11 +10,15 @@ pub mod dynamics;
 pub mod engine;
 pub mod error;
 pub mod estimators;
+pub mod events;
 pub mod experiments;
 pub mod linalg;
 pub mod models;
 pub mod objective;
 pub mod record;
 pub mod rng;
+pub mod runner;
+pub mod signals;
+pub mod tui;
 
 pub use error::{Error, Result};

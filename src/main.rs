@@ -1,21 +1,25 @@
 //! The `noiselab` command line.
 
 use clap::{Parser, Subcommand};
-use noiselab::config::{self, ExperimentKind, LoadedConfig};
-use noiselab::experiments::toy2d;
-use noiselab::record::{self, run_dir};
-use noiselab::Error;
+use noiselab::config::{self, LoadedConfig};
+use noiselab::events::{self, RunStatus};
+use noiselab::record::{recorder, run_dir};
+use noiselab::tui::app::App;
+use noiselab::tui::{self, headless, input, FrameStats};
+use noiselab::{runner, signals, Error};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(
     name = "noiselab",
     version,
     about = "Run GD, SGD and Langevin-type dynamics side by side and watch how the shape of their noise lets them escape sharp minima.",
-    after_help = "Exit codes: 0 success, 1 run failure, 2 bad config or usage."
+    after_help = "Exit codes: 0 success, 1 run failure, 2 bad config or usage, 130 interrupted (q, Ctrl-C, SIGTERM, SIGHUP)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,9 +44,18 @@ enum Command {
         /// Worker threads (same as --set threads=N).
         #[arg(long)]
         threads: Option<usize>,
-        /// No progress lines; only the result table and the run directory.
+        /// No dashboard and no progress lines; only the result table and the run directory.
         #[arg(long, short)]
         quiet: bool,
+        /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
+        #[arg(long)]
+        headless: bool,
+        /// Close the dashboard by itself when every dynamics has finished.
+        #[arg(long)]
+        exit_when_done: bool,
+        /// Print the dashboard's frame count, draw time and CPU use at the end.
+        #[arg(long, hide = true)]
+        ui_stats: bool,
     },
     /// Validate a config and print it resolved (defaults and overrides applied).
     Check {
@@ -64,27 +77,39 @@ fn main() -> ExitCode {
             mut overrides,
             threads,
             quiet,
+            headless,
+            exit_when_done,
+            ui_stats,
         } => {
             if let Some(t) = threads {
                 overrides.push(format!("threads={t}"));
             }
+            let watch = Watch {
+                quiet,
+                headless,
+                exit_when_done,
+                ui_stats,
+            };
             config::load(&config, &overrides)
                 .map_err(Error::from)
-                .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, quiet))
+                .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &watch))
         }
         Command::Check { config, overrides } => config::load(&config, &overrides)
-            .map(|loaded| print!("# {}\n{}", loaded.source, loaded.resolved_toml))
+            .map(|loaded| {
+                print!("# {}\n{}", loaded.source, loaded.resolved_toml);
+                ExitCode::SUCCESS
+            })
             .map_err(Error::from),
         Command::Presets => {
             for (name, text) in config::PRESETS {
                 let summary = text.lines().next().unwrap_or("").trim_start_matches("# ");
                 println!("{name:<12} {summary}");
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e @ Error::Config(_)) => {
             eprintln!("error: {e}");
             ExitCode::from(2)
@@ -96,12 +121,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// How the run is watched.
+struct Watch {
+    quiet: bool,
+    headless: bool,
+    exit_when_done: bool,
+    ui_stats: bool,
+}
+
 fn run(
     loaded: &LoadedConfig,
     out: Option<&Path>,
     runs_dir: &Path,
-    quiet: bool,
-) -> noiselab::Result<()> {
+    watch: &Watch,
+) -> noiselab::Result<ExitCode> {
     let config = &loaded.config;
     let dir = match out {
         Some(dir) => run_dir::create_exact(dir)?,
@@ -111,64 +144,148 @@ fn run(
         )?,
     };
     let created = run_dir::utc_now();
-    match config.experiment {
-        ExperimentKind::Toy2d => {
-            let toy = config.toy2d();
-            if !quiet {
-                eprintln!(
-                    "toy2d: {} seeds × {} dynamics × {} iterations on {} threads → {}",
-                    toy.seeds,
-                    config.dynamics.len(),
-                    toy.iterations,
-                    config.threads(),
-                    dir.display()
-                );
+    let interactive = !watch.headless && !watch.quiet && std::io::stdout().is_terminal();
+    let interrupted = signals::install().map_err(|e| Error::io("signal handlers", e))?;
+    let (events, receivers) = events::channel(!watch.quiet);
+    let recorder = recorder::spawn(
+        loaded.clone(),
+        dir.clone(),
+        created.clone(),
+        receivers.recorder,
+    );
+    let info = runner::run_info(loaded, &dir, &created);
+    let handle = runner::start(loaded, info, events);
+
+    let mut dashboard_error = None;
+    match receivers.display {
+        Some(display) if interactive => {
+            let monochrome = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            match dashboard(
+                &display,
+                &handle,
+                &interrupted,
+                watch.exit_when_done,
+                monochrome,
+            ) {
+                Ok(stats) if watch.ui_stats => eprintln!("{stats}"),
+                Ok(_) => {}
+                Err(e) => dashboard_error = Some(e),
             }
-            let progress = Progress::new(quiet);
-            let outcome = toy2d::run(config, &|done, total| progress.report(done, total))?;
-            record::hdf5_toy::write(&dir.join("run.h5"), loaded, &outcome, &created)?;
-            record::summary::write(&dir.join("summary.json"), &record::summary::toy2d(&outcome))?;
-            println!(
-                "Success rate of escaping to the flat basin (Fig. 1b), {} seeds:",
-                toy.seeds
-            );
-            print!("{}", outcome.table());
+        }
+        Some(display) => {
+            headless::run(&display, &interrupted, &|| handle.request_stop());
+        }
+        None => {
+            while !handle.is_done() {
+                if interrupted.load(Ordering::Relaxed) {
+                    handle.request_stop();
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
     }
-    println!("run directory: {}", dir.display());
-    Ok(())
+    handle.join();
+    let recorded = recorder
+        .join()
+        .map_err(|_| Error::Numerics("the recorder thread panicked".into()))??;
+    if let Some(outcome) = &recorded.toy {
+        let partial = if recorded.status == RunStatus::Finished {
+            String::new()
+        } else {
+            format!(" ({}: finished replicates only)", recorded.status.key())
+        };
+        println!(
+            "Success rate of escaping to the flat basin (Fig. 1b), {} seeds{partial}:",
+            outcome.toy.seeds
+        );
+        print!("{}", outcome.table());
+    }
+    println!("run directory: {}", recorded.run_dir.display());
+    if let Some(e) = dashboard_error {
+        eprintln!("error: the dashboard stopped ({e}); the run was stopped and its record flushed");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(match recorded.status {
+        RunStatus::Finished => ExitCode::SUCCESS,
+        RunStatus::Interrupted => {
+            eprintln!("run interrupted: the record holds what had finished");
+            ExitCode::from(130)
+        }
+        RunStatus::Failed | RunStatus::Running => ExitCode::FAILURE,
+    })
 }
 
-/// Plain progress lines on stderr, one per 10 % of the jobs.
-struct Progress {
-    quiet: bool,
-    start: Instant,
-    last_decile: Mutex<usize>,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        Progress {
-            quiet,
-            start: Instant::now(),
-            last_decile: Mutex::new(0),
+/// Runs the dashboard on the real terminal and restores it whatever happens (quit,
+/// Ctrl-C, a signal, an error writing to a vanished terminal, a panic); stops the
+/// workers and waits for them unless the run already ended.
+fn dashboard(
+    display: &events::DisplayReceiver,
+    handle: &runner::RunHandle,
+    interrupted: &AtomicBool,
+    exit_when_done: bool,
+    monochrome: bool,
+) -> Result<UiStats, String> {
+    // ratatui's init also installs a panic hook that restores the terminal first.
+    let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
+    let input_stop = Arc::new(AtomicBool::new(false));
+    let inputs = input::spawn(input_stop.clone());
+    let mut app = App::new(monochrome);
+    let mut frames = FrameStats::default();
+    let cpu0 = tui::thread_cpu_time();
+    let wall0 = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tui::run_loop(
+            &mut terminal,
+            &mut app,
+            display,
+            &inputs,
+            interrupted,
+            exit_when_done,
+            &mut frames,
+        )
+    }));
+    let stats = UiStats {
+        frames,
+        cpu: tui::thread_cpu_time().saturating_sub(cpu0),
+        wall: wall0.elapsed(),
+    };
+    let result = match outcome {
+        Ok(Ok(_)) => Ok(stats),
+        Ok(Err(e)) => Err(format!("terminal error: {e}")),
+        Err(_) => Err("the dashboard panicked".to_string()),
+    };
+    if !handle.is_done() {
+        handle.request_stop();
+        app.stopping = true;
+        let _ = tui::draw(&mut terminal, &app, &mut FrameStats::default());
+        while !handle.is_done() {
+            tui::drain(&mut app, &display.lifecycle, &display.updates);
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
+    input_stop.store(true, Ordering::Relaxed);
+    // The terminal may be gone (SSH dropped): restoring it is best effort.
+    let _ = ratatui::try_restore();
+    result
+}
 
-    fn report(&self, done: usize, total: usize) {
-        if self.quiet {
-            return;
-        }
-        let decile = done * 10 / total.max(1);
-        let mut last = self.last_decile.lock().unwrap_or_else(|p| p.into_inner());
-        if decile > *last {
-            *last = decile;
-            let elapsed = self.start.elapsed().as_secs_f64();
-            let eta = elapsed * (total - done) as f64 / done.max(1) as f64;
-            eprintln!(
-                "  {done}/{total} runs ({}%), {elapsed:.1} s elapsed, ETA {eta:.1} s",
-                decile * 10
-            );
-        }
+struct UiStats {
+    frames: FrameStats,
+    cpu: Duration,
+    wall: Duration,
+}
+
+impl std::fmt::Display for UiStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "dashboard: {} frames in {:.2} s, draw mean {:.3} ms, max {:.3} ms; UI thread CPU {:.3} s ({:.2}% of one core)",
+            self.frames.frames,
+            self.wall.as_secs_f64(),
+            self.frames.mean_ms(),
+            self.frames.max_draw_time.as_secs_f64() * 1e3,
+            self.cpu.as_secs_f64(),
+            100.0 * self.cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+        )
     }
 }

@@ -103,7 +103,7 @@ fn isotropic_curvature_makes_every_shape_equivalent() {
 fn success_rates_order_as_in_fig_1b() {
     let seeds = 1000;
     let config = preset(&[&format!("toy2d.seeds={seeds}")]);
-    let outcome = toy2d::run(&config, &|_, _| {}).unwrap();
+    let outcome = toy2d::run(&config).unwrap();
     let get = |k: DynamicsKind| outcome.series.iter().find(|s| s.kind == k).unwrap();
     assert_eq!(
         get(DynamicsKind::Gd).successes(),
@@ -149,8 +149,8 @@ fn success_rates_order_as_in_fig_1b() {
 fn same_seed_same_trajectory_whatever_the_threads() {
     let one = preset(&["toy2d.seeds=12", "threads=1"]);
     let two = preset(&["toy2d.seeds=12", "threads=2"]);
-    let a = toy2d::run(&one, &|_, _| {}).unwrap();
-    let b = toy2d::run(&two, &|_, _| {}).unwrap();
+    let a = toy2d::run(&one).unwrap();
+    let b = toy2d::run(&two).unwrap();
     assert_eq!(a, b, "results depend on scheduling");
     let again = toy2d::run_one(&one, 5, DynamicsKind::GldEig1).unwrap();
     assert_eq!(again, a.series[5].runs[5]);
@@ -172,7 +172,7 @@ fn a_diverging_dynamics_is_marked_and_the_others_finish() {
     // η = 3: ηλ > 2 in both basins (λ ≥ 20 sharp, λ = 2 flat: ×5 a step), so every
     // trajectory blows up; the run must still complete and say so.
     let config = preset(&["toy2d.seeds=5", "toy2d.eta=3.0", "toy2d.start=[1.001, 1.0]"]);
-    let outcome = toy2d::run(&config, &|_, _| {}).unwrap();
+    let outcome = toy2d::run(&config).unwrap();
     for s in &outcome.series {
         assert_eq!(s.diverged(), 5, "{}", s.kind);
         assert_eq!(s.successes(), 0);
@@ -182,6 +182,6 @@ fn a_diverging_dynamics_is_marked_and_the_others_finish() {
         }
     }
     // A stable run next to it is unaffected.
-    let fine = toy2d::run(&preset(&["toy2d.seeds=5"]), &|_, _| {}).unwrap();
+    let fine = toy2d::run(&preset(&["toy2d.seeds=5"])).unwrap();
     assert!(fine.series.iter().all(|s| s.diverged() == 0));
 }

@@ -8,13 +8,15 @@
 use crate::linalg::{dot, symmetric_eigen, Eigenpairs, GradientMatrix};
 use crate::{Error, Result};
 use nalgebra::DMatrix;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug)]
 pub struct GradientCovariance {
     /// Shared, so that Σ and Σ/m are one matrix.
     centered: Arc<GradientMatrix>,
     factor: f64,
+    /// AᵀA, formed at most once (small D only) and shared by the scaled copies.
+    gram_dense: Arc<OnceLock<DMatrix<f64>>>,
 }
 
 impl GradientCovariance {
@@ -30,6 +32,7 @@ impl GradientCovariance {
         gradients.center(&mean);
         Ok(GradientCovariance {
             centered: Arc::new(gradients),
+            gram_dense: Arc::default(),
             factor: 1.0 / n as f64,
         })
     }
@@ -47,6 +50,7 @@ impl GradientCovariance {
         gradients.center(&mean);
         Ok(GradientCovariance {
             centered: Arc::new(gradients),
+            gram_dense: Arc::default(),
             factor: 1.0 / (k - 1) as f64,
         })
     }
@@ -106,22 +110,26 @@ impl GradientCovariance {
 
     /// Dense D×D matrix (small D only).
     pub fn dense(&self) -> DMatrix<f64> {
-        let d = self.dim();
-        let mut c = DMatrix::zeros(d, d);
-        for a in self.centered.iter_rows() {
-            for j in 0..d {
-                for i in j..d {
-                    c[(i, j)] += a[i] * a[j];
+        self.gram_dense.get_or_init(|| {
+            let d = self.dim();
+            // Column-major lower triangle accumulated row by row, then mirrored.
+            let mut c = vec![0.0; d * d];
+            for a in self.centered.iter_rows() {
+                for j in 0..d {
+                    let aj = a[j];
+                    let col = &mut c[j * d..(j + 1) * d];
+                    for i in j..d {
+                        col[i] += a[i] * aj;
+                    }
                 }
             }
-        }
-        for j in 0..d {
-            for i in j..d {
-                c[(i, j)] *= self.factor;
-                c[(j, i)] = c[(i, j)];
+            for j in 0..d {
+                for i in j + 1..d {
+                    c[i * d + j] = c[j * d + i];
+                }
             }
-        }
-        c
+            DMatrix::from_vec(d, d, c)
+        }) * self.factor
     }
 
     /// The `k` leading eigenpairs with positive eigenvalue. Dense D×D when D ≤ K,

@@ -6,23 +6,32 @@
 use crate::config::{Config, Toy2dConfig};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
+use crate::events::{self, Event, EventSender, SpectrumOf};
+use crate::linalg::symmetric_eigen;
 use crate::models::toy2d::Toy2d;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
-use rayon::prelude::*;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// One (replicate, dynamics) run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ToyRun {
+    /// Which replicate (seed index) this is.
+    pub replicate: usize,
     /// θ_0 … θ_T as [w1, w2] pairs (T + 1 points unless diverged).
     pub trajectory: Vec<[f64; 2]>,
     /// Tr(H_t·Cov n_t) for t = 0 … T−1: this dynamics' noise against the curvature (Fig. 1c).
     pub tr_h_noise: Vec<f64>,
     /// Tr(H_t·Σ_t) with Σ_t the per-sample gradient covariance at θ_t (SGD's indicator).
     pub tr_h_sigma: Vec<f64>,
+    /// Tr(H_t)·Tr(Σ_t)/D, the isotropic reference Tr(H_t·Σ̄_t).
+    pub tr_h_sigma_iso: Vec<f64>,
     /// L(θ_t) for t = 0 … T−1.
     pub loss: Vec<f64>,
+    /// Eigenvalues (descending) of H and of Cov n at the last iteration.
+    pub last_hessian_eigenvalues: Vec<f64>,
+    pub last_noise_eigenvalues: Vec<f64>,
     pub success: bool,
     pub diverged: Option<engine::Divergence>,
 }
@@ -44,8 +53,9 @@ impl ToySeries {
         self.runs.iter().filter(|r| r.diverged.is_some()).count()
     }
 
+    /// Over the finished replicates (0 when none finished).
     pub fn success_rate(&self) -> f64 {
-        self.successes() as f64 / self.runs.len() as f64
+        self.successes() as f64 / self.runs.len().max(1) as f64
     }
 
     /// Binomial standard error of the success rate.
@@ -89,69 +99,172 @@ pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<
     let mut trajectory = Vec::with_capacity(iterations + 1);
     let mut tr_h_noise = Vec::with_capacity(iterations);
     let mut tr_h_sigma = Vec::with_capacity(iterations);
+    let mut tr_h_sigma_iso = Vec::with_capacity(iterations);
     let mut loss = Vec::with_capacity(iterations);
+    let (mut last_hessian_eigenvalues, mut last_noise_eigenvalues) = (Vec::new(), Vec::new());
     let end = engine::run(
         &objective,
         toy.start.to_vec(),
         toy.eta,
         iterations,
         &mut noise,
-        |_, at, noise| {
+        |t, at, noise| {
             let theta = at.theta();
             trajectory.push([theta[0], theta[1]]);
             loss.push(at.loss_and_gradient()?.0);
             let h = at.hessian()?.clone();
             tr_h_noise.push(noise.tr_h_noise(at, &h)?);
-            tr_h_sigma.push(at.sigma()?.tr_h_dense(&h));
+            let sigma = at.sigma()?;
+            tr_h_sigma.push(sigma.tr_h_dense(&h));
+            tr_h_sigma_iso.push(h.trace() * sigma.trace() / 2.0);
+            if t + 1 == iterations {
+                last_hessian_eigenvalues = symmetric_eigen(h).values;
+                last_noise_eigenvalues = symmetric_eigen(noise.covariance_dense(at)?).values;
+            }
             Ok(())
         },
     )?;
     trajectory.push([end.theta[0], end.theta[1]]);
     let success = end.diverged.is_none() && end.theta.iter().all(|&w| w < toy.success_below);
     Ok(ToyRun {
+        replicate,
         trajectory,
         tr_h_noise,
         tr_h_sigma,
+        tr_h_sigma_iso,
         loss,
+        last_hessian_eigenvalues,
+        last_noise_eigenvalues,
         success,
         diverged: end.diverged,
     })
 }
 
-/// Runs every (replicate, dynamics) job on `config.threads()` workers.
-/// `progress(done, total)` is called from the workers as jobs finish.
-pub fn run(config: &Config, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ToyOutcome> {
+/// Runs the experiment and collects its outcome (tests, benches): the same code path
+/// as a live run, with the events gathered the way the recorder gathers them.
+pub fn run(config: &Config) -> Result<ToyOutcome> {
+    let (events, receivers) = events::channel(false);
+    run_live(config, &events, &AtomicBool::new(false))?;
+    drop(events);
+    let mut assembly = ToyAssembly::new(config);
+    for event in receivers.recorder.try_iter() {
+        if let Event::Failed { dynamics, error } = &event {
+            return Err(Error::Numerics(format!("{dynamics}: {error}")));
+        }
+        assembly.add(&event);
+    }
+    Ok(assembly.outcome())
+}
+
+/// The live run: one worker thread per dynamics, all running at once; at most
+/// `config.threads()` replicates compute at any moment (a pool of tokens, handed out in
+/// turn, so every dynamics advances together). Every finished replicate is published as
+/// events. Checks `stop` between replicates. Per-dynamics errors are published as
+/// [`Event::Failed`] and do not stop the other dynamics; returns how many failed.
+pub fn run_live(config: &Config, events: &EventSender, stop: &AtomicBool) -> Result<usize> {
     let toy = config.toy2d();
-    let jobs: Vec<(DynamicsKind, usize)> = config
-        .dynamics
-        .iter()
-        .flat_map(|&k| (0..toy.seeds).map(move |r| (k, r)))
-        .collect();
-    let total = jobs.len();
-    let done = AtomicUsize::new(0);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(config.threads())
-        .build()
-        .map_err(|e| Error::Numerics(format!("cannot start worker threads: {e}")))?;
-    let runs: Vec<ToyRun> = pool.install(|| {
-        jobs.par_iter()
-            .map(|&(kind, replicate)| {
-                let r = run_one(config, replicate, kind);
-                progress(done.fetch_add(1, Ordering::Relaxed) + 1, total);
-                r
-            })
-            .collect::<Result<Vec<_>>>()
-    })?;
-    let mut runs = runs.into_iter();
-    let series = config
-        .dynamics
-        .iter()
-        .map(|&kind| ToySeries {
-            kind,
-            runs: runs.by_ref().take(toy.seeds).collect(),
-        })
-        .collect();
-    Ok(ToyOutcome { toy, series })
+    let failed = AtomicUsize::new(0);
+    let (give, take) = crossbeam_channel::bounded(config.threads());
+    for _ in 0..config.threads() {
+        give.send(())
+            .expect("the pool holds exactly `threads` tokens");
+    }
+    std::thread::scope(|scope| {
+        for &kind in &config.dynamics {
+            let (toy, failed, give, take) = (&toy, &failed, &give, &take);
+            scope.spawn(move || {
+                let result = (0..toy.seeds).try_for_each(|replicate| {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    take.recv().expect("tokens outlive the workers");
+                    let run = run_one(config, replicate, kind);
+                    give.send(()).expect("tokens outlive the workers");
+                    publish(events, kind, run?);
+                    Ok::<(), Error>(())
+                });
+                match result {
+                    Ok(()) if !stop.load(Ordering::Relaxed) => {
+                        events.send(Event::Finished { dynamics: kind })
+                    }
+                    Ok(()) => events.log(Some(kind), "stopped"),
+                    Err(e) => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                        events.send(Event::Failed {
+                            dynamics: kind,
+                            error: e.to_string(),
+                        })
+                    }
+                }
+            });
+        }
+    });
+    Ok(failed.into_inner())
+}
+
+fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun) {
+    let iteration = run.tr_h_noise.len() as u64;
+    if let Some(d) = &run.diverged {
+        events.send(Event::Diverged {
+            dynamics: kind,
+            replicate: run.replicate,
+            iteration: d.iteration as u64,
+            reason: d.reason.clone(),
+        });
+    }
+    for (of, values) in [
+        (SpectrumOf::Hessian, &run.last_hessian_eigenvalues),
+        (SpectrumOf::Noise, &run.last_noise_eigenvalues),
+    ] {
+        events.send(Event::Spectrum {
+            dynamics: kind,
+            iteration,
+            of,
+            values: values.clone(),
+        });
+    }
+    events.send(Event::ReplicateFinished {
+        dynamics: kind,
+        run: Arc::new(run),
+    });
+}
+
+/// Gathers finished replicates from events into a [`ToyOutcome`].
+pub struct ToyAssembly {
+    toy: Toy2dConfig,
+    series: Vec<ToySeries>,
+}
+
+impl ToyAssembly {
+    pub fn new(config: &Config) -> Self {
+        ToyAssembly {
+            toy: config.toy2d(),
+            series: config
+                .dynamics
+                .iter()
+                .map(|&kind| ToySeries { kind, runs: vec![] })
+                .collect(),
+        }
+    }
+
+    pub fn add(&mut self, event: &Event) {
+        if let Event::ReplicateFinished { dynamics, run } = event {
+            if let Some(s) = self.series.iter_mut().find(|s| s.kind == *dynamics) {
+                s.runs.push(ToyRun::clone(run));
+            }
+        }
+    }
+
+    /// Replicates in seed order (an interrupted run has only the finished ones).
+    pub fn outcome(mut self) -> ToyOutcome {
+        for s in &mut self.series {
+            s.runs.sort_by_key(|r| r.replicate);
+        }
+        ToyOutcome {
+            toy: self.toy,
+            series: self.series,
+        }
+    }
 }
 
 impl ToyOutcome {

@@ -2,16 +2,22 @@
 //!
 //! ```text
 //! /                      attrs: noiselab_version, experiment = "toy2d", config (resolved TOML),
-//!                               config_source, seed, created (UTC), status = "finished"
-//! /dynamics/<key>/       attrs: label, success_rate, successes, seeds, diverged
+//!                               config_source, seed, created (UTC), status
+//!                               (finished | interrupted | failed)
+//! /dynamics/<key>/       attrs: label, success_rate, successes, seeds (finished), diverged
+//!     replicate          u64 [seeds]                      seed index of each row
 //!     trajectories       f64 [seeds, iterations + 1, 2]   θ_0 … θ_T (NaN after a divergence)
 //!     tr_h_noise         f64 [seeds, iterations]          Tr(H_t·Cov n_t)  (Fig. 1c)
 //!     tr_h_sigma         f64 [seeds, iterations]          Tr(H_t·Σ_t)
+//!     tr_h_sigma_iso     f64 [seeds, iterations]          Tr(H_t)·Tr(Σ_t)/D
 //!     loss               f64 [seeds, iterations]          L(θ_t)
 //!     success            u8  [seeds]                      1 = ended in the flat basin (Fig. 1b)
+//!
+//! `seeds` counts the finished replicates: all of them unless the run was interrupted.
 //! ```
 
 use crate::config::LoadedConfig;
+use crate::events::RunStatus;
 use crate::experiments::toy2d::{ToyOutcome, ToyRun};
 use crate::{Error, Result};
 use hdf5::types::VarLenUnicode;
@@ -45,8 +51,9 @@ pub fn write(
     loaded: &LoadedConfig,
     outcome: &ToyOutcome,
     created: &str,
+    status: RunStatus,
 ) -> Result<()> {
-    super::write_atomically(path, |p| write_file(p, loaded, outcome, created))
+    super::write_atomically(path, |p| write_file(p, loaded, outcome, created, status))
 }
 
 fn write_file(
@@ -54,6 +61,7 @@ fn write_file(
     loaded: &LoadedConfig,
     outcome: &ToyOutcome,
     created: &str,
+    status: RunStatus,
 ) -> Result<()> {
     let e = h5err(path);
     let file = hdf5::File::create(path).map_err(&e)?;
@@ -68,7 +76,7 @@ fn write_file(
     attr_str(&file, "config", &loaded.resolved_toml)?;
     attr_str(&file, "config_source", &loaded.source)?;
     attr_str(&file, "created", created)?;
-    attr_str(&file, "status", "finished")?;
+    attr_str(&file, "status", status.key())?;
     file.new_attr::<u64>()
         .create("seed")
         .and_then(|a| a.write_scalar(&loaded.config.seed))
@@ -111,6 +119,7 @@ fn write_file(
         for (name, data) in [
             ("tr_h_noise", series(&s.runs, t, |r| &r.tr_h_noise)),
             ("tr_h_sigma", series(&s.runs, t, |r| &r.tr_h_sigma)),
+            ("tr_h_sigma_iso", series(&s.runs, t, |r| &r.tr_h_sigma_iso)),
             ("loss", series(&s.runs, t, |r| &r.loss)),
         ] {
             let mut b = g
@@ -122,6 +131,11 @@ fn write_file(
             }
             b.create(name).map_err(&e)?;
         }
+        let replicate: Array1<u64> = s.runs.iter().map(|r| r.replicate as u64).collect();
+        g.new_dataset_builder()
+            .with_data(&replicate)
+            .create("replicate")
+            .map_err(&e)?;
         let success: Array1<u8> = s.runs.iter().map(|r| r.success as u8).collect();
         g.new_dataset_builder()
             .with_data(&success)

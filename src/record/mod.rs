@@ -3,6 +3,7 @@
 //! sees a half-written file.
 
 pub mod hdf5_toy;
+pub mod recorder;
 pub mod run_dir;
 pub mod summary;
 

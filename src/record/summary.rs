@@ -1,11 +1,12 @@
 //! `summary.json`: the headline numbers of a run, for scripts.
 
+use crate::events::RunStatus;
 use crate::experiments::toy2d::ToyOutcome;
 use crate::Result;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
-pub fn toy2d(outcome: &ToyOutcome) -> Value {
+pub fn toy2d(outcome: &ToyOutcome, status: RunStatus) -> Value {
     let mut dynamics = Map::new();
     for s in &outcome.series {
         dynamics.insert(
@@ -23,6 +24,7 @@ pub fn toy2d(outcome: &ToyOutcome) -> Value {
     }
     json!({
         "experiment": "toy2d",
+        "status": status.key(),
         "seeds": outcome.toy.seeds,
         "iterations": outcome.toy.iterations,
         "dynamics": dynamics,

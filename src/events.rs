@@ -1,0 +1,302 @@
+//! The one seam between the backend and everything that observes it.
+//!
+//! Workers publish [`Event`]s through an [`EventSender`]. Two kinds of consumer:
+//! - the recorder gets **every** event, through an unbounded channel (a send never
+//!   blocks a worker, nothing is dropped);
+//! - the dashboard (or the headless printer) gets lifecycle events through an unbounded
+//!   channel too (they are few) and high-rate events (metrics, spectra) through a
+//!   bounded one with `try_send`: when the display falls behind, those are dropped and
+//!   counted, so a slow or stalled terminal can never slow the training down.
+//!
+//! Nothing downstream of the channels touches tensors; nothing upstream knows a
+//! terminal exists.
+
+use crate::dynamics::DynamicsKind;
+use crate::experiments::toy2d::ToyRun;
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A scalar measured along a trajectory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    Loss,
+    TrainAccuracy,
+    TestAccuracy,
+    /// Expected sharpness E[L(θ+ν)] − L(θ) (SPEC §3).
+    Sharpness,
+    /// Tr(HΣ), Σ the gradient covariance (SPEC §3).
+    TrHSigma,
+    /// Tr(HΣ̄) = Tr H·Tr Σ / D, the isotropic reference.
+    TrHSigmaIso,
+    /// Tr(H·Cov n), the indicator of the dynamics' own noise.
+    TrHNoise,
+    /// Fraction of replicates in the flat basin at this iteration (toy).
+    EscapedFraction,
+}
+
+impl Metric {
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::TrainAccuracy => "train acc",
+            Metric::TestAccuracy => "test acc",
+            Metric::Sharpness => "sharpness",
+            Metric::TrHSigma => "Tr(HΣ)",
+            Metric::TrHSigmaIso => "Tr(HΣ̄)",
+            Metric::TrHNoise => "Tr(H·Cov n)",
+            Metric::EscapedFraction => "escaped",
+        }
+    }
+
+    /// The record's dataset name.
+    pub fn key(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::TrainAccuracy => "train_accuracy",
+            Metric::TestAccuracy => "test_accuracy",
+            Metric::Sharpness => "sharpness",
+            Metric::TrHSigma => "tr_h_sigma",
+            Metric::TrHSigmaIso => "tr_h_sigma_iso",
+            Metric::TrHNoise => "tr_h_noise",
+            Metric::EscapedFraction => "escaped_fraction",
+        }
+    }
+
+    /// Quantities that span decades are shown on a log scale.
+    pub fn log_scale(self) -> bool {
+        matches!(
+            self,
+            Metric::TrHSigma | Metric::TrHSigmaIso | Metric::TrHNoise | Metric::Loss
+        )
+    }
+}
+
+/// Which matrix a spectrum belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpectrumOf {
+    Hessian,
+    /// The covariance of the dynamics' noise n_t.
+    Noise,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunStatus {
+    Running,
+    Finished,
+    /// Stopped by the user (q, Ctrl-C) or a signal (SIGTERM, SIGHUP).
+    Interrupted,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn key(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a run is, announced once at its start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub experiment: String,
+    pub run_dir: PathBuf,
+    /// Resolved config as TOML.
+    pub config_toml: String,
+    pub config_source: String,
+    /// Parameters D.
+    pub dim: usize,
+    pub device: String,
+    pub threads: usize,
+    pub dynamics: Vec<DynamicsKind>,
+    /// Iterations of one trajectory.
+    pub iterations: u64,
+    /// Independent trajectories per dynamics (the toy's seeds; 1 for networks).
+    pub replicates: usize,
+    /// The metrics this experiment reports, in display order.
+    pub metrics: Vec<Metric>,
+    /// UTC start time.
+    pub started: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum Event {
+    RunStarted(Arc<RunInfo>),
+    /// Metric values of one dynamics at one iteration.
+    Metrics {
+        dynamics: DynamicsKind,
+        iteration: u64,
+        values: Vec<(Metric, f64)>,
+    },
+    /// Leading eigenvalues (descending) at one iteration.
+    Spectrum {
+        dynamics: DynamicsKind,
+        iteration: u64,
+        of: SpectrumOf,
+        values: Vec<f64>,
+    },
+    CheckpointWritten {
+        dynamics: DynamicsKind,
+        iteration: u64,
+        path: PathBuf,
+    },
+    Log {
+        dynamics: Option<DynamicsKind>,
+        message: String,
+    },
+    /// A trajectory produced NaN/Inf: it stops, the others go on.
+    Diverged {
+        dynamics: DynamicsKind,
+        replicate: usize,
+        iteration: u64,
+        reason: String,
+    },
+    /// One toy replicate completed, with everything it measured.
+    ReplicateFinished {
+        dynamics: DynamicsKind,
+        run: Arc<ToyRun>,
+    },
+    /// A dynamics completed all its work.
+    Finished {
+        dynamics: DynamicsKind,
+    },
+    /// A dynamics stopped on an error; the others go on.
+    Failed {
+        dynamics: DynamicsKind,
+        error: String,
+    },
+    /// Every worker has stopped; the last event of a run.
+    RunEnded {
+        status: RunStatus,
+    },
+}
+
+impl Event {
+    /// High-rate events the display may drop under backpressure.
+    fn is_droppable(&self) -> bool {
+        matches!(self, Event::Metrics { .. } | Event::Spectrum { .. })
+    }
+}
+
+/// Capacity of the display's droppable-event channel.
+pub const DISPLAY_BUFFER: usize = 16_384;
+
+/// Cloneable handle the workers publish through.
+#[derive(Clone)]
+pub struct EventSender {
+    recorder: Sender<Event>,
+    display: Option<(Sender<Event>, Sender<Event>)>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The receiving ends, one per consumer.
+pub struct EventReceivers {
+    pub recorder: Receiver<Event>,
+    pub display: Option<DisplayReceiver>,
+}
+
+/// What the dashboard or headless printer reads.
+pub struct DisplayReceiver {
+    /// Lifecycle events: never dropped.
+    pub lifecycle: Receiver<Event>,
+    /// Metrics and spectra: may be dropped when the display falls behind.
+    pub updates: Receiver<Event>,
+    /// How many updates were dropped so far.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Creates the channels: the recorder always, a display when asked.
+pub fn channel(with_display: bool) -> (EventSender, EventReceivers) {
+    let (rec_tx, rec_rx) = crossbeam_channel::unbounded();
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (display_tx, display_rx) = if with_display {
+        let (life_tx, life_rx) = crossbeam_channel::unbounded();
+        let (upd_tx, upd_rx) = crossbeam_channel::bounded(DISPLAY_BUFFER);
+        (
+            Some((life_tx, upd_tx)),
+            Some(DisplayReceiver {
+                lifecycle: life_rx,
+                updates: upd_rx,
+                dropped: dropped.clone(),
+            }),
+        )
+    } else {
+        (None, None)
+    };
+    (
+        EventSender {
+            recorder: rec_tx,
+            display: display_tx,
+            dropped,
+        },
+        EventReceivers {
+            recorder: rec_rx,
+            display: display_rx,
+        },
+    )
+}
+
+impl EventSender {
+    /// Publishes to every consumer; never blocks.
+    pub fn send(&self, event: Event) {
+        if let Some((lifecycle, updates)) = &self.display {
+            if event.is_droppable() {
+                if let Err(TrySendError::Full(_)) = updates.try_send(event.clone()) {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            } else {
+                // A display that has gone away (closed receiver) is not an error.
+                let _ = lifecycle.send(event.clone());
+            }
+        }
+        // The recorder outlives the workers; if it has died, the run's main thread
+        // reports that when it joins it.
+        let _ = self.recorder.send(event);
+    }
+
+    pub fn log(&self, dynamics: Option<DynamicsKind>, message: impl Into<String>) {
+        self.send(Event::Log {
+            dynamics,
+            message: message.into(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_gets_everything_display_drops_only_updates() {
+        let (tx, rx) = channel(true);
+        let display = rx.display.unwrap();
+        let n = DISPLAY_BUFFER + 100;
+        for i in 0..n {
+            tx.send(Event::Metrics {
+                dynamics: DynamicsKind::Sgd,
+                iteration: i as u64,
+                values: vec![(Metric::Loss, 1.0)],
+            });
+        }
+        tx.send(Event::Finished {
+            dynamics: DynamicsKind::Sgd,
+        });
+        assert_eq!(rx.recorder.len(), n + 1);
+        assert_eq!(display.updates.len(), DISPLAY_BUFFER);
+        assert_eq!(display.dropped.load(Ordering::Relaxed), 100);
+        assert_eq!(display.lifecycle.len(), 1);
+    }
+
+    #[test]
+    fn sending_never_fails_when_a_consumer_is_gone() {
+        let (tx, rx) = channel(true);
+        drop(rx);
+        tx.log(None, "nobody listens");
+    }
+}

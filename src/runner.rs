@@ -1,0 +1,96 @@
+//! Starts an experiment's workers in the background and reports how the run ended.
+
+use crate::config::{ExperimentKind, LoadedConfig};
+use crate::events::{Event, EventSender, Metric, RunInfo, RunStatus};
+use crate::experiments::toy2d;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+/// A run in progress. Setting `stop` asks the workers to finish their current unit of
+/// work and return; `join` waits for them.
+pub struct RunHandle {
+    pub stop: Arc<AtomicBool>,
+    thread: JoinHandle<RunStatus>,
+}
+
+impl RunHandle {
+    pub fn request_stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for every worker; the run's status.
+    pub fn join(self) -> RunStatus {
+        self.thread.join().unwrap_or(RunStatus::Failed)
+    }
+}
+
+/// What a run is, for the observers.
+pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo {
+    let config = &loaded.config;
+    let (dim, iterations, replicates, metrics) = match config.experiment {
+        ExperimentKind::Toy2d => {
+            let toy = config.toy2d();
+            (
+                2,
+                toy.iterations as u64,
+                toy.seeds,
+                vec![
+                    Metric::EscapedFraction,
+                    Metric::Loss,
+                    Metric::TrHNoise,
+                    Metric::TrHSigma,
+                    Metric::TrHSigmaIso,
+                ],
+            )
+        }
+    };
+    RunInfo {
+        experiment: config.experiment.key().to_string(),
+        run_dir: run_dir.to_path_buf(),
+        config_toml: loaded.resolved_toml.clone(),
+        config_source: loaded.source.clone(),
+        dim,
+        device: "cpu".into(),
+        threads: config.threads(),
+        dynamics: config.dynamics.clone(),
+        iterations,
+        replicates,
+        metrics,
+        started: started.to_string(),
+    }
+}
+
+/// Announces the run, starts its workers on a background thread and, when they have
+/// all stopped, publishes [`Event::RunEnded`] with the status.
+pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender) -> RunHandle {
+    let stop = Arc::new(AtomicBool::new(false));
+    let config = loaded.config.clone();
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("runner".into())
+        .spawn(move || {
+            events.send(Event::RunStarted(Arc::new(info)));
+            let result = match config.experiment {
+                ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag),
+            };
+            let status = match result {
+                Err(e) => {
+                    events.log(None, format!("run failed: {e}"));
+                    RunStatus::Failed
+                }
+                Ok(failed) if failed > 0 => RunStatus::Failed,
+                Ok(_) if flag.load(Ordering::Relaxed) => RunStatus::Interrupted,
+                Ok(_) => RunStatus::Finished,
+            };
+            events.send(Event::RunEnded { status });
+            status
+        })
+        .expect("spawning the runner thread");
+    RunHandle { stop, thread }
+}

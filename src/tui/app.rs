@@ -1,0 +1,461 @@
+//! Dashboard state: everything the screen shows, fed by events and keys. No terminal
+//! here, so every behaviour is unit-testable.
+
+use crate::dynamics::DynamicsKind;
+use crate::events::{Event, Metric, RunInfo, RunStatus, SpectrumOf};
+use crate::experiments::toy2d::ToyRun;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Most points kept per series; older history is thinned by half when exceeded.
+pub const MAX_POINTS: usize = 4_000;
+/// Log lines kept.
+pub const MAX_LOG: usize = 500;
+
+/// (iteration, value) points of one metric.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Series {
+    pub points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    pub fn push(&mut self, x: f64, y: f64) {
+        self.points.push((x, y));
+        if self.points.len() > MAX_POINTS {
+            // Keep every other point: the shape survives, memory stays bounded.
+            let thinned = self.points.iter().copied().step_by(2).collect();
+            self.points = thinned;
+        }
+    }
+
+    pub fn last(&self) -> Option<f64> {
+        self.points.last().map(|p| p.1)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum DynStatus {
+    Waiting,
+    Running,
+    Finished,
+    Failed(String),
+}
+
+/// Per-iteration sums over the toy replicates finished so far.
+#[derive(Clone, Debug, Default)]
+pub struct ToyAggregate {
+    pub runs: BTreeMap<usize, Arc<ToyRun>>,
+    sums: BTreeMap<Metric, Vec<f64>>,
+    counts: Vec<f64>,
+    escaped: Vec<f64>,
+}
+
+impl ToyAggregate {
+    fn add(&mut self, run: Arc<ToyRun>, success_below: f64) {
+        let t = run.loss.len();
+        if self.counts.len() < t {
+            self.counts.resize(t, 0.0);
+            self.escaped.resize(t, 0.0);
+        }
+        for (metric, values) in [
+            (Metric::Loss, &run.loss),
+            (Metric::TrHNoise, &run.tr_h_noise),
+            (Metric::TrHSigma, &run.tr_h_sigma),
+            (Metric::TrHSigmaIso, &run.tr_h_sigma_iso),
+        ] {
+            let sums = self.sums.entry(metric).or_default();
+            if sums.len() < t {
+                sums.resize(t, 0.0);
+            }
+            for (s, v) in sums.iter_mut().zip(values.iter()) {
+                *s += v;
+            }
+        }
+        for i in 0..t {
+            self.counts[i] += 1.0;
+            let w = run.trajectory[i];
+            if w[0] < success_below && w[1] < success_below {
+                self.escaped[i] += 1.0;
+            }
+        }
+        self.runs.insert(run.replicate, run);
+    }
+
+    /// Mean over finished replicates at each iteration.
+    fn series(&self, metric: Metric) -> Series {
+        let points = match metric {
+            Metric::EscapedFraction => self
+                .escaped
+                .iter()
+                .zip(&self.counts)
+                .enumerate()
+                .map(|(i, (e, c))| (i as f64, e / c))
+                .collect(),
+            m => self
+                .sums
+                .get(&m)
+                .map(|s| {
+                    s.iter()
+                        .zip(&self.counts)
+                        .enumerate()
+                        .map(|(i, (v, c))| (i as f64, v / c))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        };
+        Series { points }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct DynamicsState {
+    pub kind: DynamicsKind,
+    pub status: DynStatus,
+    /// Replicates finished, escaped (toy), diverged.
+    pub done: usize,
+    pub successes: usize,
+    pub diverged: usize,
+    pub series: BTreeMap<Metric, Series>,
+    /// Latest (iteration, eigenvalues) of H and of the noise covariance.
+    pub hessian_spectrum: Option<(u64, Vec<f64>)>,
+    pub noise_spectrum: Option<(u64, Vec<f64>)>,
+    pub toy: ToyAggregate,
+}
+
+impl DynamicsState {
+    fn new(kind: DynamicsKind) -> Self {
+        DynamicsState {
+            kind,
+            status: DynStatus::Waiting,
+            done: 0,
+            successes: 0,
+            diverged: 0,
+            series: BTreeMap::new(),
+            hessian_spectrum: None,
+            noise_spectrum: None,
+            toy: ToyAggregate::default(),
+        }
+    }
+
+    pub fn success_rate(&self) -> Option<f64> {
+        (self.done > 0).then(|| self.successes as f64 / self.done as f64)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum View {
+    Overview,
+    Detail,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlay {
+    None,
+    Help,
+    ConfirmQuit,
+}
+
+/// What the loop must do after a key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Stop the workers cleanly, wait for the record, leave.
+    Quit,
+    /// Ctrl-C: stop now and mark the run interrupted.
+    Interrupt,
+}
+
+/// A key, independent of the terminal library (see `input.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Key {
+    Char(char),
+    Tab,
+    BackTab,
+    Left,
+    Right,
+    Esc,
+    Enter,
+    CtrlC,
+}
+
+pub struct App {
+    pub info: Option<Arc<RunInfo>>,
+    pub dynamics: Vec<DynamicsState>,
+    pub selected: usize,
+    pub view: View,
+    pub overlay: Overlay,
+    /// Index into the run's metrics for the detail panel's main chart.
+    pub metric_cursor: usize,
+    pub show_log: bool,
+    pub log: VecDeque<String>,
+    /// `Running` until the run's last event.
+    pub status: RunStatus,
+    pub started: Instant,
+    pub ended_after: Option<Duration>,
+    /// The toy replicate whose trajectory the canvas shows.
+    pub selected_seed: usize,
+    /// Display updates dropped under backpressure (never the record's).
+    pub dropped_updates: u64,
+    pub monochrome: bool,
+    /// Set when the workers are being stopped after a quit.
+    pub stopping: bool,
+    /// Toy success threshold, from the config.
+    pub success_below: f64,
+}
+
+impl App {
+    pub fn new(monochrome: bool) -> Self {
+        App {
+            info: None,
+            dynamics: vec![],
+            selected: 0,
+            view: View::Overview,
+            overlay: Overlay::None,
+            metric_cursor: 0,
+            show_log: false,
+            log: VecDeque::new(),
+            status: RunStatus::Running,
+            started: Instant::now(),
+            ended_after: None,
+            selected_seed: 0,
+            dropped_updates: 0,
+            monochrome,
+            stopping: false,
+            success_below: -0.5,
+        }
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.status != RunStatus::Running
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.ended_after.unwrap_or_else(|| self.started.elapsed())
+    }
+
+    pub fn metrics(&self) -> &[Metric] {
+        self.info.as_ref().map_or(&[], |i| &i.metrics)
+    }
+
+    pub fn selected_metric(&self) -> Option<Metric> {
+        let m = self.metrics();
+        (!m.is_empty()).then(|| m[self.metric_cursor % m.len()])
+    }
+
+    pub fn current(&self) -> Option<&DynamicsState> {
+        self.dynamics.get(self.selected)
+    }
+
+    /// Replicates finished over all dynamics, and the total to do.
+    pub fn progress(&self) -> (usize, usize) {
+        let per = self.info.as_ref().map_or(0, |i| i.replicates);
+        let done = self.dynamics.iter().map(|d| d.done).sum();
+        (done, per * self.dynamics.len())
+    }
+
+    fn state_mut(&mut self, kind: DynamicsKind) -> Option<&mut DynamicsState> {
+        self.dynamics.iter_mut().find(|d| d.kind == kind)
+    }
+
+    fn push_log(&mut self, line: String) {
+        self.log.push_back(line);
+        while self.log.len() > MAX_LOG {
+            self.log.pop_front();
+        }
+    }
+
+    /// Folds one event into the state.
+    pub fn apply(&mut self, event: Event) {
+        match event {
+            Event::RunStarted(info) => {
+                self.dynamics = info
+                    .dynamics
+                    .iter()
+                    .map(|&k| DynamicsState::new(k))
+                    .collect();
+                if let Ok(t) = info.config_toml.parse::<toml::Table>() {
+                    if let Some(v) = t
+                        .get("toy2d")
+                        .and_then(|t| t.get("success_below"))
+                        .and_then(|v| v.as_float())
+                    {
+                        self.success_below = v;
+                    }
+                }
+                self.push_log(format!(
+                    "run started: {} → {}",
+                    info.experiment,
+                    info.run_dir.display()
+                ));
+                self.info = Some(info);
+            }
+            Event::Metrics {
+                dynamics,
+                iteration,
+                values,
+            } => {
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.status = DynStatus::Running;
+                    for (m, v) in values {
+                        d.series.entry(m).or_default().push(iteration as f64, v);
+                    }
+                }
+            }
+            Event::Spectrum {
+                dynamics,
+                iteration,
+                of,
+                values,
+            } => {
+                if let Some(d) = self.state_mut(dynamics) {
+                    match of {
+                        SpectrumOf::Hessian => d.hessian_spectrum = Some((iteration, values)),
+                        SpectrumOf::Noise => d.noise_spectrum = Some((iteration, values)),
+                    }
+                }
+            }
+            Event::ReplicateFinished { dynamics, run } => {
+                let below = self.success_below;
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.status = DynStatus::Running;
+                    d.done += 1;
+                    d.successes += run.success as usize;
+                    d.diverged += run.diverged.is_some() as usize;
+                    d.toy.add(run, below);
+                    for m in [
+                        Metric::EscapedFraction,
+                        Metric::Loss,
+                        Metric::TrHNoise,
+                        Metric::TrHSigma,
+                        Metric::TrHSigmaIso,
+                    ] {
+                        d.series.insert(m, d.toy.series(m));
+                    }
+                }
+            }
+            Event::CheckpointWritten {
+                dynamics,
+                iteration,
+                path,
+            } => self.push_log(format!(
+                "[{dynamics}] checkpoint at {iteration}: {}",
+                path.display()
+            )),
+            Event::Log { dynamics, message } => self.push_log(match dynamics {
+                Some(d) => format!("[{d}] {message}"),
+                None => message,
+            }),
+            Event::Diverged {
+                dynamics,
+                replicate,
+                iteration,
+                reason,
+            } => self.push_log(format!(
+                "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
+            )),
+            Event::Finished { dynamics } => {
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.status = DynStatus::Finished;
+                }
+                self.push_log(format!("[{dynamics}] finished"));
+            }
+            Event::Failed { dynamics, error } => {
+                self.push_log(format!("[{dynamics}] FAILED: {error}"));
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.status = DynStatus::Failed(error);
+                }
+            }
+            Event::RunEnded { status } => {
+                self.status = status;
+                self.ended_after = Some(self.started.elapsed());
+                self.overlay = match self.overlay {
+                    Overlay::ConfirmQuit => Overlay::None,
+                    o => o,
+                };
+                self.push_log(format!("run {}", status.key()));
+            }
+        }
+    }
+
+    /// Handles one key; returns what the loop must do, if anything.
+    pub fn on_key(&mut self, key: Key) -> Option<Action> {
+        if key == Key::CtrlC {
+            return Some(Action::Interrupt);
+        }
+        match self.overlay {
+            Overlay::ConfirmQuit => {
+                match key {
+                    Key::Char('y') | Key::Char('Y') | Key::Enter | Key::Char('q') => {
+                        return Some(Action::Quit)
+                    }
+                    _ => self.overlay = Overlay::None,
+                }
+                return None;
+            }
+            Overlay::Help => {
+                if matches!(key, Key::Esc | Key::Char('?') | Key::Char('q') | Key::Enter) {
+                    self.overlay = Overlay::None;
+                }
+                return None;
+            }
+            Overlay::None => {}
+        }
+        let n = self.dynamics.len().max(1);
+        match key {
+            Key::Tab | Key::Right => self.selected = (self.selected + 1) % n,
+            Key::BackTab | Key::Left => self.selected = (self.selected + n - 1) % n,
+            Key::Char(c @ '1'..='8') => {
+                let i = c as usize - '1' as usize;
+                if i < self.dynamics.len() {
+                    self.selected = i;
+                }
+            }
+            Key::Char('o') => {
+                self.view = match self.view {
+                    View::Overview => View::Detail,
+                    View::Detail => View::Overview,
+                }
+            }
+            Key::Enter => self.view = View::Detail,
+            Key::Esc => self.view = View::Overview,
+            Key::Char('m') => {
+                self.metric_cursor = (self.metric_cursor + 1) % self.metrics().len().max(1)
+            }
+            Key::Char('l') => self.show_log = !self.show_log,
+            Key::Char('?') => self.overlay = Overlay::Help,
+            Key::Char(']') => {
+                let seeds = self.info.as_ref().map_or(1, |i| i.replicates.max(1));
+                self.selected_seed = (self.selected_seed + 1) % seeds;
+            }
+            Key::Char('[') => {
+                let seeds = self.info.as_ref().map_or(1, |i| i.replicates.max(1));
+                self.selected_seed = (self.selected_seed + seeds - 1) % seeds;
+            }
+            Key::Char('q') => {
+                if self.is_done() {
+                    return Some(Action::Quit);
+                }
+                self.overlay = Overlay::ConfirmQuit;
+            }
+            _ => {}
+        }
+        None
+    }
+}
+
+/// Every key the dashboard knows, for the help overlay and the docs.
+pub const KEYS: &[(&str, &str)] = &[
+    ("Tab / → / ←", "next / previous dynamics"),
+    ("1 – 8", "select dynamics by number"),
+    ("o", "overview ↔ detail"),
+    ("Enter / Esc", "open detail / back to overview"),
+    ("m", "cycle the detail panel's metric"),
+    ("[ / ]", "previous / next seed on the toy canvas"),
+    ("l", "show / hide the log pane"),
+    ("?", "this help"),
+    (
+        "q",
+        "quit (asks while running; stops workers, flushes the record)",
+    ),
+    ("Ctrl-C", "stop now, mark the run interrupted"),
+];

@@ -1,0 +1,305 @@
+//! The dashboard without a terminal: key handling on the app state, rendering through
+//! ratatui's `TestBackend`, and the event loop end to end on a real (small) toy run.
+
+use noiselab::config;
+use noiselab::events::{self, Event, RunStatus};
+use noiselab::experiments::toy2d;
+use noiselab::runner;
+use noiselab::tui::app::{Action, App, Key, Overlay, View, KEYS};
+use noiselab::tui::input::Input;
+use noiselab::tui::{self, Exit, FrameStats};
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use ratatui::Terminal;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn loaded(seeds: usize) -> config::LoadedConfig {
+    config::load(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/configs/toy2d.toml"),
+        &[format!("toy2d.seeds={seeds}")],
+    )
+    .unwrap()
+}
+
+/// An app fed with every event of a real finished toy run.
+fn finished_app(seeds: usize, mono: bool) -> App {
+    let loaded = loaded(seeds);
+    let (tx, rx) = events::channel(false);
+    let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
+    tx.send(Event::RunStarted(Arc::new(info)));
+    toy2d::run_live(&loaded.config, &tx, &AtomicBool::new(false)).unwrap();
+    tx.send(Event::RunEnded {
+        status: RunStatus::Finished,
+    });
+    let mut app = App::new(mono);
+    for e in rx.recorder.try_iter() {
+        app.apply(e);
+    }
+    app
+}
+
+fn render(app: &App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
+    let mut terminal = Terminal::new(TestBackend::new(w, h)).unwrap();
+    tui::draw(&mut terminal, app, &mut FrameStats::default()).unwrap();
+    let buf = terminal.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    (text, buf)
+}
+
+const LABELS: [&str; 6] = [
+    "GD",
+    "GLD const",
+    "GLD diag",
+    "GLD leading",
+    "GLD Hessian",
+    "GLD 1st eigvec(H)",
+];
+
+#[test]
+fn overview_shows_every_dynamics_with_sparklines_and_numbers() {
+    let app = finished_app(6, false);
+    let (text, _) = render(&app, 160, 40);
+    for label in LABELS {
+        assert!(text.contains(label), "overview lacks {label}:\n{text}");
+    }
+    for column in ["escaped", "loss", "Tr(H·Cov n)", "Tr(HΣ)", "Tr(HΣ̄)"] {
+        assert!(
+            text.contains(column),
+            "overview lacks column {column}:\n{text}"
+        );
+    }
+    assert!(text.contains("✓ finished"), "{text}");
+    assert!(
+        text.contains("final state shown"),
+        "header does not say the run ended:\n{text}"
+    );
+    assert!(text.contains("6/6 seeds"), "{text}");
+    // Sparkline glyphs and the real min/max/last beside them.
+    assert!(text.chars().any(|c| "▁▂▃▄▅▆▇█".contains(c)), "{text}");
+    assert!(text.contains('↓') && text.contains('↑'), "{text}");
+    // The escape indicator of eig1 at the start is λ1·0.01 = 2 (SPEC §5): its max shows.
+    let eig1_row = text
+        .lines()
+        .skip_while(|l| !l.contains("GLD 1st eigvec(H)"))
+        .nth(3)
+        .unwrap_or("");
+    assert!(text.contains("↑2 ") || eig1_row.contains("↑2"), "{text}");
+}
+
+#[test]
+fn detail_shows_charts_spectra_and_the_toy_canvas() {
+    let mut app = finished_app(6, false);
+    app.on_key(Key::Char('6'));
+    app.on_key(Key::Char('o'));
+    assert_eq!(app.view, View::Detail);
+    let (text, _) = render(&app, 160, 45);
+    for needle in [
+        "GLD 1st eigvec(H) — escaped",
+        "Tr(HΣ) vs isotropic Tr(HΣ̄)",
+        "iteration",
+        "latest spectra",
+        "H at iteration 500",
+        "Cov n at iteration 500",
+        "θ plane: GLD 1st eigvec(H) seed 0/6",
+        "sharp (1,1)",
+        "flat (−1,−1)",
+        "success rate (Fig. 1b)",
+    ] {
+        assert!(text.contains(needle), "detail lacks {needle:?}:\n{text}");
+    }
+    // m cycles the main chart's metric.
+    app.on_key(Key::Char('m'));
+    let (text, _) = render(&app, 160, 45);
+    assert!(text.contains("GLD 1st eigvec(H) — loss"), "{text}");
+    // [ and ] move the canvas between seeds.
+    app.on_key(Key::Char('['));
+    let (text, _) = render(&app, 160, 45);
+    assert!(text.contains("seed 5/6"), "{text}");
+}
+
+#[test]
+fn help_overlay_lists_every_key() {
+    let mut app = finished_app(2, false);
+    app.on_key(Key::Char('?'));
+    assert_eq!(app.overlay, Overlay::Help);
+    let (text, _) = render(&app, 120, 40);
+    for (key, what) in KEYS {
+        assert!(
+            text.contains(key) && text.contains(what),
+            "help lacks {key} {what}:\n{text}"
+        );
+    }
+    app.on_key(Key::Esc);
+    assert_eq!(app.overlay, Overlay::None);
+}
+
+#[test]
+fn tiny_terminal_gets_a_clear_message() {
+    let app = finished_app(2, false);
+    let (text, _) = render(&app, 40, 10);
+    assert!(text.contains("terminal too small"), "{text}");
+    // And no panic at absurd sizes.
+    render(&app, 1, 1);
+    render(&app, 60, 16);
+}
+
+#[test]
+fn no_color_renders_monochrome() {
+    let (_, colored) = render(&finished_app(3, false), 140, 40);
+    assert!(colored.content().iter().any(|c| c.fg != Color::Reset));
+    let mut app = finished_app(3, true);
+    let (_, mono) = render(&app, 140, 40);
+    assert!(mono
+        .content()
+        .iter()
+        .all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+    app.on_key(Key::Char('o'));
+    let (_, mono) = render(&app, 140, 40);
+    assert!(mono
+        .content()
+        .iter()
+        .all(|c| c.fg == Color::Reset && c.bg == Color::Reset));
+}
+
+#[test]
+fn keys_switch_dynamics_views_and_panes() {
+    let mut app = finished_app(2, false);
+    assert_eq!(app.selected, 0);
+    app.on_key(Key::Tab);
+    app.on_key(Key::Right);
+    assert_eq!(app.selected, 2);
+    app.on_key(Key::Left);
+    app.on_key(Key::BackTab);
+    app.on_key(Key::BackTab);
+    assert_eq!(app.selected, 5, "wraps around");
+    app.on_key(Key::Char('3'));
+    assert_eq!(app.selected, 2);
+    app.on_key(Key::Char('8'));
+    assert_eq!(app.selected, 2, "no 8th dynamics in this run");
+    app.on_key(Key::Char('l'));
+    assert!(app.show_log);
+    let (text, _) = render(&app, 140, 40);
+    assert!(
+        text.contains("run finished") && text.contains("] finished"),
+        "{text}"
+    );
+    let first = app.selected_metric();
+    app.on_key(Key::Char('m'));
+    assert_ne!(app.selected_metric(), first);
+}
+
+#[test]
+fn quit_asks_while_running_and_not_after() {
+    let mut running = App::new(false);
+    assert_eq!(running.on_key(Key::Char('q')), None);
+    assert_eq!(running.overlay, Overlay::ConfirmQuit);
+    assert_eq!(
+        running.on_key(Key::Char('n')),
+        None,
+        "any other key keeps running"
+    );
+    assert_eq!(running.overlay, Overlay::None);
+    running.on_key(Key::Char('q'));
+    assert_eq!(running.on_key(Key::Char('y')), Some(Action::Quit));
+    assert_eq!(running.on_key(Key::CtrlC), Some(Action::Interrupt));
+    let mut done = finished_app(1, false);
+    assert_eq!(done.on_key(Key::Char('q')), Some(Action::Quit));
+}
+
+#[test]
+fn event_loop_runs_a_live_toy_run_to_the_end() {
+    let loaded = loaded(30);
+    let (tx, rx) = events::channel(true);
+    let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
+    let handle = runner::start(&loaded, info, tx);
+    let (key_tx, key_rx) = crossbeam_channel::unbounded::<Input>();
+    for k in [Key::Char('o'), Key::Char('m'), Key::Char('?'), Key::Esc] {
+        key_tx.send(Input::Key(k)).unwrap();
+    }
+    let mut terminal = Terminal::new(TestBackend::new(140, 40)).unwrap();
+    let mut app = App::new(false);
+    let mut stats = FrameStats::default();
+    let display = rx.display.unwrap();
+    let exit = tui::run_loop(
+        &mut terminal,
+        &mut app,
+        &display,
+        &key_rx,
+        &AtomicBool::new(false),
+        true,
+        &mut stats,
+    )
+    .unwrap();
+    assert_eq!(exit, Exit::Done);
+    assert_eq!(handle.join(), RunStatus::Finished);
+    assert_eq!(app.status, RunStatus::Finished);
+    assert!(
+        app.dynamics.iter().all(|d| d.done == 30),
+        "every replicate reached the display"
+    );
+    assert_eq!(app.view, View::Detail);
+    assert_eq!(app.overlay, Overlay::None);
+    assert!(stats.frames >= 1);
+    // The recorder's channel got everything too.
+    let finished = rx
+        .recorder
+        .try_iter()
+        .filter(|e| matches!(e, Event::ReplicateFinished { .. }))
+        .count();
+    assert_eq!(finished, 6 * 30);
+}
+
+#[test]
+fn q_then_y_stops_a_running_run_and_a_signal_interrupts() {
+    let loaded = loaded(100_000);
+    let (tx, rx) = events::channel(true);
+    let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
+    let handle = runner::start(&loaded, info, tx);
+    let (key_tx, key_rx) = crossbeam_channel::unbounded::<Input>();
+    key_tx.send(Input::Key(Key::Char('q'))).unwrap();
+    key_tx.send(Input::Key(Key::Char('y'))).unwrap();
+    let mut terminal = Terminal::new(TestBackend::new(120, 30)).unwrap();
+    let mut app = App::new(false);
+    let display = rx.display.unwrap();
+    let exit = tui::run_loop(
+        &mut terminal,
+        &mut app,
+        &display,
+        &key_rx,
+        &AtomicBool::new(false),
+        false,
+        &mut FrameStats::default(),
+    )
+    .unwrap();
+    assert_eq!(exit, Exit::Quit);
+    handle.request_stop();
+    assert_eq!(handle.join(), RunStatus::Interrupted);
+
+    let (_, never_keys) = crossbeam_channel::unbounded::<Input>();
+    let (tx, rx) = events::channel(true);
+    let handle = runner::start(
+        &loaded,
+        runner::run_info(&loaded, std::path::Path::new("x"), "now"),
+        tx,
+    );
+    let exit = tui::run_loop(
+        &mut terminal,
+        &mut App::new(false),
+        &rx.display.unwrap(),
+        &never_keys,
+        &AtomicBool::new(true),
+        false,
+        &mut FrameStats::default(),
+    )
+    .unwrap();
+    assert_eq!(exit, Exit::Interrupted);
+    handle.request_stop();
+    assert_eq!(handle.join(), RunStatus::Interrupted);
+}
