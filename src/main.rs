@@ -7,7 +7,7 @@ use noiselab::record::{recorder, run_dir};
 use noiselab::tui::app::App;
 use noiselab::tui::{self, headless, input, FrameStats};
 use noiselab::{runner, signals, Error};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,6 +121,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// A line on stderr that may be gone (hung-up terminal): best effort, never a panic.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// How the run is watched.
 struct Watch {
     quiet: bool,
@@ -167,7 +172,7 @@ fn run(
                 watch.exit_when_done,
                 monochrome,
             ) {
-                Ok(stats) if watch.ui_stats => eprintln!("{stats}"),
+                Ok(stats) if watch.ui_stats => say(&stats.to_string()),
                 Ok(_) => {}
                 Err(e) => dashboard_error = Some(e),
             }
@@ -188,27 +193,34 @@ fn run(
     let recorded = recorder
         .join()
         .map_err(|_| Error::Numerics("the recorder thread panicked".into()))??;
+    // The terminal may have gone with the SSH session: the record is already safe, so
+    // printing the summary is best effort.
+    let mut stdout = std::io::stdout().lock();
     if let Some(outcome) = &recorded.toy {
         let partial = if recorded.status == RunStatus::Finished {
             String::new()
         } else {
             format!(" ({}: finished replicates only)", recorded.status.key())
         };
-        println!(
+        let _ = writeln!(
+            stdout,
             "Success rate of escaping to the flat basin (Fig. 1b), {} seeds{partial}:",
             outcome.toy.seeds
         );
-        print!("{}", outcome.table());
+        let _ = write!(stdout, "{}", outcome.table());
     }
-    println!("run directory: {}", recorded.run_dir.display());
+    let _ = writeln!(stdout, "run directory: {}", recorded.run_dir.display());
+    drop(stdout);
     if let Some(e) = dashboard_error {
-        eprintln!("error: the dashboard stopped ({e}); the run was stopped and its record flushed");
+        say(&format!(
+            "error: the dashboard stopped ({e}); the run was stopped and its record flushed"
+        ));
         return Ok(ExitCode::FAILURE);
     }
     Ok(match recorded.status {
         RunStatus::Finished => ExitCode::SUCCESS,
         RunStatus::Interrupted => {
-            eprintln!("run interrupted: the record holds what had finished");
+            say("run interrupted: the record holds what had finished");
             ExitCode::from(130)
         }
         RunStatus::Failed | RunStatus::Running => ExitCode::FAILURE,
@@ -234,6 +246,16 @@ fn dashboard(
     let cpu0 = tui::thread_cpu_time();
     let wall0 = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Lets the end-to-end tests prove the terminal survives a panic in the UI.
+        if std::env::var_os("NOISELAB_DEBUG_PANIC_AFTER_MS").is_some() {
+            let ms = std::env::var("NOISELAB_DEBUG_PANIC_AFTER_MS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            let _ = tui::draw(&mut terminal, &app, &mut FrameStats::default());
+            std::thread::sleep(Duration::from_millis(ms));
+            panic!("NOISELAB_DEBUG_PANIC_AFTER_MS: deliberate panic in the dashboard");
+        }
         tui::run_loop(
             &mut terminal,
             &mut app,
@@ -264,8 +286,12 @@ fn dashboard(
         }
     }
     input_stop.store(true, Ordering::Relaxed);
-    // The terminal may be gone (SSH dropped): restoring it is best effort.
+    // The terminal may be gone (SSH dropped): restoring it is best effort, and the
+    // Terminal's own Drop must not run, since it `eprintln!`s (and so panics) when it
+    // cannot show the cursor on a hung-up terminal.
     let _ = ratatui::try_restore();
+    let _ = terminal.show_cursor();
+    std::mem::forget(terminal);
     result
 }
 

@@ -45,7 +45,8 @@ pub fn scale(values: &[f64], width: usize, prefer_log: bool) -> Option<Scaled> {
     let bars = means
         .iter()
         .map(|&m| {
-            if hi > lo {
+            // Differences at rounding level are not a signal: show a flat line.
+            if hi - lo > 1e-9 * hi.abs().max(lo.abs()) {
                 1 + ((t(m) - lo) / (hi - lo) * (TOP - 1) as f64).round() as u64
             } else {
                 TOP / 2
@@ -91,6 +92,12 @@ mod tests {
         assert_eq!(s.bars, vec![1, 100]); // bucket means 2 and 6
         assert_eq!(s.max, 7.0); // the real max, not the bucket max
         assert_eq!(scale(&[3.0; 5], 3, false).unwrap().bars, vec![50; 3]);
+    }
+
+    #[test]
+    fn rounding_noise_is_flat() {
+        let s = scale(&[800.0, 800.0 * (1.0 + 1e-14), 800.0], 3, true).unwrap();
+        assert_eq!(s.bars, vec![TOP / 2; 3]);
     }
 
     #[test]
