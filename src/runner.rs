@@ -76,9 +76,15 @@ pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender) -> RunHa
         .name("runner".into())
         .spawn(move || {
             events.send(Event::RunStarted(Arc::new(info)));
+            let start = std::time::Instant::now();
             let result = match config.experiment {
                 ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag),
             };
+            // Read by scripts/bench_dashboard.sh: compute time without the record's write.
+            events.log(
+                None,
+                format!("workers done in {:.3} s", start.elapsed().as_secs_f64()),
+            );
             let status = match result {
                 Err(e) => {
                     events.log(None, format!("run failed: {e}"));
