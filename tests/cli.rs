@@ -1,6 +1,8 @@
 //! The real binary: a toy run writes its files; bad configs exit 2 with an error naming
 //! the file, the key, the value and what was expected.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -44,14 +46,7 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
     );
     let (stdout, stderr) = text(&o);
     assert!(o.status.success(), "{stderr}");
-    for label in [
-        "GD",
-        "GLD const",
-        "GLD diag",
-        "GLD leading",
-        "GLD Hessian",
-        "GLD 1st eigvec(H)",
-    ] {
+    for label in common::TOY_LABELS {
         assert!(stdout.contains(label), "table lacks {label}:\n{stdout}");
     }
     assert!(stdout.contains(&format!("run directory: {}", out.display())));

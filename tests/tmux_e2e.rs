@@ -3,6 +3,8 @@
 //! afterwards — also after Ctrl-C and SIGTERM mid-run. Needs tmux (scripts/setup.sh
 //! installs it); each test uses its own tmux server socket.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -129,15 +131,6 @@ fn h5_status(dir: &Path) -> String {
     s.as_str().to_string()
 }
 
-const LABELS: [&str; 6] = [
-    "GD",
-    "GLD const",
-    "GLD diag",
-    "GLD leading",
-    "GLD Hessian",
-    "GLD 1st eigvec(H)",
-];
-
 fn run_dir(tmp: &tempfile::TempDir) -> PathBuf {
     tmp.path().join("run")
 }
@@ -149,7 +142,7 @@ fn dashboard_shows_every_dynamics_switches_panels_and_quits_cleanly() {
     let t = Tmux::new("ui");
     t.start(&command(&dir, 300));
     t.wait_for("every dynamics in the overview", |s| {
-        LABELS.iter().all(|l| s.contains(l)) && s.contains("overview")
+        common::TOY_LABELS.iter().all(|l| s.contains(l)) && s.contains("overview")
     });
     t.wait_for("the run to finish", |s| {
         s.contains("finished: final state shown")
@@ -197,7 +190,7 @@ fn ctrl_c_and_sigterm_restore_the_terminal_and_flush_an_interrupted_record() {
         let t = Tmux::new(how);
         t.start(&command(&dir, 1_000_000));
         t.wait_for("the dashboard", |s| {
-            s.contains("● running") && LABELS.iter().all(|l| s.contains(l))
+            s.contains("● running") && common::TOY_LABELS.iter().all(|l| s.contains(l))
         });
         match how {
             "ctrl-c" => t.keys(&["C-c"]),

@@ -6,6 +6,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use rand_distr::StandardNormal;
 
+/// The paper's names of the toy preset's six dynamics, in config order.
+pub const TOY_LABELS: [&str; 6] = [
+    "GD",
+    "GLD const",
+    "GLD diag",
+    "GLD leading",
+    "GLD Hessian",
+    "GLD 1st eigvec(H)",
+];
+
 /// How many standard errors a statistical assertion allows (P(|Z| > 5) ≈ 6e-7).
 pub const Z: f64 = 5.0;
 

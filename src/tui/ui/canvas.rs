@@ -1,7 +1,7 @@
 //! The toy's θ plane: both basins, the success region, the selected seed's trajectory,
 //! and every dynamics' success rate filling in as seeds finish.
 
-use super::{overview::status_span, Theme};
+use super::Theme;
 use crate::tui::app::App;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;
@@ -154,8 +154,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                     theme.series(i)
                 },
             ),
-            Span::raw(format!("{:>4}/{:<4} {:.3} ", s.successes, s.done, rate)),
-            status_span(s, theme),
+            Span::raw(format!("{:>5}/{:<5} {:.3}", s.successes, s.done, rate)),
         ]));
         lines.push(Line::styled(
             format!(
