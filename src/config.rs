@@ -65,6 +65,8 @@ pub struct Config {
     pub dynamics: Vec<DynamicsKind>,
     #[serde(default)]
     pub noise: NoiseConfig,
+    #[serde(default)]
+    pub record: RecordConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toy2d: Option<Toy2dConfig>,
 }
@@ -142,6 +144,27 @@ pub struct LeadingConfig {
     /// Rescale to SGD's norm under `match_sgd` (the paper does not: it is SGD's own noise).
     #[serde(default)]
     pub norm_matched: bool,
+}
+
+/// How the run record is written (`docs/SCHEMA.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// Metrics reach the journal on disk at least this often; a `kill -9` loses at most
+    /// this much of them. Lifecycle events and checkpoints are written at once.
+    pub flush_seconds: f64,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig { flush_seconds: 2.0 }
+    }
+}
+
+impl RecordConfig {
+    pub fn flush_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(self.flush_seconds)
+    }
 }
 
 /// SPEC §4.1.
@@ -437,6 +460,14 @@ impl Config {
                 "a directory name of letters, digits, '-', '_' or '.'",
             )?;
         }
+        check(
+            self.record.flush_seconds.is_finite()
+                && self.record.flush_seconds > 0.0
+                && self.record.flush_seconds <= 3600.0,
+            "record.flush_seconds",
+            self.record.flush_seconds,
+            "seconds in (0, 3600]",
+        )?;
         let n = &self.noise;
         at_least("noise.batch_size", n.batch_size, 1)?;
         match (n.magnitude, n.total_variance) {

@@ -1,14 +1,14 @@
 //! The one update loop shared by all eight dynamics (SPEC §2):
 //! θ_{t+1} = θ_t − η·g0(θ_t) + n_t.
 
-use crate::dynamics::NoiseModel;
+use crate::dynamics::{NoiseModel, NoiseState};
 use crate::estimators::AtPoint;
 use crate::linalg::axpy;
 use crate::objective::Objective;
 use crate::Result;
 
 /// Why a trajectory stopped early: its θ or its gradient stopped being finite.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Divergence {
     /// The iteration whose update produced the non-finite value.
     pub iteration: usize,
@@ -24,6 +24,15 @@ pub struct Trajectory {
     pub diverged: Option<Divergence>,
 }
 
+/// What continuing a trajectory needs: θ after `iteration` completed steps and the
+/// noise's state at that moment (RNG positions, current factor).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    pub iteration: usize,
+    pub theta: Vec<f64>,
+    pub noise: NoiseState,
+}
+
 /// Runs `iterations` steps from `theta0`. Before each update, `observe(t, at, noise)`
 /// sees θ_t through the estimates cached at that point (anything the noise computed is
 /// reused, nothing is computed twice) and the noise already drawn for step t.
@@ -33,14 +42,38 @@ pub fn run<O, F>(
     eta: f64,
     iterations: usize,
     noise: &mut NoiseModel,
-    mut observe: F,
+    observe: F,
 ) -> Result<Trajectory>
 where
     O: Objective + ?Sized,
     F: FnMut(usize, &mut AtPoint<'_, O>, &mut NoiseModel) -> Result<()>,
 {
-    let mut theta = theta0;
-    for t in 0..iterations {
+    run_segment(objective, theta0, 0..iterations, eta, noise, observe, None, |_| Ok(()))
+}
+
+/// Runs steps `steps.start .. steps.end` from `theta` (θ after `steps.start` steps, e.g.
+/// from a [`Checkpoint`] with its noise restored). Every `checkpoint_every` completed
+/// steps, `on_checkpoint` receives what continuing needs: a run cut there and resumed
+/// gives bitwise the same trajectory as one that never stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn run_segment<O, F, C>(
+    objective: &O,
+    theta: Vec<f64>,
+    steps: std::ops::Range<usize>,
+    eta: f64,
+    noise: &mut NoiseModel,
+    mut observe: F,
+    checkpoint_every: Option<usize>,
+    mut on_checkpoint: C,
+) -> Result<Trajectory>
+where
+    O: Objective + ?Sized,
+    F: FnMut(usize, &mut AtPoint<'_, O>, &mut NoiseModel) -> Result<()>,
+    C: FnMut(Checkpoint) -> Result<()>,
+{
+    let mut theta = theta;
+    let iterations = steps.end;
+    for t in steps {
         let (direction, n) = {
             let mut at = AtPoint::new(objective, &theta);
             let direction = noise.descent_direction(&mut at)?;
@@ -71,6 +104,13 @@ where
                     reason: format!("parameter became {bad}"),
                 }),
             });
+        }
+        if checkpoint_every.is_some_and(|every| every > 0 && (t + 1) % every == 0) {
+            on_checkpoint(Checkpoint {
+                iteration: t + 1,
+                theta: theta.clone(),
+                noise: noise.state(),
+            })?;
         }
     }
     Ok(Trajectory {

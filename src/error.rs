@@ -17,12 +17,22 @@ pub enum Error {
     },
     #[error("writing {}: {message}", path.display())]
     Record { path: PathBuf, message: String },
+    /// A record file that cannot be read: truncated, foreign, corrupt or too new.
+    #[error("{}: {message}", path.display())]
+    Unreadable { path: PathBuf, message: String },
     /// A numerical estimator could not produce a result (e.g. too few samples).
     #[error("{0}")]
     Numerics(String),
 }
 
 impl Error {
+    pub fn unreadable(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Unreadable {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),

@@ -14,12 +14,13 @@
 use crate::dynamics::DynamicsKind;
 use crate::experiments::toy2d::ToyRun;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// A scalar measured along a trajectory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Metric {
     Loss,
     TrainAccuracy,
@@ -74,7 +75,7 @@ impl Metric {
 }
 
 /// Which matrix a spectrum belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum SpectrumOf {
     Hessian,
     /// The covariance of the dynamics' noise n_t.
@@ -82,13 +83,22 @@ pub enum SpectrumOf {
 }
 
 /// How a run ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {
     Running,
     Finished,
     /// Stopped by the user (q, Ctrl-C) or a signal (SIGTERM, SIGHUP).
     Interrupted,
     Failed,
+}
+
+impl SpectrumOf {
+    pub fn key(self) -> &'static str {
+        match self {
+            SpectrumOf::Hessian => "hessian",
+            SpectrumOf::Noise => "noise",
+        }
+    }
 }
 
 impl RunStatus {
@@ -103,7 +113,7 @@ impl RunStatus {
 }
 
 /// What a run is, announced once at its start.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub experiment: String,
     pub run_dir: PathBuf,
@@ -125,7 +135,7 @@ pub struct RunInfo {
     pub started: String,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
     RunStarted(Arc<RunInfo>),
     /// Metric values of one dynamics at one iteration.
@@ -137,14 +147,18 @@ pub enum Event {
     /// Leading eigenvalues (descending) at one iteration.
     Spectrum {
         dynamics: DynamicsKind,
+        /// The toy's seed index; 0 for single-trajectory experiments.
+        replicate: usize,
         iteration: u64,
         of: SpectrumOf,
         values: Vec<f64>,
     },
-    CheckpointWritten {
+    /// θ and the noise state of one trajectory after `checkpoint.iteration` steps:
+    /// everything continuing it needs (journaled and synced to disk at once).
+    Checkpoint {
         dynamics: DynamicsKind,
-        iteration: u64,
-        path: PathBuf,
+        replicate: usize,
+        checkpoint: Arc<crate::engine::Checkpoint>,
     },
     Log {
         dynamics: Option<DynamicsKind>,

@@ -1,7 +1,7 @@
 //! Starts an experiment's workers in the background and reports how the run ended.
 
 use crate::config::{ExperimentKind, LoadedConfig};
-use crate::events::{Event, EventSender, Metric, RunInfo, RunStatus};
+use crate::events::{Event, EventSender, RunInfo, RunStatus};
 use crate::experiments::toy2d;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,13 +40,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
                 2,
                 toy.iterations as u64,
                 toy.seeds,
-                vec![
-                    Metric::EscapedFraction,
-                    Metric::Loss,
-                    Metric::TrHNoise,
-                    Metric::TrHSigma,
-                    Metric::TrHSigmaIso,
-                ],
+                toy2d::METRICS.to_vec(),
             )
         }
     };

@@ -8,6 +8,6 @@ mod shape;
 
 pub use kind::DynamicsKind;
 pub use model::{
-    CovarianceSource, Magnitude, NoiseModel, NoiseSpec, ScaleRule, ShapeSource, Units,
+    CovarianceSource, Magnitude, NoiseModel, NoiseSpec, NoiseState, ScaleRule, ShapeSource, Units,
 };
 pub use shape::NoiseShape;

@@ -93,9 +93,20 @@ pub struct NoiseSpec {
     pub refresh: usize,
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Active {
     shape: NoiseShape,
     scale: f64,
+}
+
+/// Everything a [`NoiseModel`] carries from one iteration to the next: its RNG streams
+/// (key, stream, position) and its current factor. With the spec and θ, exactly what a
+/// checkpoint needs to continue a trajectory bit for bit.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NoiseState {
+    rng: ChaCha12Rng,
+    metrics_rng: ChaCha12Rng,
+    active: Option<Active>,
 }
 
 /// The noise of one dynamics along one trajectory, with its own RNG stream.
@@ -122,6 +133,24 @@ impl NoiseModel {
 
     pub fn spec(&self) -> &NoiseSpec {
         &self.spec
+    }
+
+    pub fn state(&self) -> NoiseState {
+        NoiseState {
+            rng: self.rng.clone(),
+            metrics_rng: self.metrics_rng.clone(),
+            active: self.active.clone(),
+        }
+    }
+
+    /// Continues a noise from a checkpointed state.
+    pub fn restore(spec: NoiseSpec, state: NoiseState) -> Self {
+        NoiseModel {
+            spec,
+            rng: state.rng,
+            metrics_rng: state.metrics_rng,
+            active: state.active,
+        }
     }
 
     fn units_factor(&self) -> f64 {

@@ -5,7 +5,7 @@ use nalgebra::DMatrix;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum NoiseShape {
     /// N(0, I_D)
     Isotropic { dim: usize },

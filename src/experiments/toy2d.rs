@@ -6,7 +6,8 @@
 use crate::config::{Config, Toy2dConfig};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
-use crate::events::{self, Event, EventSender, SpectrumOf};
+use crate::events::{self, Event, EventSender, Metric, SpectrumOf};
+use std::collections::BTreeMap;
 use crate::linalg::symmetric_eigen;
 use crate::models::toy2d::Toy2d;
 use crate::rng::{self, Purpose};
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// One (replicate, dynamics) run.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ToyRun {
     /// Which replicate (seed index) this is.
     pub replicate: usize,
@@ -218,6 +219,7 @@ fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun) {
     ] {
         events.send(Event::Spectrum {
             dynamics: kind,
+            replicate: run.replicate,
             iteration,
             of,
             values: values.clone(),
@@ -230,6 +232,7 @@ fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun) {
 }
 
 /// Gathers finished replicates from events into a [`ToyOutcome`].
+#[derive(Clone, Debug)]
 pub struct ToyAssembly {
     toy: Toy2dConfig,
     series: Vec<ToySeries>,
@@ -292,3 +295,63 @@ impl ToyOutcome {
         out
     }
 }
+
+/// Per-iteration means over the toy replicates finished so far (the dashboard's curves
+/// and the record's `metrics/` group), kept as running sums.
+#[derive(Clone, Debug, Default)]
+pub struct ToyMeans {
+    sums: BTreeMap<Metric, Vec<f64>>,
+    counts: Vec<f64>,
+    escaped: Vec<f64>,
+}
+
+impl ToyMeans {
+    pub fn add(&mut self, run: &ToyRun, success_below: f64) {
+        let t = run.loss.len();
+        if self.counts.len() < t {
+            self.counts.resize(t, 0.0);
+            self.escaped.resize(t, 0.0);
+        }
+        for (metric, values) in [
+            (Metric::Loss, &run.loss),
+            (Metric::TrHNoise, &run.tr_h_noise),
+            (Metric::TrHSigma, &run.tr_h_sigma),
+            (Metric::TrHSigmaIso, &run.tr_h_sigma_iso),
+        ] {
+            let sums = self.sums.entry(metric).or_default();
+            if sums.len() < t {
+                sums.resize(t, 0.0);
+            }
+            for (s, v) in sums.iter_mut().zip(values.iter()) {
+                *s += v;
+            }
+        }
+        for i in 0..t {
+            self.counts[i] += 1.0;
+            let w = run.trajectory[i];
+            if w[0] < success_below && w[1] < success_below {
+                self.escaped[i] += 1.0;
+            }
+        }
+    }
+
+    /// Mean over finished replicates at each iteration t = 0 … T−1.
+    pub fn means(&self, metric: Metric) -> Vec<f64> {
+        let sums = match metric {
+            Metric::EscapedFraction => Some(&self.escaped),
+            m => self.sums.get(&m),
+        };
+        sums.map(|s| s.iter().zip(&self.counts).map(|(v, c)| v / c).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The metrics the toy reports, in display order.
+pub const METRICS: [Metric; 5] = [
+    Metric::EscapedFraction,
+    Metric::Loss,
+    Metric::TrHNoise,
+    Metric::TrHSigma,
+    Metric::TrHSigmaIso,
+];
+

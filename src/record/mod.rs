@@ -2,9 +2,11 @@
 //! Files are written under a temporary name, synced and renamed, so a reader never
 //! sees a half-written file.
 
-pub mod hdf5_toy;
+pub mod h5;
+pub mod journal;
 pub mod recorder;
 pub mod run_dir;
+pub mod state;
 pub mod summary;
 
 use crate::{Error, Result};

@@ -1,15 +1,20 @@
-//! The recorder: the consumer that receives every event. It keeps a plain-text
-//! `events.log` of the run's lifecycle as it happens and, when the run ends (finished,
-//! interrupted or failed), writes `run.h5` and `summary.json` with that status.
+//! The recorder: the consumer that receives every event. Each event is appended to the
+//! journal as it arrives; lifecycle events and checkpoints are handed to the OS at once
+//! (a `kill -9` cannot lose them) and checkpoints are also synced to disk; metrics and
+//! spectra are handed over at least every `record.flush_seconds`. When the run ends
+//! (finished, interrupted or failed) it writes `run.h5` and `summary.json` atomically.
 
-use crate::config::{ExperimentKind, LoadedConfig};
+use super::journal::{self, Body, Header};
+use super::state::RecordState;
+use super::{h5, run_dir, summary};
+use crate::config::LoadedConfig;
 use crate::events::{Event, RunStatus};
-use crate::experiments::toy2d::{ToyAssembly, ToyOutcome};
-use crate::{Error, Result};
-use crossbeam_channel::Receiver;
-use std::io::Write;
+use crate::experiments::toy2d::ToyOutcome;
+use crate::Result;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// What the recorder leaves for the command line to print.
 pub struct Recorded {
@@ -18,96 +23,150 @@ pub struct Recorded {
     pub run_dir: PathBuf,
 }
 
-pub fn spawn(
-    loaded: LoadedConfig,
-    run_dir: PathBuf,
-    created: String,
-    events: Receiver<Event>,
-) -> JoinHandle<Result<Recorded>> {
+/// A journal ready to be written on, and the state it already holds.
+pub struct Setup {
+    pub run_dir: PathBuf,
+    pub flush_interval: Duration,
+    pub state: RecordState,
+    pub journal: journal::Writer,
+}
+
+/// A new run: creates `journal.bin` with its header.
+pub fn new_run(loaded: &LoadedConfig, run_dir: &Path, created: &str) -> Result<Setup> {
+    let header = Header {
+        noiselab_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_describe: option_env!("NOISELAB_GIT_DESCRIBE").map(str::to_string),
+        config_toml: loaded.resolved_toml.clone(),
+        config_source: loaded.source.clone(),
+        seed: loaded.config.seed,
+        created: created.to_string(),
+        device: "cpu".into(),
+    };
+    let mut journal = journal::Writer::create(&run_dir.join(journal::FILE_NAME))?;
+    journal.write(Body::Header(header.clone()))?;
+    journal.sync()?;
+    Ok(Setup {
+        run_dir: run_dir.to_path_buf(),
+        flush_interval: loaded.config.record.flush_interval(),
+        state: RecordState::new(header, loaded.config.clone()),
+        journal,
+    })
+}
+
+/// An existing run, to continue: opens its journal for appending (cutting off a torn
+/// tail) and marks the resumption.
+pub fn resume(run_dir: &Path) -> Result<Setup> {
+    let path = run_dir.join(journal::FILE_NAME);
+    let (mut journal, contents) = journal::Writer::append(&path)?;
+    let state = RecordState::from_journal(&contents, &path)?;
+    journal.write(Body::Resumed {
+        at: run_dir::utc_now(),
+    })?;
+    journal.sync()?;
+    Ok(Setup {
+        run_dir: run_dir.to_path_buf(),
+        flush_interval: state.config.record.flush_interval(),
+        state,
+        journal,
+    })
+}
+
+pub fn spawn(setup: Setup, events: Receiver<Event>) -> JoinHandle<Result<Recorded>> {
     std::thread::Builder::new()
         .name("recorder".into())
-        .spawn(move || record(&loaded, &run_dir, &created, events))
+        .spawn(move || record(setup, events))
         .expect("spawning the recorder thread")
 }
 
-fn record(
-    loaded: &LoadedConfig,
-    run_dir: &Path,
-    created: &str,
-    events: Receiver<Event>,
-) -> Result<Recorded> {
-    let log_path = run_dir.join("events.log");
-    let mut log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
-    let mut toy = match loaded.config.experiment {
-        ExperimentKind::Toy2d => Some(ToyAssembly::new(&loaded.config)),
-    };
-    // A run whose senders all vanish without a RunEnded was cut short.
-    let mut status = RunStatus::Interrupted;
-    for event in events.iter() {
-        if let Some(line) = describe(&event) {
-            writeln!(log, "{} {line}", crate::record::run_dir::utc_now())
-                .and_then(|_| log.flush())
-                .map_err(|e| Error::io(&log_path, e))?;
+/// Events that must reach the OS as soon as they arrive.
+fn urgent(event: &Event) -> bool {
+    !matches!(event, Event::Metrics { .. } | Event::Spectrum { .. })
+}
+
+fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
+    let Setup {
+        run_dir,
+        flush_interval,
+        mut state,
+        mut journal,
+    } = setup;
+    let mut last_sync = Instant::now();
+    let mut ended = false;
+    loop {
+        let wait = flush_interval.saturating_sub(last_sync.elapsed());
+        match events.recv_timeout(wait) {
+            Ok(event) => {
+                state.fold_event(&event);
+                let end = matches!(event, Event::RunEnded { .. });
+                let checkpoint = matches!(event, Event::Checkpoint { .. });
+                let flush = urgent(&event);
+                match event {
+                    Event::Checkpoint {
+                        dynamics,
+                        replicate,
+                        checkpoint,
+                    } => {
+                        journal.write(Body::Checkpoint {
+                            dynamics,
+                            replicate,
+                            checkpoint: (*checkpoint).clone(),
+                        })?;
+                    }
+                    other => {
+                        journal.write(Body::Event(other))?;
+                    }
+                }
+                if checkpoint {
+                    journal.sync()?;
+                } else if flush {
+                    journal.flush()?;
+                }
+                if end {
+                    ended = true;
+                    break;
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            // Every sender gone without a RunEnded: the run was cut short.
+            Err(RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(t) = toy.as_mut() {
-            t.add(&event);
-        }
-        if let Event::RunEnded { status: s } = event {
-            status = s;
-            break;
+        if last_sync.elapsed() >= flush_interval {
+            journal.sync()?;
+            last_sync = Instant::now();
         }
     }
-    let toy = toy.map(ToyAssembly::outcome);
-    if let Some(outcome) = &toy {
-        crate::record::hdf5_toy::write(&run_dir.join("run.h5"), loaded, outcome, created, status)?;
-        crate::record::summary::write(
-            &run_dir.join("summary.json"),
-            &crate::record::summary::toy2d(outcome, status),
-        )?;
+    journal.sync()?;
+    if !ended {
+        state.status = RunStatus::Interrupted;
     }
+    let status = state.status;
+    finalize(&run_dir, &state, status)?;
     Ok(Recorded {
         status,
-        toy,
-        run_dir: run_dir.to_path_buf(),
+        toy: state.toy_outcome(),
+        run_dir,
     })
 }
 
-/// One line for the events log; high-rate events are left to run.h5.
-fn describe(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::RunStarted(info) => format!(
-            "run started: {} (D = {}, {} dynamics, device {}, {} threads)",
-            info.experiment,
-            info.dim,
-            info.dynamics.len(),
-            info.device,
-            info.threads
-        ),
-        Event::Log { dynamics, message } => match dynamics {
-            Some(d) => format!("[{d}] {message}"),
-            None => message.clone(),
-        },
-        Event::Diverged {
-            dynamics,
-            replicate,
-            iteration,
-            reason,
-        } => format!(
-            "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
-        ),
-        Event::CheckpointWritten {
-            dynamics,
-            iteration,
-            path,
-        } => format!(
-            "[{dynamics}] checkpoint at iteration {iteration}: {}",
-            path.display()
-        ),
-        Event::Finished { dynamics } => format!("[{dynamics}] finished"),
-        Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
-        Event::RunEnded { status } => format!("run ended: {}", status.key()),
-        Event::Metrics { .. } | Event::Spectrum { .. } | Event::ReplicateFinished { .. } => {
-            return None
-        }
-    })
+/// Writes `run.h5` and `summary.json` from `state` (atomically, each).
+pub fn finalize(run_dir: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
+    h5::write(&run_dir.join(h5::FILE_NAME), state, status)?;
+    if let Some(outcome) = state.toy_outcome() {
+        summary::write(&run_dir.join("summary.json"), &summary::toy2d(&outcome, status))?;
+    }
+    Ok(())
+}
+
+/// Rebuilds `run.h5` and `summary.json` from the journal (after a crash). A run whose
+/// journal has no end record is marked interrupted. Returns the state and that status.
+pub fn repair(run_dir: &Path) -> Result<(RecordState, RunStatus)> {
+    let path = run_dir.join(journal::FILE_NAME);
+    let contents = journal::read(&path)?;
+    let state = RecordState::from_journal(&contents, &path)?;
+    let status = match state.status {
+        RunStatus::Running => RunStatus::Interrupted,
+        s => s,
+    };
+    finalize(run_dir, &state, status)?;
+    Ok((state, status))
 }

@@ -3,7 +3,7 @@
 
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, Metric, RunInfo, RunStatus, SpectrumOf};
-use crate::experiments::toy2d::ToyRun;
+use crate::experiments::toy2d::{self, ToyMeans, ToyRun};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,72 +42,6 @@ pub enum DynStatus {
     Failed(String),
 }
 
-/// Per-iteration sums over the toy replicates finished so far.
-#[derive(Clone, Debug, Default)]
-pub struct ToyAggregate {
-    pub runs: BTreeMap<usize, Arc<ToyRun>>,
-    sums: BTreeMap<Metric, Vec<f64>>,
-    counts: Vec<f64>,
-    escaped: Vec<f64>,
-}
-
-impl ToyAggregate {
-    fn add(&mut self, run: Arc<ToyRun>, success_below: f64) {
-        let t = run.loss.len();
-        if self.counts.len() < t {
-            self.counts.resize(t, 0.0);
-            self.escaped.resize(t, 0.0);
-        }
-        for (metric, values) in [
-            (Metric::Loss, &run.loss),
-            (Metric::TrHNoise, &run.tr_h_noise),
-            (Metric::TrHSigma, &run.tr_h_sigma),
-            (Metric::TrHSigmaIso, &run.tr_h_sigma_iso),
-        ] {
-            let sums = self.sums.entry(metric).or_default();
-            if sums.len() < t {
-                sums.resize(t, 0.0);
-            }
-            for (s, v) in sums.iter_mut().zip(values.iter()) {
-                *s += v;
-            }
-        }
-        for i in 0..t {
-            self.counts[i] += 1.0;
-            let w = run.trajectory[i];
-            if w[0] < success_below && w[1] < success_below {
-                self.escaped[i] += 1.0;
-            }
-        }
-        self.runs.insert(run.replicate, run);
-    }
-
-    /// Mean over finished replicates at each iteration.
-    fn series(&self, metric: Metric) -> Series {
-        let points = match metric {
-            Metric::EscapedFraction => self
-                .escaped
-                .iter()
-                .zip(&self.counts)
-                .enumerate()
-                .map(|(i, (e, c))| (i as f64, e / c))
-                .collect(),
-            m => self
-                .sums
-                .get(&m)
-                .map(|s| {
-                    s.iter()
-                        .zip(&self.counts)
-                        .enumerate()
-                        .map(|(i, (v, c))| (i as f64, v / c))
-                        .collect()
-                })
-                .unwrap_or_default(),
-        };
-        Series { points }
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct DynamicsState {
     pub kind: DynamicsKind,
@@ -120,7 +54,9 @@ pub struct DynamicsState {
     /// Latest (iteration, eigenvalues) of H and of the noise covariance.
     pub hessian_spectrum: Option<(u64, Vec<f64>)>,
     pub noise_spectrum: Option<(u64, Vec<f64>)>,
-    pub toy: ToyAggregate,
+    /// Toy replicates finished so far, and their per-iteration means.
+    pub toy: ToyMeans,
+    pub toy_runs: BTreeMap<usize, Arc<ToyRun>>,
 }
 
 impl DynamicsState {
@@ -134,7 +70,8 @@ impl DynamicsState {
             series: BTreeMap::new(),
             hessian_spectrum: None,
             noise_spectrum: None,
-            toy: ToyAggregate::default(),
+            toy: ToyMeans::default(),
+            toy_runs: BTreeMap::new(),
         }
     }
 
@@ -306,6 +243,7 @@ impl App {
                 iteration,
                 of,
                 values,
+                ..
             } => {
                 if let Some(d) = self.state_mut(dynamics) {
                     match of {
@@ -321,25 +259,21 @@ impl App {
                     d.done += 1;
                     d.successes += run.success as usize;
                     d.diverged += run.diverged.is_some() as usize;
-                    d.toy.add(run, below);
-                    for m in [
-                        Metric::EscapedFraction,
-                        Metric::Loss,
-                        Metric::TrHNoise,
-                        Metric::TrHSigma,
-                        Metric::TrHSigmaIso,
-                    ] {
-                        d.series.insert(m, d.toy.series(m));
+                    d.toy.add(&run, below);
+                    d.toy_runs.insert(run.replicate, run);
+                    for m in toy2d::METRICS {
+                        let points = d.toy.means(m).into_iter().enumerate();
+                        d.series.insert(m, Series { points: points.map(|(t, v)| (t as f64, v)).collect() });
                     }
                 }
             }
-            Event::CheckpointWritten {
+            Event::Checkpoint {
                 dynamics,
-                iteration,
-                path,
+                replicate,
+                checkpoint,
             } => self.push_log(format!(
-                "[{dynamics}] checkpoint at {iteration}: {}",
-                path.display()
+                "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
+                checkpoint.iteration
             )),
             Event::Log { dynamics, message } => self.push_log(match dynamics {
                 Some(d) => format!("[{d}] {message}"),

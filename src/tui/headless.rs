@@ -75,10 +75,10 @@ impl Headless {
                 "[{t:7.1}s] {:<12} replicate {replicate} DIVERGED at iteration {iteration}: {reason}",
                 dynamics.key()
             )),
-            Event::CheckpointWritten { dynamics, iteration, path } => Some(format!(
-                "[{t:7.1}s] {:<12} checkpoint at {iteration}: {}",
+            Event::Checkpoint { dynamics, replicate, checkpoint } => Some(format!(
+                "[{t:7.1}s] {:<12} checkpoint: replicate {replicate}, iteration {}",
                 dynamics.key(),
-                path.display()
+                checkpoint.iteration
             )),
             Event::Log { dynamics, message } => Some(match dynamics {
                 Some(d) => format!("[{t:7.1}s] {:<12} {message}", d.key()),

@@ -52,7 +52,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(area);
     let seeds = app.info.as_ref().map_or(0, |i| i.replicates);
     let Some(d) = app.current() else { return };
-    let run = d.toy.runs.get(&app.selected_seed);
+    let run = d.toy_runs.get(&app.selected_seed);
     let title = match run {
         Some(r) => format!(
             " θ plane: {} seed {}/{} {} ([ ] seed) ",

@@ -1,0 +1,139 @@
+//! What the record files are built from: folded from events as they arrive (the
+//! recorder) or from a journal (repair, resume, inspect, export, watch). One fold, so a
+//! record rebuilt from a journal equals the one written live.
+
+use super::journal::{Body, Contents, Header};
+use crate::config::{self, Config, ExperimentKind, LoadedConfig};
+use crate::dynamics::DynamicsKind;
+use crate::engine::Checkpoint;
+use crate::events::{Event, Metric, RunStatus, SpectrumOf};
+use crate::experiments::toy2d::{ToyAssembly, ToyOutcome};
+use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpectrumEntry {
+    pub replicate: usize,
+    pub iteration: u64,
+    pub values: Vec<f64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct RecordState {
+    pub header: Header,
+    pub config: Config,
+    pub toy: Option<ToyAssembly>,
+    /// Metrics events: per dynamics, per metric, (iteration, value).
+    pub metrics: BTreeMap<DynamicsKind, BTreeMap<Metric, Vec<(u64, f64)>>>,
+    pub spectra: BTreeMap<(DynamicsKind, SpectrumOf), Vec<SpectrumEntry>>,
+    pub checkpoints: BTreeMap<DynamicsKind, Vec<(usize, Checkpoint)>>,
+    /// `Running` until a `RunEnded` follows the last start or resume.
+    pub status: RunStatus,
+    pub failures: Vec<(DynamicsKind, String)>,
+}
+
+impl RecordState {
+    pub fn new(header: Header, config: Config) -> Self {
+        let toy = match config.experiment {
+            ExperimentKind::Toy2d => Some(ToyAssembly::new(&config)),
+        };
+        RecordState {
+            header,
+            config,
+            toy,
+            metrics: BTreeMap::new(),
+            spectra: BTreeMap::new(),
+            checkpoints: BTreeMap::new(),
+            status: RunStatus::Running,
+            failures: vec![],
+        }
+    }
+
+    pub fn fold_event(&mut self, event: &Event) {
+        if let Some(t) = self.toy.as_mut() {
+            t.add(event);
+        }
+        match event {
+            Event::RunStarted(_) => self.status = RunStatus::Running,
+            Event::RunEnded { status } => self.status = *status,
+            Event::Metrics {
+                dynamics,
+                iteration,
+                values,
+            } => {
+                let per = self.metrics.entry(*dynamics).or_default();
+                for (m, v) in values {
+                    per.entry(*m).or_default().push((*iteration, *v));
+                }
+            }
+            Event::Spectrum {
+                dynamics,
+                replicate,
+                iteration,
+                of,
+                values,
+            } => self.spectra.entry((*dynamics, *of)).or_default().push(SpectrumEntry {
+                replicate: *replicate,
+                iteration: *iteration,
+                values: values.clone(),
+            }),
+            Event::Failed { dynamics, error } => self.failures.push((*dynamics, error.clone())),
+            _ => {}
+        }
+    }
+
+    pub fn fold(&mut self, body: &Body) {
+        match body {
+            Body::Event(e) => self.fold_event(e),
+            Body::Checkpoint {
+                dynamics,
+                replicate,
+                checkpoint,
+            } => self
+                .checkpoints
+                .entry(*dynamics)
+                .or_default()
+                .push((*replicate, checkpoint.clone())),
+            Body::Resumed { .. } => self.status = RunStatus::Running,
+            Body::Header(_) => {}
+        }
+    }
+
+    /// Rebuilds the state from a journal; `path` names it in errors.
+    pub fn from_journal(contents: &Contents, path: &Path) -> Result<Self> {
+        let header = contents
+            .header()
+            .ok_or_else(|| Error::unreadable(path, "the journal has no header record"))?
+            .clone();
+        let loaded = loaded_config(&header, path)?;
+        let mut state = RecordState::new(header, loaded.config);
+        for r in &contents.records {
+            state.fold(&r.body);
+        }
+        Ok(state)
+    }
+
+    pub fn toy_outcome(&self) -> Option<ToyOutcome> {
+        self.toy.clone().map(ToyAssembly::outcome)
+    }
+
+    /// (dynamics, replicate) pairs already finished: what a resume skips.
+    pub fn finished_replicates(&self) -> BTreeSet<(DynamicsKind, usize)> {
+        self.toy_outcome()
+            .map(|o| {
+                o.series
+                    .iter()
+                    .flat_map(|s| s.runs.iter().map(move |r| (s.kind, r.replicate)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+/// The run's config as recorded in its header.
+pub fn loaded_config(header: &Header, path: &Path) -> Result<LoadedConfig> {
+    config::parse(&header.config_toml, &header.config_source, &[]).map_err(|e| {
+        Error::unreadable(path, format!("the recorded config does not load in this build: {e}"))
+    })
+}
