@@ -48,7 +48,16 @@ where
     O: Objective + ?Sized,
     F: FnMut(usize, &mut AtPoint<'_, O>, &mut NoiseModel) -> Result<()>,
 {
-    run_segment(objective, theta0, 0..iterations, eta, noise, observe, None, |_| Ok(()))
+    run_segment(
+        objective,
+        theta0,
+        0..iterations,
+        eta,
+        noise,
+        observe,
+        None,
+        |_| Ok(()),
+    )
 }
 
 /// Runs steps `steps.start .. steps.end` from `theta` (θ after `steps.start` steps, e.g.

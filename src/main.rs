@@ -1,12 +1,15 @@
 //! The `noiselab` command line.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use noiselab::config::{self, LoadedConfig};
-use noiselab::events::{self, RunStatus};
-use noiselab::record::{recorder, run_dir};
+use noiselab::dynamics::DynamicsKind;
+use noiselab::events::{self, Event, RunStatus};
+use noiselab::record::journal::{self, Body};
+use noiselab::record::{recorder, run_dir, state, view};
 use noiselab::tui::app::App;
 use noiselab::tui::{self, headless, input, FrameStats};
 use noiselab::{runner, signals, Error};
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,11 +22,27 @@ use std::time::{Duration, Instant};
     name = "noiselab",
     version,
     about = "Run GD, SGD and Langevin-type dynamics side by side and watch how the shape of their noise lets them escape sharp minima.",
-    after_help = "Exit codes: 0 success, 1 run failure, 2 bad config or usage, 130 interrupted (q, Ctrl-C, SIGTERM, SIGHUP)."
+    after_help = "Exit codes: 0 success, 1 run failure or unreadable record, 2 bad config or usage, 130 interrupted (q, Ctrl-C, SIGTERM, SIGHUP)."
 )]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Args, Clone)]
+struct Display {
+    /// No dashboard and no progress lines; only the result table and the run directory.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
+    #[arg(long)]
+    headless: bool,
+    /// Close the dashboard by itself when every dynamics has finished.
+    #[arg(long)]
+    exit_when_done: bool,
+    /// Print the dashboard's frame count, draw time and CPU use at the end.
+    #[arg(long, hide = true)]
+    ui_stats: bool,
 }
 
 #[derive(Subcommand)]
@@ -44,19 +63,46 @@ enum Command {
         /// Worker threads (same as --set threads=N).
         #[arg(long)]
         threads: Option<usize>,
-        /// No dashboard and no progress lines; only the result table and the run directory.
-        #[arg(long, short)]
-        quiet: bool,
-        /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
+        #[command(flatten)]
+        display: Display,
+    },
+    /// Continue an interrupted or killed run from its record; the result is bitwise the
+    /// one an uninterrupted run gives.
+    Resume {
+        run: PathBuf,
+        #[command(flatten)]
+        display: Display,
+    },
+    /// Follow a run another process is writing, or replay a finished one, in the
+    /// dashboard (never writes to the run).
+    Watch {
+        run: PathBuf,
+        /// Plain progress lines instead of the dashboard; exits when the run has ended.
         #[arg(long)]
         headless: bool,
-        /// Close the dashboard by itself when every dynamics has finished.
+        /// Close the dashboard by itself once the run has ended.
         #[arg(long)]
         exit_when_done: bool,
-        /// Print the dashboard's frame count, draw time and CPU use at the end.
-        #[arg(long, hide = true)]
-        ui_stats: bool,
     },
+    /// Summarise a run: status, and per dynamics progress and final metrics.
+    Inspect {
+        run: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a run's metrics.
+    Export {
+        run: PathBuf,
+        /// Tidy CSV rows: dynamics,iteration,metric,value.
+        #[arg(long, required = true)]
+        csv: bool,
+        /// Write here instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Rebuild run.h5 and summary.json from the run's journal (after a crash).
+    Repair { run: PathBuf },
     /// Validate a config and print it resolved (defaults and overrides applied).
     Check {
         config: String,
@@ -76,24 +122,45 @@ fn main() -> ExitCode {
             runs_dir,
             mut overrides,
             threads,
-            quiet,
-            headless,
-            exit_when_done,
-            ui_stats,
+            display,
         } => {
             if let Some(t) = threads {
                 overrides.push(format!("threads={t}"));
             }
-            let watch = Watch {
-                quiet,
-                headless,
-                exit_when_done,
-                ui_stats,
-            };
             config::load(&config, &overrides)
                 .map_err(Error::from)
-                .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &watch))
+                .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &display))
         }
+        Command::Resume { run, display } => resume(&run, &display),
+        Command::Watch {
+            run,
+            headless,
+            exit_when_done,
+        } => watch(&run, headless, exit_when_done),
+        Command::Inspect { run, json } => view::open(&run).map(|v| {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v.json()).expect("JSON values serialize")
+                );
+            } else {
+                print!("{}", v.table());
+            }
+            ExitCode::SUCCESS
+        }),
+        Command::Export {
+            run,
+            csv: _,
+            output,
+        } => export(&run, output.as_deref()),
+        Command::Repair { run } => recorder::repair(&run).map(|(_, status)| {
+            println!(
+                "rebuilt {} and summary.json from journal.bin (status {})",
+                run.join("run.h5").display(),
+                status.key()
+            );
+            ExitCode::SUCCESS
+        }),
         Command::Check { config, overrides } => config::load(&config, &overrides)
             .map(|loaded| {
                 print!("# {}\n{}", loaded.source, loaded.resolved_toml);
@@ -111,11 +178,11 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e @ Error::Config(_)) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}"));
             ExitCode::from(2)
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}"));
             ExitCode::FAILURE
         }
     }
@@ -126,19 +193,11 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// How the run is watched.
-struct Watch {
-    quiet: bool,
-    headless: bool,
-    exit_when_done: bool,
-    ui_stats: bool,
-}
-
 fn run(
     loaded: &LoadedConfig,
     out: Option<&Path>,
     runs_dir: &Path,
-    watch: &Watch,
+    display: &Display,
 ) -> noiselab::Result<ExitCode> {
     let config = &loaded.config;
     let dir = match out {
@@ -149,36 +208,73 @@ fn run(
         )?,
     };
     let created = run_dir::utc_now();
-    let interactive = !watch.headless && !watch.quiet && std::io::stdout().is_terminal();
+    let setup = recorder::new_run(loaded, &dir, &created)?;
+    execute(loaded, setup, BTreeSet::new(), vec![], &created, display)
+}
+
+fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
+    let path = dir.join(journal::FILE_NAME);
+    let contents = journal::read(&path)?;
+    let prior = state::RecordState::from_journal(&contents, &path)?;
+    if prior.status == RunStatus::Finished {
+        println!(
+            "{}: the run already finished; nothing to resume",
+            dir.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let loaded = state::loaded_config(&prior.header, &path)?;
+    let skip = prior.finished_replicates();
+    let prior_events: Vec<Event> = contents.events().cloned().collect();
+    say(&format!(
+        "resuming {}: {} replicate(s) already recorded, {} to run",
+        dir.display(),
+        skip.len(),
+        expected_replicates(&loaded).saturating_sub(skip.len())
+    ));
+    let setup = recorder::resume(dir)?;
+    let created = setup.state.header.created.clone();
+    execute(&loaded, setup, skip, prior_events, &created, display)
+}
+
+fn expected_replicates(loaded: &LoadedConfig) -> usize {
+    match loaded.config.experiment {
+        config::ExperimentKind::Toy2d => loaded.config.toy2d().seeds * loaded.config.dynamics.len(),
+    }
+}
+
+/// Runs the workers with the recorder and a display, then prints the result.
+fn execute(
+    loaded: &LoadedConfig,
+    setup: recorder::Setup,
+    skip: BTreeSet<(DynamicsKind, usize)>,
+    prior: Vec<Event>,
+    created: &str,
+    display: &Display,
+) -> noiselab::Result<ExitCode> {
+    let dir = setup.run_dir.clone();
+    let interactive = !display.headless && !display.quiet && std::io::stdout().is_terminal();
     let interrupted = signals::install().map_err(|e| Error::io("signal handlers", e))?;
-    let (events, receivers) = events::channel(!watch.quiet);
-    let recorder = recorder::spawn(
-        loaded.clone(),
-        dir.clone(),
-        created.clone(),
-        receivers.recorder,
-    );
-    let info = runner::run_info(loaded, &dir, &created);
-    let handle = runner::start(loaded, info, events);
+    let (events, receivers) = events::channel(!display.quiet);
+    let recorder = recorder::spawn(setup, receivers.recorder);
+    let info = runner::run_info(loaded, &dir, created);
+    let handle = runner::start(loaded, info, events, skip);
 
     let mut dashboard_error = None;
     match receivers.display {
-        Some(display) if interactive => {
-            let monochrome = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-            match dashboard(
-                &display,
-                &handle,
-                &interrupted,
-                watch.exit_when_done,
-                monochrome,
-            ) {
-                Ok(stats) if watch.ui_stats => say(&stats.to_string()),
+        Some(rx) if interactive => {
+            let options = DashboardOptions {
+                exit_when_done: display.exit_when_done,
+                watching: false,
+            };
+            match dashboard(&rx, prior, &interrupted, &options, Some(&handle)) {
+                Ok(stats) if display.ui_stats => say(&stats.to_string()),
                 Ok(_) => {}
                 Err(e) => dashboard_error = Some(e),
             }
         }
-        Some(display) => {
-            headless::run(&display, &interrupted, &|| handle.request_stop());
+        Some(rx) => {
+            headless::run(&rx, &interrupted, &|| handle.request_stop());
         }
         None => {
             while !handle.is_done() {
@@ -220,38 +316,152 @@ fn run(
     Ok(match recorded.status {
         RunStatus::Finished => ExitCode::SUCCESS,
         RunStatus::Interrupted => {
-            say("run interrupted: the record holds what had finished");
+            say(&format!(
+                "run interrupted: the record holds what had finished; continue with `noiselab resume {}`",
+                recorded.run_dir.display()
+            ));
             ExitCode::from(130)
         }
         RunStatus::Failed | RunStatus::Running => ExitCode::FAILURE,
     })
 }
 
+fn export(dir: &Path, output: Option<&Path>) -> noiselab::Result<ExitCode> {
+    let v = view::open(dir)?;
+    match output {
+        Some(path) => {
+            let mut file = std::io::BufWriter::new(
+                std::fs::File::create(path).map_err(|e| Error::io(path, e))?,
+            );
+            v.write_csv(&mut file)
+                .and_then(|_| file.flush())
+                .map_err(|e| Error::io(path, e))?;
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is the reader's choice, not an error.
+            match v.write_csv(&mut out) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    return Err(Error::io("standard output", e))
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Follows `dir/journal.bin` (read-only) into the dashboard or progress lines.
+fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Result<ExitCode> {
+    let path = dir.join(journal::FILE_NAME);
+    if !path.exists() {
+        return Err(Error::unreadable(
+            &path,
+            "no such file: not a noiselab run directory, or its run has not started",
+        ));
+    }
+    let mut follower = journal::Follower::new(&path);
+    // Fails here, before any thread starts, on a foreign or newer journal.
+    let first = follower.poll()?;
+    let (sender, receivers) = events::channel(true);
+    drop(receivers.recorder);
+    let rx = receivers.display.expect("asked for a display");
+    let stop = Arc::new(AtomicBool::new(false));
+    let follow_stop = stop.clone();
+    let feeder = std::thread::Builder::new()
+        .name("follower".into())
+        .spawn(move || -> noiselab::Result<()> {
+            let mut batch = first;
+            loop {
+                // An end followed by a resumption in the same batch is not the end.
+                let last_resume = batch
+                    .iter()
+                    .rposition(|r| matches!(r.body, Body::Resumed { .. }));
+                for (i, r) in batch.into_iter().enumerate() {
+                    match r.body {
+                        Body::Event(Event::RunEnded { .. })
+                            if last_resume.is_some_and(|j| i < j) => {}
+                        Body::Event(e) => sender.send(e),
+                        Body::Checkpoint {
+                            dynamics,
+                            replicate,
+                            checkpoint,
+                        } => sender.send(Event::Checkpoint {
+                            dynamics,
+                            replicate,
+                            checkpoint: Arc::new(checkpoint),
+                        }),
+                        Body::Header(_) | Body::Resumed { .. } => {}
+                    }
+                }
+                if follow_stop.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                batch = follower.poll()?;
+            }
+        })
+        .expect("spawning the follower thread");
+    let interrupted = signals::install().map_err(|e| Error::io("signal handlers", e))?;
+    let interactive = !headless_mode && std::io::stdout().is_terminal();
+    let result = if interactive {
+        let options = DashboardOptions {
+            exit_when_done,
+            watching: true,
+        };
+        dashboard(&rx, vec![], &interrupted, &options, None)
+            .map(|_| ())
+            .map_err(|e| Error::Numerics(format!("the dashboard stopped: {e}")))
+    } else {
+        let status = headless::run(&rx, &interrupted, &|| {});
+        if status == RunStatus::Running {
+            say("watch stopped before the run ended");
+        }
+        Ok(())
+    };
+    stop.store(true, Ordering::Relaxed);
+    match feeder.join() {
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Error::Numerics("the journal follower panicked".into())),
+        Ok(Ok(())) => {}
+    }
+    result.map(|_| ExitCode::SUCCESS)
+}
+
+struct DashboardOptions {
+    exit_when_done: bool,
+    watching: bool,
+}
+
 /// Runs the dashboard on the real terminal and restores it whatever happens (quit,
 /// Ctrl-C, a signal, an error writing to a vanished terminal, a panic); stops the
-/// workers and waits for them unless the run already ended.
+/// workers (when there are any) and waits for them unless the run already ended.
 fn dashboard(
     display: &events::DisplayReceiver,
-    handle: &runner::RunHandle,
+    prior: Vec<Event>,
     interrupted: &AtomicBool,
-    exit_when_done: bool,
-    monochrome: bool,
+    options: &DashboardOptions,
+    workers: Option<&runner::RunHandle>,
 ) -> Result<UiStats, String> {
     // ratatui's init also installs a panic hook that restores the terminal first.
     let mut terminal = ratatui::try_init().map_err(|e| format!("cannot open the terminal: {e}"))?;
     let input_stop = Arc::new(AtomicBool::new(false));
     let inputs = input::spawn(input_stop.clone());
+    let monochrome = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let mut app = App::new(monochrome);
+    app.watching = options.watching;
+    for e in prior {
+        app.apply(e);
+    }
     let mut frames = FrameStats::default();
     let cpu0 = tui::thread_cpu_time();
     let wall0 = Instant::now();
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Lets the end-to-end tests prove the terminal survives a panic in the UI.
-        if std::env::var_os("NOISELAB_DEBUG_PANIC_AFTER_MS").is_some() {
-            let ms = std::env::var("NOISELAB_DEBUG_PANIC_AFTER_MS")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
+        if let Some(ms) = std::env::var("NOISELAB_DEBUG_PANIC_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
             let _ = tui::draw(&mut terminal, &app, &mut FrameStats::default());
             std::thread::sleep(Duration::from_millis(ms));
             panic!("NOISELAB_DEBUG_PANIC_AFTER_MS: deliberate panic in the dashboard");
@@ -262,7 +472,7 @@ fn dashboard(
             display,
             &inputs,
             interrupted,
-            exit_when_done,
+            options.exit_when_done,
             &mut frames,
         )
     }));
@@ -276,7 +486,7 @@ fn dashboard(
         Ok(Err(e)) => Err(format!("terminal error: {e}")),
         Err(_) => Err("the dashboard panicked".to_string()),
     };
-    if !handle.is_done() {
+    if let Some(handle) = workers.filter(|h| !h.is_done()) {
         handle.request_stop();
         app.stopping = true;
         let _ = tui::draw(&mut terminal, &app, &mut FrameStats::default());

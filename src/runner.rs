@@ -1,8 +1,10 @@
 //! Starts an experiment's workers in the background and reports how the run ended.
 
 use crate::config::{ExperimentKind, LoadedConfig};
+use crate::dynamics::DynamicsKind;
 use crate::events::{Event, EventSender, RunInfo, RunStatus};
 use crate::experiments::toy2d;
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -36,12 +38,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
     let (dim, iterations, replicates, metrics) = match config.experiment {
         ExperimentKind::Toy2d => {
             let toy = config.toy2d();
-            (
-                2,
-                toy.iterations as u64,
-                toy.seeds,
-                toy2d::METRICS.to_vec(),
-            )
+            (2, toy.iterations as u64, toy.seeds, toy2d::METRICS.to_vec())
         }
     };
     RunInfo {
@@ -62,7 +59,13 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
 
 /// Announces the run, starts its workers on a background thread and, when they have
 /// all stopped, publishes [`Event::RunEnded`] with the status.
-pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender) -> RunHandle {
+/// `skip`: (dynamics, replicate) already in the record (a resumed run).
+pub fn start(
+    loaded: &LoadedConfig,
+    info: RunInfo,
+    events: EventSender,
+    skip: BTreeSet<(DynamicsKind, usize)>,
+) -> RunHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let config = loaded.config.clone();
     let flag = stop.clone();
@@ -72,7 +75,7 @@ pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender) -> RunHa
             events.send(Event::RunStarted(Arc::new(info)));
             let start = std::time::Instant::now();
             let result = match config.experiment {
-                ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag),
+                ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag, &skip),
             };
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.
             events.log(

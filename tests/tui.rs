@@ -30,7 +30,13 @@ fn finished_app(seeds: usize, mono: bool) -> App {
     let (tx, rx) = events::channel(false);
     let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
     tx.send(Event::RunStarted(Arc::new(info)));
-    toy2d::run_live(&loaded.config, &tx, &AtomicBool::new(false)).unwrap();
+    toy2d::run_live(
+        &loaded.config,
+        &tx,
+        &AtomicBool::new(false),
+        &Default::default(),
+    )
+    .unwrap();
     tx.send(Event::RunEnded {
         status: RunStatus::Finished,
     });
@@ -231,7 +237,7 @@ fn loop_on_live_run(
     let loaded = loaded(seeds);
     let (tx, rx) = events::channel(true);
     let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
-    let handle = runner::start(&loaded, info, tx);
+    let handle = runner::start(&loaded, info, tx, Default::default());
     let (key_tx, key_rx) = crossbeam_channel::unbounded::<Input>();
     for &k in keys {
         key_tx.send(Input::Key(k)).unwrap();

@@ -7,11 +7,11 @@ use crate::config::{Config, Toy2dConfig};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
 use crate::events::{self, Event, EventSender, Metric, SpectrumOf};
-use std::collections::BTreeMap;
 use crate::linalg::symmetric_eigen;
 use crate::models::toy2d::Toy2d;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -145,7 +145,7 @@ pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<
 /// as a live run, with the events gathered the way the recorder gathers them.
 pub fn run(config: &Config) -> Result<ToyOutcome> {
     let (events, receivers) = events::channel(false);
-    run_live(config, &events, &AtomicBool::new(false))?;
+    run_live(config, &events, &AtomicBool::new(false), &BTreeSet::new())?;
     drop(events);
     let mut assembly = ToyAssembly::new(config);
     for event in receivers.recorder.try_iter() {
@@ -162,7 +162,13 @@ pub fn run(config: &Config) -> Result<ToyOutcome> {
 /// turn, so every dynamics advances together). Every finished replicate is published as
 /// events. Checks `stop` between replicates. Per-dynamics errors are published as
 /// [`Event::Failed`] and do not stop the other dynamics; returns how many failed.
-pub fn run_live(config: &Config, events: &EventSender, stop: &AtomicBool) -> Result<usize> {
+/// Replicates in `skip` (already in the record, when resuming) are not run again.
+pub fn run_live(
+    config: &Config,
+    events: &EventSender,
+    stop: &AtomicBool,
+    skip: &BTreeSet<(DynamicsKind, usize)>,
+) -> Result<usize> {
     let toy = config.toy2d();
     let failed = AtomicUsize::new(0);
     let (give, take) = crossbeam_channel::bounded(config.threads());
@@ -175,7 +181,7 @@ pub fn run_live(config: &Config, events: &EventSender, stop: &AtomicBool) -> Res
             let (toy, failed, give, take) = (&toy, &failed, &give, &take);
             scope.spawn(move || {
                 let result = (0..toy.seeds).try_for_each(|replicate| {
-                    if stop.load(Ordering::Relaxed) {
+                    if stop.load(Ordering::Relaxed) || skip.contains(&(kind, replicate)) {
                         return Ok(());
                     }
                     take.recv().expect("tokens outlive the workers");
@@ -328,7 +334,8 @@ impl ToyMeans {
         }
         for i in 0..t {
             self.counts[i] += 1.0;
-            let w = run.trajectory[i];
+            // θ after step i: at the last iteration this is the success criterion.
+            let w = run.trajectory.get(i + 1).copied().unwrap_or([f64::NAN; 2]);
             if w[0] < success_below && w[1] < success_below {
                 self.escaped[i] += 1.0;
             }
@@ -354,4 +361,3 @@ pub const METRICS: [Metric; 5] = [
     Metric::TrHSigma,
     Metric::TrHSigmaIso,
 ];
-

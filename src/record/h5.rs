@@ -3,7 +3,7 @@
 
 use super::state::RecordState;
 use crate::events::{Metric, RunStatus, SpectrumOf};
-use crate::experiments::toy2d::{ToyMeans, ToyRun, METRICS};
+use crate::experiments::toy2d::ToyRun;
 use crate::{Error, Result};
 use hdf5::types::{VarLenArray, VarLenUnicode};
 use ndarray::{Array1, Array2, Array3};
@@ -23,7 +23,9 @@ fn h5err(path: &Path) -> impl Fn(hdf5::Error) -> Error + '_ {
 
 fn text(s: &str) -> VarLenUnicode {
     // NUL cannot be stored in an HDF5 string; none of ours has one.
-    s.replace('\0', " ").parse().unwrap_or_else(|_| VarLenUnicode::new())
+    s.replace('\0', " ")
+        .parse()
+        .unwrap_or_else(|_| VarLenUnicode::new())
 }
 
 fn rows(runs: &[ToyRun], len: usize, get: impl Fn(&ToyRun) -> &[f64]) -> Array2<f64> {
@@ -111,7 +113,11 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
     let h = &state.header;
     w.attr(&file, "schema_version", SCHEMA_VERSION)?;
     w.attr_str(&file, "noiselab_version", &h.noiselab_version)?;
-    w.attr_str(&file, "git_describe", h.git_describe.as_deref().unwrap_or(""))?;
+    w.attr_str(
+        &file,
+        "git_describe",
+        h.git_describe.as_deref().unwrap_or(""),
+    )?;
     w.attr_str(&file, "experiment", state.config.experiment.key())?;
     w.attr_str(&file, "config", &h.config_toml)?;
     w.attr_str(&file, "config_source", &h.config_source)?;
@@ -124,9 +130,11 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
     for &kind in &state.config.dynamics {
         let g = root.create_group(kind.key()).map_err(&e)?;
         w.attr_str(&g, "label", kind.label())?;
-        let mut metrics: BTreeMap<Metric, Vec<(u64, f64)>> =
-            state.metrics.get(&kind).cloned().unwrap_or_default();
-        if let Some(s) = toy.as_ref().and_then(|o| o.series.iter().find(|s| s.kind == kind)) {
+        let metrics = state.metric_series(kind);
+        if let Some(s) = toy
+            .as_ref()
+            .and_then(|o| o.series.iter().find(|s| s.kind == kind))
+        {
             let t = toy.as_ref().map_or(0, |o| o.toy.iterations);
             w.attr(&g, "success_rate", s.success_rate())?;
             w.attr(&g, "successes", s.successes() as u64)?;
@@ -144,25 +152,21 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
             w.data(&g, "trajectories", &traj)?;
             w.data(&g, "tr_h_noise", &rows(&s.runs, t, |r| &r.tr_h_noise))?;
             w.data(&g, "tr_h_sigma", &rows(&s.runs, t, |r| &r.tr_h_sigma))?;
-            w.data(&g, "tr_h_sigma_iso", &rows(&s.runs, t, |r| &r.tr_h_sigma_iso))?;
+            w.data(
+                &g,
+                "tr_h_sigma_iso",
+                &rows(&s.runs, t, |r| &r.tr_h_sigma_iso),
+            )?;
             w.data(&g, "loss", &rows(&s.runs, t, |r| &r.loss))?;
             let success: Array1<u8> = s.runs.iter().map(|r| r.success as u8).collect();
             w.data(&g, "success", &success)?;
-            // The per-iteration means over replicates are the toy's metric series.
-            let mut means = ToyMeans::default();
-            let below = state.config.toy2d().success_below;
-            for r in &s.runs {
-                means.add(r, below);
-            }
-            for m in METRICS {
-                let v = means.means(m);
-                metrics.insert(m, v.into_iter().enumerate().map(|(i, x)| (i as u64, x)).collect());
-            }
         }
         write_metrics(&w, &g, &metrics)?;
         for of in [SpectrumOf::Hessian, SpectrumOf::Noise] {
             if let Some(entries) = state.spectra.get(&(kind, of)) {
-                let sg = g.create_group(&format!("spectra/{}", of.key())).map_err(&e)?;
+                let sg = g
+                    .create_group(&format!("spectra/{}", of.key()))
+                    .map_err(&e)?;
                 let k = entries.iter().map(|s| s.values.len()).max().unwrap_or(0);
                 let mut values = Array2::from_elem((entries.len(), k), f64::NAN);
                 for (i, s) in entries.iter().enumerate() {
@@ -170,8 +174,19 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
                         values[(i, j)] = *v;
                     }
                 }
-                w.data(&sg, "replicate", &entries.iter().map(|s| s.replicate as u64).collect::<Array1<u64>>())?;
-                w.data(&sg, "iteration", &entries.iter().map(|s| s.iteration).collect::<Array1<u64>>())?;
+                w.data(
+                    &sg,
+                    "replicate",
+                    &entries
+                        .iter()
+                        .map(|s| s.replicate as u64)
+                        .collect::<Array1<u64>>(),
+                )?;
+                w.data(
+                    &sg,
+                    "iteration",
+                    &entries.iter().map(|s| s.iteration).collect::<Array1<u64>>(),
+                )?;
                 w.data(&sg, "values", &values)?;
             }
         }
@@ -184,8 +199,18 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
                     theta[(i, j)] = *v;
                 }
             }
-            w.data(&cg, "replicate", &cps.iter().map(|(r, _)| *r as u64).collect::<Array1<u64>>())?;
-            w.data(&cg, "iteration", &cps.iter().map(|(_, c)| c.iteration as u64).collect::<Array1<u64>>())?;
+            w.data(
+                &cg,
+                "replicate",
+                &cps.iter().map(|(r, _)| *r as u64).collect::<Array1<u64>>(),
+            )?;
+            w.data(
+                &cg,
+                "iteration",
+                &cps.iter()
+                    .map(|(_, c)| c.iteration as u64)
+                    .collect::<Array1<u64>>(),
+            )?;
             w.data(&cg, "theta", &theta)?;
             let states: Vec<VarLenArray<u8>> = cps
                 .iter()
@@ -203,14 +228,22 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
     Ok(())
 }
 
-fn write_metrics(w: &W, g: &hdf5::Group, metrics: &BTreeMap<Metric, Vec<(u64, f64)>>) -> Result<()> {
+fn write_metrics(
+    w: &W,
+    g: &hdf5::Group,
+    metrics: &BTreeMap<Metric, Vec<(u64, f64)>>,
+) -> Result<()> {
     let mg = g.create_group("metrics").map_err(w.err())?;
     // One iteration axis: the union of every metric's iterations; NaN where a metric
     // was not measured at an iteration.
     let mut iterations: Vec<u64> = metrics.values().flatten().map(|p| p.0).collect();
     iterations.sort_unstable();
     iterations.dedup();
-    let index: BTreeMap<u64, usize> = iterations.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let index: BTreeMap<u64, usize> = iterations
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| (t, i))
+        .collect();
     w.data(&mg, "iteration", &Array1::from(iterations.clone()))?;
     for (m, points) in metrics {
         let mut col = Array1::from_elem(iterations.len(), f64::NAN);
@@ -246,7 +279,8 @@ pub fn read(path: &Path) -> Result<H5Run> {
     if !path.exists() {
         return Err(bad("no such file".into()));
     }
-    let file = hdf5::File::open(path).map_err(|e| bad(format!("not a readable HDF5 file ({e})")))?;
+    let file =
+        hdf5::File::open(path).map_err(|e| bad(format!("not a readable HDF5 file ({e})")))?;
     let version: u32 = file
         .attr("schema_version")
         .and_then(|a| a.read_scalar())
@@ -269,7 +303,9 @@ pub fn read(path: &Path) -> Result<H5Run> {
     }
     for required in ["experiment", "status", "config"] {
         if !attrs.contains_key(required) {
-            return Err(bad(format!("not a noiselab record: no {required} attribute")));
+            return Err(bad(format!(
+                "not a noiselab record: no {required} attribute"
+            )));
         }
     }
     let root = file
@@ -277,7 +313,9 @@ pub fn read(path: &Path) -> Result<H5Run> {
         .map_err(|_| bad("not a noiselab record: no /dynamics group".into()))?;
     let mut dynamics = vec![];
     for key in root.member_names().map_err(|e| bad(e.to_string()))? {
-        let g = root.group(&key).map_err(|e| bad(format!("/dynamics/{key}: {e}")))?;
+        let g = root
+            .group(&key)
+            .map_err(|e| bad(format!("/dynamics/{key}: {e}")))?;
         let label = g
             .attr("label")
             .and_then(|a| a.read_scalar::<VarLenUnicode>())
@@ -285,9 +323,12 @@ pub fn read(path: &Path) -> Result<H5Run> {
             .unwrap_or_else(|_| key.clone());
         let toy = match (g.attr("successes"), g.attr("seeds"), g.attr("diverged")) {
             (Ok(s), Ok(n), Ok(d)) => Some((
-                s.read_scalar().map_err(|e| bad(format!("/dynamics/{key} successes: {e}")))?,
-                n.read_scalar().map_err(|e| bad(format!("/dynamics/{key} seeds: {e}")))?,
-                d.read_scalar().map_err(|e| bad(format!("/dynamics/{key} diverged: {e}")))?,
+                s.read_scalar()
+                    .map_err(|e| bad(format!("/dynamics/{key} successes: {e}")))?,
+                n.read_scalar()
+                    .map_err(|e| bad(format!("/dynamics/{key} seeds: {e}")))?,
+                d.read_scalar()
+                    .map_err(|e| bad(format!("/dynamics/{key} diverged: {e}")))?,
             )),
             _ => None,
         };

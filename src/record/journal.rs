@@ -133,7 +133,10 @@ pub fn parse(bytes: &[u8], describe: &Path) -> Result<Contents> {
             break;
         }
         if rest.len() < 8 + len {
-            stopped = Some(format!("torn frame at byte {at} ({} of {len} bytes)", rest.len() - 8));
+            stopped = Some(format!(
+                "torn frame at byte {at} ({} of {len} bytes)",
+                rest.len() - 8
+            ));
             break;
         }
         let payload = &rest[8..8 + len];
@@ -241,7 +244,10 @@ impl Writer {
 
     pub fn sync(&mut self) -> Result<()> {
         self.flush()?;
-        self.file.get_ref().sync_data().map_err(|e| Error::io(&self.path, e))
+        self.file
+            .get_ref()
+            .sync_data()
+            .map_err(|e| Error::io(&self.path, e))
     }
 }
 
@@ -266,9 +272,11 @@ impl Follower {
 
     pub fn poll(&mut self) -> Result<Vec<Record>> {
         let mut file = File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-        file.seek(SeekFrom::Start(self.offset)).map_err(|e| Error::io(&self.path, e))?;
+        file.seek(SeekFrom::Start(self.offset))
+            .map_err(|e| Error::io(&self.path, e))?;
         let mut fresh = Vec::new();
-        file.read_to_end(&mut fresh).map_err(|e| Error::io(&self.path, e))?;
+        file.read_to_end(&mut fresh)
+            .map_err(|e| Error::io(&self.path, e))?;
         self.offset += fresh.len() as u64;
         self.pending.extend_from_slice(&fresh);
         if !self.started {
@@ -289,7 +297,10 @@ impl Follower {
         // A frame that fails its checksum while complete is corruption, not a write in
         // progress: report it rather than wait for ever.
         if let Some(why) = &contents.stopped {
-            if why.starts_with("checksum") || why.starts_with("undecodable") || why.starts_with("implausible") {
+            if why.starts_with("checksum")
+                || why.starts_with("undecodable")
+                || why.starts_with("implausible")
+            {
                 return Err(Error::unreadable(&self.path, why.clone()));
             }
         }

@@ -8,6 +8,7 @@ pub mod recorder;
 pub mod run_dir;
 pub mod state;
 pub mod summary;
+pub mod view;
 
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};

@@ -152,7 +152,10 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
 pub fn finalize(run_dir: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
     h5::write(&run_dir.join(h5::FILE_NAME), state, status)?;
     if let Some(outcome) = state.toy_outcome() {
-        summary::write(&run_dir.join("summary.json"), &summary::toy2d(&outcome, status))?;
+        summary::write(
+            &run_dir.join("summary.json"),
+            &summary::toy2d(&outcome, status),
+        )?;
     }
     Ok(())
 }

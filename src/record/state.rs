@@ -7,7 +7,7 @@ use crate::config::{self, Config, ExperimentKind, LoadedConfig};
 use crate::dynamics::DynamicsKind;
 use crate::engine::Checkpoint;
 use crate::events::{Event, Metric, RunStatus, SpectrumOf};
-use crate::experiments::toy2d::{ToyAssembly, ToyOutcome};
+use crate::experiments::toy2d::{self, ToyAssembly, ToyMeans, ToyOutcome};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -73,11 +73,21 @@ impl RecordState {
                 iteration,
                 of,
                 values,
-            } => self.spectra.entry((*dynamics, *of)).or_default().push(SpectrumEntry {
-                replicate: *replicate,
-                iteration: *iteration,
-                values: values.clone(),
-            }),
+            } => {
+                // A replicate cut short and run again by `resume` reports its spectrum
+                // twice: keep one entry per (replicate, iteration), in that order.
+                let entries = self.spectra.entry((*dynamics, *of)).or_default();
+                let entry = SpectrumEntry {
+                    replicate: *replicate,
+                    iteration: *iteration,
+                    values: values.clone(),
+                };
+                let key = |e: &SpectrumEntry| (e.replicate, e.iteration);
+                match entries.binary_search_by_key(&key(&entry), key) {
+                    Ok(i) => entries[i] = entry,
+                    Err(i) => entries.insert(i, entry),
+                }
+            }
             Event::Failed { dynamics, error } => self.failures.push((*dynamics, error.clone())),
             _ => {}
         }
@@ -118,6 +128,25 @@ impl RecordState {
         self.toy.clone().map(ToyAssembly::outcome)
     }
 
+    /// Every metric series of one dynamics: its Metrics events, and for the toy the
+    /// per-iteration means over the finished replicates.
+    pub fn metric_series(&self, kind: DynamicsKind) -> BTreeMap<Metric, Vec<(u64, f64)>> {
+        let mut metrics = self.metrics.get(&kind).cloned().unwrap_or_default();
+        if let Some(outcome) = self.toy_outcome() {
+            if let Some(s) = outcome.series.iter().find(|s| s.kind == kind) {
+                let mut means = ToyMeans::default();
+                for r in &s.runs {
+                    means.add(r, outcome.toy.success_below);
+                }
+                for m in toy2d::METRICS {
+                    let v = means.means(m).into_iter().enumerate();
+                    metrics.insert(m, v.map(|(t, x)| (t as u64, x)).collect());
+                }
+            }
+        }
+        metrics
+    }
+
     /// (dynamics, replicate) pairs already finished: what a resume skips.
     pub fn finished_replicates(&self) -> BTreeSet<(DynamicsKind, usize)> {
         self.toy_outcome()
@@ -134,6 +163,9 @@ impl RecordState {
 /// The run's config as recorded in its header.
 pub fn loaded_config(header: &Header, path: &Path) -> Result<LoadedConfig> {
     config::parse(&header.config_toml, &header.config_source, &[]).map_err(|e| {
-        Error::unreadable(path, format!("the recorded config does not load in this build: {e}"))
+        Error::unreadable(
+            path,
+            format!("the recorded config does not load in this build: {e}"),
+        )
     })
 }

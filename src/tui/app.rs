@@ -138,6 +138,8 @@ pub struct App {
     pub stopping: bool,
     /// Toy success threshold, from the config.
     pub success_below: f64,
+    /// Following a run directory (`noiselab watch`): nothing to stop, `q` just leaves.
+    pub watching: bool,
 }
 
 impl App {
@@ -159,6 +161,7 @@ impl App {
             monochrome,
             stopping: false,
             success_below: -0.5,
+            watching: false,
         }
     }
 
@@ -205,11 +208,20 @@ impl App {
     pub fn apply(&mut self, event: Event) {
         match event {
             Event::RunStarted(info) => {
-                self.dynamics = info
-                    .dynamics
-                    .iter()
-                    .map(|&k| DynamicsState::new(k))
-                    .collect();
+                // A resumed run announces itself again: keep what is already shown.
+                let same = self
+                    .info
+                    .as_ref()
+                    .is_some_and(|i| i.dynamics == info.dynamics);
+                if !same {
+                    self.dynamics = info
+                        .dynamics
+                        .iter()
+                        .map(|&k| DynamicsState::new(k))
+                        .collect();
+                }
+                self.status = RunStatus::Running;
+                self.ended_after = None;
                 if let Ok(t) = info.config_toml.parse::<toml::Table>() {
                     if let Some(v) = t
                         .get("toy2d")
@@ -263,7 +275,12 @@ impl App {
                     d.toy_runs.insert(run.replicate, run);
                     for m in toy2d::METRICS {
                         let points = d.toy.means(m).into_iter().enumerate();
-                        d.series.insert(m, Series { points: points.map(|(t, v)| (t as f64, v)).collect() });
+                        d.series.insert(
+                            m,
+                            Series {
+                                points: points.map(|(t, v)| (t as f64, v)).collect(),
+                            },
+                        );
                     }
                 }
             }
@@ -366,7 +383,7 @@ impl App {
                 self.selected_seed = (self.selected_seed + seeds - 1) % seeds;
             }
             Key::Char('q') => {
-                if self.is_done() {
+                if self.is_done() || self.watching {
                     return Some(Action::Quit);
                 }
                 self.overlay = Overlay::ConfirmQuit;

@@ -41,6 +41,11 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         RunStatus::Interrupted => Span::styled("■ interrupted", theme.fg(Color::Yellow)),
         RunStatus::Failed => Span::styled("✗ failed (see log: l)", theme.fg(Color::Red)),
     };
+    let state = if app.watching {
+        Span::styled(format!("watching · {}", state.content), state.style)
+    } else {
+        state
+    };
     let pct = (100 * done).checked_div(total).unwrap_or(0);
     let mut spans = vec![
         Span::styled(format!(" {experiment} "), theme.title()),
