@@ -18,6 +18,19 @@ fi
 
 cargo test --release --all-targets
 
-run_dir=$(mktemp -d)/toy2d
-cargo run --release --quiet -- run configs/toy2d.toml --set toy2d.seeds=50 --out "$run_dir" --quiet
-$py scripts/check_run.py "$run_dir"
+# The record, read back by h5py with nothing but docs/SCHEMA.md: a finished run, and a
+# run killed with SIGKILL mid-way then repaired from its journal.
+work=$(mktemp -d)
+bin=target/release/noiselab
+$bin run configs/toy2d.toml --set toy2d.seeds=50 --out "$work/finished" --quiet
+$py scripts/check_run.py "$work/finished"
+$bin run configs/toy2d.toml --set toy2d.seeds=100000 --out "$work/killed" --headless 2>/dev/null &
+pid=$!
+for _ in $(seq 100); do
+  [ "$(stat -c %s "$work/killed/journal.bin" 2>/dev/null || echo 0)" -gt 2000000 ] && break
+  sleep 0.1
+done
+kill -9 "$pid"; wait "$pid" 2>/dev/null || true
+$bin repair "$work/killed"
+$py scripts/check_run.py "$work/killed"
+rm -rf "$work"

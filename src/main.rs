@@ -217,10 +217,19 @@ fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
     let contents = journal::read(&path)?;
     let prior = state::RecordState::from_journal(&contents, &path)?;
     if prior.status == RunStatus::Finished {
-        println!(
-            "{}: the run already finished; nothing to resume",
-            dir.display()
-        );
+        // Killed after its last record but before run.h5 was in place: finish that.
+        if !dir.join("run.h5").exists() || !dir.join("summary.json").exists() {
+            recorder::finalize(dir, &prior, RunStatus::Finished)?;
+            println!(
+                "{}: the run had finished; wrote its run.h5 and summary.json",
+                dir.display()
+            );
+        } else {
+            println!(
+                "{}: the run already finished; nothing to resume",
+                dir.display()
+            );
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let loaded = state::loaded_config(&prior.header, &path)?;
@@ -389,7 +398,7 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
                         } => sender.send(Event::Checkpoint {
                             dynamics,
                             replicate,
-                            checkpoint: Arc::new(checkpoint),
+                            checkpoint: Arc::new(*checkpoint),
                         }),
                         Body::Header(_) | Body::Resumed { .. } => {}
                     }

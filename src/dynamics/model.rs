@@ -109,6 +109,15 @@ pub struct NoiseState {
     active: Option<Active>,
 }
 
+impl NoiseState {
+    /// The same state carrying `shape` scaled by `scale` as its current factor (what a
+    /// refresh leaves behind); for building checkpoints of a known size.
+    pub fn with_factor(mut self, shape: NoiseShape, scale: f64) -> Self {
+        self.active = Some(Active { shape, scale });
+        self
+    }
+}
+
 /// The noise of one dynamics along one trajectory, with its own RNG stream.
 pub struct NoiseModel {
     spec: NoiseSpec,

@@ -43,7 +43,7 @@ pub enum Body {
     Checkpoint {
         dynamics: DynamicsKind,
         replicate: usize,
-        checkpoint: Checkpoint,
+        checkpoint: Box<Checkpoint>,
     },
     /// `noiselab resume` took over from here.
     Resumed { at: String },

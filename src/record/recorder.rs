@@ -10,8 +10,9 @@ use super::{h5, run_dir, summary};
 use crate::config::LoadedConfig;
 use crate::events::{Event, RunStatus};
 use crate::experiments::toy2d::ToyOutcome;
-use crate::Result;
+use crate::{Error, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -90,12 +91,22 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
         mut state,
         mut journal,
     } = setup;
+    let log_path = run_dir.join("events.log");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| Error::io(&log_path, e))?;
     let mut last_sync = Instant::now();
     let mut ended = false;
     loop {
         let wait = flush_interval.saturating_sub(last_sync.elapsed());
         match events.recv_timeout(wait) {
             Ok(event) => {
+                if let Some(line) = describe(&event) {
+                    writeln!(log, "{} {line}", run_dir::utc_now())
+                        .map_err(|e| Error::io(&log_path, e))?;
+                }
                 state.fold_event(&event);
                 let end = matches!(event, Event::RunEnded { .. });
                 let checkpoint = matches!(event, Event::Checkpoint { .. });
@@ -109,7 +120,7 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
                         journal.write(Body::Checkpoint {
                             dynamics,
                             replicate,
-                            checkpoint: (*checkpoint).clone(),
+                            checkpoint: Box::new((*checkpoint).clone()),
                         })?;
                     }
                     other => {
@@ -172,4 +183,44 @@ pub fn repair(run_dir: &Path) -> Result<(RecordState, RunStatus)> {
     };
     finalize(run_dir, &state, status)?;
     Ok((state, status))
+}
+
+/// One human-readable line for `events.log`; high-rate events are left to the journal.
+fn describe(event: &Event) -> Option<String> {
+    Some(match event {
+        Event::RunStarted(info) => format!(
+            "run started: {} (D = {}, {} dynamics, device {}, {} threads)",
+            info.experiment,
+            info.dim,
+            info.dynamics.len(),
+            info.device,
+            info.threads
+        ),
+        Event::Log { dynamics, message } => match dynamics {
+            Some(d) => format!("[{d}] {message}"),
+            None => message.clone(),
+        },
+        Event::Diverged {
+            dynamics,
+            replicate,
+            iteration,
+            reason,
+        } => format!(
+            "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
+        ),
+        Event::Checkpoint {
+            dynamics,
+            replicate,
+            checkpoint,
+        } => format!(
+            "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
+            checkpoint.iteration
+        ),
+        Event::Finished { dynamics } => format!("[{dynamics}] finished"),
+        Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
+        Event::RunEnded { status } => format!("run ended: {}", status.key()),
+        Event::Metrics { .. } | Event::Spectrum { .. } | Event::ReplicateFinished { .. } => {
+            return None
+        }
+    })
 }

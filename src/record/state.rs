@@ -104,7 +104,7 @@ impl RecordState {
                 .checkpoints
                 .entry(*dynamics)
                 .or_default()
-                .push((*replicate, checkpoint.clone())),
+                .push((*replicate, (**checkpoint).clone())),
             Body::Resumed { .. } => self.status = RunStatus::Running,
             Body::Header(_) => {}
         }
