@@ -235,3 +235,55 @@ fn a_panic_in_the_dashboard_restores_the_terminal_and_keeps_the_record() {
     t.assert_terminal_restored();
     assert_eq!(status_of(&dir), "interrupted");
 }
+
+#[test]
+fn watch_follows_a_run_in_the_dashboard_and_quits_without_asking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run_dir(&tmp);
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args([
+            "run",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/configs/toy2d.toml"),
+            "--headless",
+            "--set",
+            "toy2d.seeds=1000",
+            "--out",
+        ])
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !dir.join("journal.bin").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = Tmux::new("watch");
+    t.start(&format!(
+        "{} watch {}",
+        env!("CARGO_BIN_EXE_noiselab"),
+        dir.display()
+    ));
+    t.wait_for("the watched run", |s| {
+        s.contains("watching") && common::TOY_LABELS.iter().all(|l| s.contains(l))
+    });
+    assert!(writer.wait().unwrap().success());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    let ok = summary["dynamics"]["gld_eig1"]["successes"]
+        .as_u64()
+        .unwrap();
+    t.wait_for("the final numbers", |s| {
+        s.contains("finished: final state shown") && s.contains("1000/1000 seeds")
+    });
+    t.keys(&["o"]);
+    t.keys(&["6"]);
+    t.wait_for("eig1's success count in the detail panel", |s| {
+        s.contains(&format!("{ok}/1000"))
+    });
+    t.keys(&["q"]);
+    let s = t.wait_for("watch to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 0"), "{s}");
+    t.assert_terminal_restored();
+}

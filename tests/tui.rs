@@ -270,3 +270,50 @@ fn q_then_y_stops_a_running_run_and_a_signal_interrupts() {
     handle.request_stop();
     assert_eq!(handle.join(), RunStatus::Interrupted);
 }
+
+#[test]
+fn watching_the_journal_shows_what_the_live_dashboard_showed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let loaded = loaded(40);
+    let setup = noiselab::record::recorder::new_run(&loaded, tmp.path(), "now").unwrap();
+    let (tx, rx) = events::channel(true);
+    let recorder = noiselab::record::recorder::spawn(setup, rx.recorder);
+    let info = runner::run_info(&loaded, tmp.path(), "now");
+    let handle = runner::start(&loaded, info, tx, Default::default());
+    let display = rx.display.unwrap();
+    let mut live = App::new(false);
+    while !live.is_done() {
+        crossbeam_channel::select! {
+            recv(display.lifecycle) -> e => live.apply(e.unwrap()),
+            recv(display.updates) -> e => live.apply(e.unwrap()),
+        }
+    }
+    handle.join();
+    for e in display.updates.try_iter() {
+        live.apply(e);
+    }
+    recorder.join().unwrap().unwrap();
+    assert_eq!(
+        display.dropped.load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+
+    let contents = noiselab::record::journal::read(&tmp.path().join("journal.bin")).unwrap();
+    let mut replay = App::new(false);
+    replay.watching = true;
+    for e in contents.events() {
+        replay.apply(e.clone());
+    }
+    // Everything below the header (which shows elapsed time and "watching") must match.
+    let body = |app: &App| {
+        let (text, _) = render(app, 150, 45);
+        text.lines().skip(3).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(body(&live), body(&replay), "overview differs");
+    for app in [&mut live, &mut replay] {
+        app.on_key(Key::Char('4'));
+        app.on_key(Key::Char('o'));
+    }
+    assert_eq!(body(&live), body(&replay), "detail differs");
+    assert!(body(&replay).join("\n").contains("GLD leading — escaped"));
+}
