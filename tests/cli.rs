@@ -51,14 +51,7 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
     }
     assert!(stdout.contains(&format!("run directory: {}", out.display())));
     // Not a terminal: plain progress lines, one per dynamics per reporting step.
-    for key in [
-        "gd",
-        "gld_const",
-        "gld_diag",
-        "gld_leading",
-        "gld_hessian",
-        "gld_eig1",
-    ] {
+    for key in common::TOY_KEYS {
         assert!(
             stderr
                 .lines()

@@ -30,6 +30,36 @@ fn preset() -> &'static str {
     concat!(env!("CARGO_MANIFEST_DIR"), "/configs/toy2d.toml")
 }
 
+/// A headless toy run writing into `dir`, in the background.
+fn spawn_run(dir: &Path, seeds: usize) -> std::process::Child {
+    bin()
+        .args([
+            "run",
+            preset(),
+            "--headless",
+            "--set",
+            &format!("toy2d.seeds={seeds}"),
+            "--out",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Every file of a directory with its modification time and size.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime, u64)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            (e.path(), m.modified().unwrap(), m.len())
+        })
+        .collect()
+}
+
 /// A finished toy run with `seeds` seeds in `dir`.
 fn finished_run(dir: &Path, seeds: usize) {
     let o = noiselab(&[
@@ -105,20 +135,7 @@ fn kill_9_at_random_moments_then_inspect_and_resume_to_the_uninterrupted_result(
     let mut max_gap_ms = 0u64;
     for i in 0..20 {
         let dir = tmp.path().join(format!("killed-{i}"));
-        let mut child = bin()
-            .args([
-                "run",
-                preset(),
-                "--headless",
-                "--set",
-                &format!("toy2d.seeds={seeds}"),
-                "--out",
-                dir.to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_run(&dir, seeds);
         let at = Duration::from_secs_f64(rng.random_range(0.0..1.1) * full.as_secs_f64());
         std::thread::sleep(at);
         let _ = child.kill(); // SIGKILL
@@ -181,20 +198,7 @@ fn resume_continues_a_stopped_run_and_refuses_a_finished_one() {
 fn repair_rebuilds_run_h5_from_a_killed_journal() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut child = bin()
-        .args([
-            "run",
-            preset(),
-            "--headless",
-            "--set",
-            "toy2d.seeds=100000",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&dir, 100000);
     let deadline = Instant::now() + Duration::from_secs(20);
     while journal::read(&dir.join("journal.bin")).map_or(0, |c| c.records.len()) < 50 {
         assert!(Instant::now() < deadline, "the run did not start");
@@ -221,14 +225,7 @@ fn inspect_and_export_agree_with_the_summary() {
     let o = noiselab(&["inspect", dir.to_str().unwrap(), "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["status"], "finished");
-    for key in [
-        "gd",
-        "gld_const",
-        "gld_diag",
-        "gld_leading",
-        "gld_hessian",
-        "gld_eig1",
-    ] {
+    for key in common::TOY_KEYS {
         let r = &report["dynamics"][key];
         assert_eq!(
             r["success_rate"], summary["dynamics"][key]["success_rate"],
@@ -289,41 +286,20 @@ fn watch_replays_a_finished_run_with_the_same_numbers_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
     finished_run(&dir, 30);
-    let before: Vec<(PathBuf, std::time::SystemTime, u64)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            (e.path(), m.modified().unwrap(), m.len())
-        })
-        .collect();
+    let before: Vec<(PathBuf, std::time::SystemTime, u64)> = snapshot(&dir);
     let o = noiselab(&["watch", dir.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lines = String::from_utf8_lossy(&o.stderr).into_owned();
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
-    for key in [
-        "gd",
-        "gld_const",
-        "gld_diag",
-        "gld_leading",
-        "gld_hessian",
-        "gld_eig1",
-    ] {
+    for key in common::TOY_KEYS {
         let ok = summary["dynamics"][key]["successes"].as_u64().unwrap();
         let rate = summary["dynamics"][key]["success_rate"].as_f64().unwrap();
         let want = format!("{key:<12} 30/30 seeds, escaped {ok} ({rate:.3})");
         assert!(lines.contains(&want), "watch lacks {want:?}:\n{lines}");
     }
     assert!(lines.contains("run finished"));
-    let after: Vec<(PathBuf, std::time::SystemTime, u64)> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            let e = e.unwrap();
-            let m = e.metadata().unwrap();
-            (e.path(), m.modified().unwrap(), m.len())
-        })
-        .collect();
+    let after: Vec<(PathBuf, std::time::SystemTime, u64)> = snapshot(&dir);
     assert_eq!(before, after, "watch changed the run directory");
 }
 
@@ -331,20 +307,7 @@ fn watch_replays_a_finished_run_with_the_same_numbers_and_writes_nothing() {
 fn watch_follows_a_run_being_written() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let mut child = bin()
-        .args([
-            "run",
-            preset(),
-            "--headless",
-            "--set",
-            "toy2d.seeds=1500",
-            "--out",
-            dir.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&dir, 1500);
     let deadline = Instant::now() + Duration::from_secs(20);
     while !dir.join("journal.bin").exists() {
         assert!(Instant::now() < deadline);

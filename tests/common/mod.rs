@@ -16,6 +16,16 @@ pub const TOY_LABELS: [&str; 6] = [
     "GLD 1st eigvec(H)",
 ];
 
+/// Their config keys, in the same order.
+pub const TOY_KEYS: [&str; 6] = [
+    "gd",
+    "gld_const",
+    "gld_diag",
+    "gld_leading",
+    "gld_hessian",
+    "gld_eig1",
+];
+
 /// How many standard errors a statistical assertion allows (P(|Z| > 5) ≈ 6e-7).
 pub const Z: f64 = 5.0;
 
