@@ -208,7 +208,13 @@ impl NoiseModel {
                 at.noise_covariance(spec.covariance, spec.batch_size, &mut self.rng)?
                     .top_eigenpairs(k),
             ),
-            ShapeSource::HessianTop(k) => NoiseShape::low_rank(at.hessian_top(k)?),
+            ShapeSource::HessianTop(k) => {
+                let warm = match self.active.as_ref().map(|a| &a.shape) {
+                    Some(NoiseShape::LowRank(previous)) => Some(previous),
+                    _ => None,
+                };
+                NoiseShape::low_rank(at.hessian_top(k, warm)?)
+            }
         };
         let shape_trace = shape.trace();
         let per_unit = |target: f64| {

@@ -2,6 +2,10 @@
 
 pub mod covariance;
 pub mod hessian;
+pub mod indicators;
+pub mod lanczos;
 pub mod point;
+pub mod sharpness;
+pub mod trace;
 
 pub use point::AtPoint;

@@ -104,12 +104,12 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
         Ok(self.hessian.as_ref().expect("just computed"))
     }
 
-    /// The `k` largest Hessian eigenpairs.
-    pub fn hessian_top(&mut self, k: usize) -> Result<Eigenpairs> {
+    /// The `k` largest Hessian eigenpairs; `warm` (the previous ones) seeds Lanczos.
+    pub fn hessian_top(&mut self, k: usize, warm: Option<&Eigenpairs>) -> Result<Eigenpairs> {
         if self.hessian_eigen.as_ref().is_none_or(|e| e.len() < k) {
             let pairs = match &self.hessian {
                 Some(h) => crate::linalg::symmetric_eigen(h.clone()).truncate(k),
-                None => hessian::top_eigenpairs(self.objective, self.theta, k)?,
+                None => hessian::top_eigenpairs(self.objective, self.theta, k, warm)?,
             };
             self.hessian_eigen = Some(pairs);
         }
