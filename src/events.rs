@@ -192,6 +192,47 @@ pub enum Event {
 }
 
 impl Event {
+    /// One human-readable line for a lifecycle event (events.log, the dashboard's log
+    /// pane, headless output); `None` for the high-rate ones.
+    pub fn describe(&self) -> Option<String> {
+        Some(match self {
+            Event::RunStarted(info) => format!(
+                "run started: {} (D = {}, {} dynamics, device {}, {} threads)",
+                info.experiment,
+                info.dim,
+                info.dynamics.len(),
+                info.device,
+                info.threads
+            ),
+            Event::Log { dynamics, message } => match dynamics {
+                Some(d) => format!("[{d}] {message}"),
+                None => message.clone(),
+            },
+            Event::Diverged {
+                dynamics,
+                replicate,
+                iteration,
+                reason,
+            } => format!(
+                "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
+            ),
+            Event::Checkpoint {
+                dynamics,
+                replicate,
+                checkpoint,
+            } => format!(
+                "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
+                checkpoint.iteration
+            ),
+            Event::Finished { dynamics } => format!("[{dynamics}] finished"),
+            Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
+            Event::RunEnded { status } => format!("run {}", status.key()),
+            Event::Metrics { .. } | Event::Spectrum { .. } | Event::ReplicateFinished { .. } => {
+                return None
+            }
+        })
+    }
+
     /// High-rate events the display may drop under backpressure.
     fn is_droppable(&self) -> bool {
         matches!(self, Event::Metrics { .. } | Event::Spectrum { .. })

@@ -58,7 +58,7 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
                 .any(|l| l.contains(&format!("] {key:<12} 8/8 seeds, escaped"))),
             "no progress line for {key}:\n{stderr}"
         );
-        assert!(stderr.contains(&format!("{key:<12} finished")), "{stderr}");
+        assert!(stderr.contains(&format!("[{key}] finished")), "{stderr}");
     }
     assert!(stderr.contains("run finished"), "{stderr}");
     assert_eq!(summary_status(&out), "finished");

@@ -130,7 +130,7 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
     for &kind in &state.config.dynamics {
         let g = root.create_group(kind.key()).map_err(&e)?;
         w.attr_str(&g, "label", kind.label())?;
-        let metrics = state.metric_series(kind);
+        let metrics = state.metric_series(kind, toy.as_ref());
         if let Some(s) = toy
             .as_ref()
             .and_then(|o| o.series.iter().find(|s| s.kind == kind))

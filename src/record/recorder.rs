@@ -103,7 +103,7 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
         let wait = flush_interval.saturating_sub(last_sync.elapsed());
         match events.recv_timeout(wait) {
             Ok(event) => {
-                if let Some(line) = describe(&event) {
+                if let Some(line) = event.describe() {
                     writeln!(log, "{} {line}", run_dir::utc_now())
                         .map_err(|e| Error::io(&log_path, e))?;
                 }
@@ -183,44 +183,4 @@ pub fn repair(run_dir: &Path) -> Result<(RecordState, RunStatus)> {
     };
     finalize(run_dir, &state, status)?;
     Ok((state, status))
-}
-
-/// One human-readable line for `events.log`; high-rate events are left to the journal.
-fn describe(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::RunStarted(info) => format!(
-            "run started: {} (D = {}, {} dynamics, device {}, {} threads)",
-            info.experiment,
-            info.dim,
-            info.dynamics.len(),
-            info.device,
-            info.threads
-        ),
-        Event::Log { dynamics, message } => match dynamics {
-            Some(d) => format!("[{d}] {message}"),
-            None => message.clone(),
-        },
-        Event::Diverged {
-            dynamics,
-            replicate,
-            iteration,
-            reason,
-        } => format!(
-            "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
-        ),
-        Event::Checkpoint {
-            dynamics,
-            replicate,
-            checkpoint,
-        } => format!(
-            "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
-            checkpoint.iteration
-        ),
-        Event::Finished { dynamics } => format!("[{dynamics}] finished"),
-        Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
-        Event::RunEnded { status } => format!("run ended: {}", status.key()),
-        Event::Metrics { .. } | Event::Spectrum { .. } | Event::ReplicateFinished { .. } => {
-            return None
-        }
-    })
 }

@@ -129,10 +129,15 @@ impl RecordState {
     }
 
     /// Every metric series of one dynamics: its Metrics events, and for the toy the
-    /// per-iteration means over the finished replicates.
-    pub fn metric_series(&self, kind: DynamicsKind) -> BTreeMap<Metric, Vec<(u64, f64)>> {
+    /// per-iteration means over the finished replicates (`toy`: [`Self::toy_outcome`],
+    /// computed once by the caller).
+    pub fn metric_series(
+        &self,
+        kind: DynamicsKind,
+        toy: Option<&ToyOutcome>,
+    ) -> BTreeMap<Metric, Vec<(u64, f64)>> {
         let mut metrics = self.metrics.get(&kind).cloned().unwrap_or_default();
-        if let Some(outcome) = self.toy_outcome() {
+        if let Some(outcome) = toy {
             if let Some(s) = outcome.series.iter().find(|s| s.kind == kind) {
                 let mut means = ToyMeans::default();
                 for r in &s.runs {

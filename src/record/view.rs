@@ -100,7 +100,7 @@ fn from_state(state: &RecordState) -> H5Run {
         .dynamics
         .iter()
         .map(|&kind| {
-            let series = state.metric_series(kind);
+            let series = state.metric_series(kind, toy.as_ref());
             let mut iteration: Vec<u64> = series.values().flatten().map(|p| p.0).collect();
             iteration.sort_unstable();
             iteration.dedup();

@@ -206,6 +206,9 @@ impl App {
 
     /// Folds one event into the state.
     pub fn apply(&mut self, event: Event) {
+        if let Some(line) = event.describe() {
+            self.push_log(line);
+        }
         match event {
             Event::RunStarted(info) => {
                 // A resumed run announces itself again: keep what is already shown.
@@ -231,11 +234,6 @@ impl App {
                         self.success_below = v;
                     }
                 }
-                self.push_log(format!(
-                    "run started: {} → {}",
-                    info.experiment,
-                    info.run_dir.display()
-                ));
                 self.info = Some(info);
             }
             Event::Metrics {
@@ -284,34 +282,13 @@ impl App {
                     }
                 }
             }
-            Event::Checkpoint {
-                dynamics,
-                replicate,
-                checkpoint,
-            } => self.push_log(format!(
-                "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
-                checkpoint.iteration
-            )),
-            Event::Log { dynamics, message } => self.push_log(match dynamics {
-                Some(d) => format!("[{d}] {message}"),
-                None => message,
-            }),
-            Event::Diverged {
-                dynamics,
-                replicate,
-                iteration,
-                reason,
-            } => self.push_log(format!(
-                "[{dynamics}] replicate {replicate} diverged at iteration {iteration}: {reason}"
-            )),
+            Event::Checkpoint { .. } | Event::Log { .. } | Event::Diverged { .. } => {}
             Event::Finished { dynamics } => {
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Finished;
                 }
-                self.push_log(format!("[{dynamics}] finished"));
             }
             Event::Failed { dynamics, error } => {
-                self.push_log(format!("[{dynamics}] FAILED: {error}"));
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Failed(error);
                 }
@@ -323,7 +300,6 @@ impl App {
                     Overlay::ConfirmQuit => Overlay::None,
                     o => o,
                 };
-                self.push_log(format!("run {}", status.key()));
             }
         }
     }

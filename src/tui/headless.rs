@@ -62,7 +62,11 @@ impl Headless {
                     )
                 })
             }
-            Event::Metrics { dynamics, iteration, values } => Some(format!(
+            Event::Metrics {
+                dynamics,
+                iteration,
+                values,
+            } => Some(format!(
                 "[{t:7.1}s] {:<12} iter {iteration}: {}",
                 dynamics.key(),
                 values
@@ -71,23 +75,8 @@ impl Headless {
                     .collect::<Vec<_>>()
                     .join(", ")
             )),
-            Event::Diverged { dynamics, replicate, iteration, reason } => Some(format!(
-                "[{t:7.1}s] {:<12} replicate {replicate} DIVERGED at iteration {iteration}: {reason}",
-                dynamics.key()
-            )),
-            Event::Checkpoint { dynamics, replicate, checkpoint } => Some(format!(
-                "[{t:7.1}s] {:<12} checkpoint: replicate {replicate}, iteration {}",
-                dynamics.key(),
-                checkpoint.iteration
-            )),
-            Event::Log { dynamics, message } => Some(match dynamics {
-                Some(d) => format!("[{t:7.1}s] {:<12} {message}", d.key()),
-                None => format!("[{t:7.1}s] {message}"),
-            }),
-            Event::Finished { dynamics } => Some(format!("[{t:7.1}s] {:<12} finished", dynamics.key())),
-            Event::Failed { dynamics, error } => Some(format!("[{t:7.1}s] {:<12} FAILED: {error}", dynamics.key())),
-            Event::RunEnded { status } => Some(format!("[{t:7.1}s] run {}", status.key())),
             Event::Spectrum { .. } => None,
+            other => other.describe().map(|line| format!("[{t:7.1}s] {line}")),
         }
     }
 }
