@@ -1,4 +1,5 @@
 //! Models, one file each, all behind the [`crate::objective::Objective`] seam.
 
+pub mod one_hidden;
 pub mod quadratic;
 pub mod toy2d;

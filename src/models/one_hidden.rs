@@ -1,0 +1,252 @@
+//! One hidden layer with a fixed output layer (SPEC §4.2; Fig. 2, Props. 4–5):
+//! f(x) = vᵀ·relu(W·x + b), v fixed (not trained), logistic loss ℓ = log(1 + e^{−y·f}),
+//! y ∈ {−1, +1}. Computed with candle on the CPU in f64.
+//!
+//! θ order (PyTorch's `named_parameters()` of `Linear(2, h)`): `hidden.weight` (h × 2,
+//! row-major: out × in), then `hidden.bias` (h). D = 3h.
+//!
+//! Per-sample gradients come from one batched pass, as BackPACK does for linear layers:
+//! the gradient δ_i = ∂ℓ_i/∂z_i at the pre-activations (one backward pass of Σ_i ℓ_i)
+//! and the layer inputs x_i give ∂ℓ_i/∂W = δ_i x_iᵀ and ∂ℓ_i/∂b = δ_i.
+//!
+//! The network is piecewise linear in θ (relu'' = 0 almost everywhere), so its Hessian
+//! is exactly the Gauss–Newton matrix H = (1/N)·Σ_i ℓ''(f_i)·∇f_i∇f_iᵀ; the HVP uses
+//! that form, without materialising the N × D Jacobian.
+
+use crate::linalg::GradientMatrix;
+use crate::objective::{check_batches, Objective};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand::Rng;
+
+fn candle(e: candle_core::Error) -> Error {
+    Error::Numerics(format!("candle: {e}"))
+}
+
+/// Binary, linearly separable 2-D points (SPEC §4.2 defaults): uniform in [−1, 1]²,
+/// labelled by the side of a random line through the origin, points closer to it than
+/// `margin` redrawn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SeparableData {
+    pub x: Vec<[f64; 2]>,
+    /// ±1
+    pub y: Vec<f64>,
+}
+
+impl SeparableData {
+    pub fn draw<R: Rng>(n: usize, margin: f64, rng: &mut R) -> Self {
+        let angle: f64 = rng.random_range(0.0..std::f64::consts::PI);
+        let normal = [angle.cos(), angle.sin()];
+        let (mut x, mut y) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        while x.len() < n {
+            let p = [rng.random_range(-1.0..1.0), rng.random_range(-1.0..1.0)];
+            let side = p[0] * normal[0] + p[1] * normal[1];
+            if side.abs() > margin {
+                x.push(p);
+                y.push(side.signum());
+            }
+        }
+        SeparableData { x, y }
+    }
+}
+
+pub struct OneHidden {
+    width: usize,
+    /// N × 2
+    x: Tensor,
+    /// N
+    y: Tensor,
+    /// h: the fixed output weights, ±1/√h alternating.
+    v: Tensor,
+    n: usize,
+}
+
+impl OneHidden {
+    pub fn new(data: &SeparableData, width: usize) -> Result<Self> {
+        let n = data.x.len();
+        if n == 0 || width == 0 || data.y.len() != n {
+            return Err(Error::Numerics(format!(
+                "one_hidden: need samples and a width (N = {n}, labels {}, h = {width})",
+                data.y.len()
+            )));
+        }
+        let dev = Device::Cpu;
+        let flat: Vec<f64> = data.x.iter().flatten().copied().collect();
+        let s = 1.0 / (width as f64).sqrt();
+        let v: Vec<f64> = (0..width)
+            .map(|j| if j % 2 == 0 { s } else { -s })
+            .collect();
+        Ok(OneHidden {
+            width,
+            x: Tensor::from_vec(flat, (n, 2), &dev).map_err(candle)?,
+            y: Tensor::from_vec(data.y.clone(), n, &dev).map_err(candle)?,
+            v: Tensor::from_vec(v, width, &dev).map_err(candle)?,
+            n,
+        })
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// PyTorch's default initialisation of `Linear(2, h)`: weight and bias uniform in
+    /// ±1/√fan_in = ±1/√2.
+    pub fn init_theta<R: Rng>(width: usize, rng: &mut R) -> Vec<f64> {
+        let bound = 1.0 / 2f64.sqrt();
+        (0..3 * width)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect()
+    }
+
+    fn params(&self, theta: &[f64]) -> Result<(Var, Var)> {
+        if theta.len() != 3 * self.width {
+            return Err(Error::Numerics(format!(
+                "one_hidden: θ has {} entries, D = {}",
+                theta.len(),
+                3 * self.width
+            )));
+        }
+        let (w, b) = theta.split_at(2 * self.width);
+        let dev = Device::Cpu;
+        Ok((
+            Var::from_tensor(&Tensor::from_slice(w, (self.width, 2), &dev).map_err(candle)?)
+                .map_err(candle)?,
+            Var::from_tensor(&Tensor::from_slice(b, self.width, &dev).map_err(candle)?)
+                .map_err(candle)?,
+        ))
+    }
+
+    /// Pre-activations z = x·Wᵀ + b and per-sample losses of the rows `x`, `y`.
+    fn forward(
+        &self,
+        w: &Tensor,
+        b: &Tensor,
+        x: &Tensor,
+        y: &Tensor,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let z = x.matmul(&w.t()?)?.broadcast_add(b)?;
+        let (f, loss) = self.head(&z, y)?;
+        Ok((z, f, loss))
+    }
+
+    /// Outputs f and per-sample losses from the pre-activations.
+    fn head(&self, z: &Tensor, y: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let f = z.relu()?.matmul(&self.v.unsqueeze(1)?)?.squeeze(1)?;
+        // softplus(s) = max(s, 0) + log(1 + e^{−|s|}), s = −y·f: stable for any f.
+        let s = y.mul(&f)?.neg()?;
+        let loss = s.relu()?.add(&(s.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        Ok((f, loss))
+    }
+
+    fn rows(&self, indices: &[usize]) -> Result<(Tensor, Tensor)> {
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let idx = Tensor::from_vec(idx, indices.len(), &Device::Cpu).map_err(candle)?;
+        Ok((
+            self.x.index_select(&idx, 0).map_err(candle)?,
+            self.y.index_select(&idx, 0).map_err(candle)?,
+        ))
+    }
+}
+
+impl Objective for OneHidden {
+    fn dim(&self) -> usize {
+        3 * self.width
+    }
+
+    fn num_samples(&self) -> usize {
+        self.n
+    }
+
+    fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let (w, b) = self.params(theta)?;
+        let (_, _, loss) = self.forward(&w, &b, &self.x, &self.y).map_err(candle)?;
+        let mean = loss.mean_all().map_err(candle)?;
+        let grads = mean.backward().map_err(candle)?;
+        let mut g = Vec::with_capacity(self.dim());
+        for p in [w.as_tensor(), b.as_tensor()] {
+            let gp = grads
+                .get(p)
+                .ok_or_else(|| Error::Numerics("one_hidden: no gradient".into()))?;
+            g.extend(
+                gp.flatten_all()
+                    .and_then(|t| t.to_vec1::<f64>())
+                    .map_err(candle)?,
+            );
+        }
+        Ok((mean.to_scalar::<f64>().map_err(candle)?, g))
+    }
+
+    fn batch_gradients(
+        &self,
+        theta: &[f64],
+        indices: &[usize],
+        batch_size: usize,
+    ) -> Result<GradientMatrix> {
+        check_batches(indices, batch_size, self.n)?;
+        let (w, b) = self.params(theta)?;
+        let (x, y) = self.rows(indices)?;
+        // The pre-activations as a leaf: one backward pass of Σ_i ℓ_i from there gives
+        // δ_i = ∂ℓ_i/∂z_i for every sample at once (candle keeps leaf gradients only).
+        let z = x
+            .matmul(&w.as_tensor().t().map_err(candle)?)
+            .and_then(|t| t.broadcast_add(b.as_tensor()))
+            .and_then(|t| Var::from_tensor(&t))
+            .map_err(candle)?;
+        let (_, loss) = self.head(z.as_tensor(), &y).map_err(candle)?;
+        let grads = loss.sum_all().and_then(|s| s.backward()).map_err(candle)?;
+        let delta = grads
+            .get(z.as_tensor())
+            .ok_or_else(|| {
+                Error::Numerics("one_hidden: no gradient at the pre-activations".into())
+            })?
+            .to_vec2::<f64>()
+            .map_err(candle)?;
+        let xs = x.to_vec2::<f64>().map_err(candle)?;
+        let h = self.width;
+        let mut out = GradientMatrix::zeros(indices.len() / batch_size, self.dim());
+        let inv = 1.0 / batch_size as f64;
+        for (i, (d, xi)) in delta.iter().zip(&xs).enumerate() {
+            let row = out.row_mut(i / batch_size);
+            for j in 0..h {
+                row[2 * j] += inv * d[j] * xi[0];
+                row[2 * j + 1] += inv * d[j] * xi[1];
+                row[2 * h + j] += inv * d[j];
+            }
+        }
+        Ok(out)
+    }
+
+    fn hvp(&self, theta: &[f64], vec: &[f64]) -> Result<Vec<f64>> {
+        if vec.len() != self.dim() {
+            return Err(Error::Numerics(
+                "one_hidden: HVP vector has the wrong length".into(),
+            ));
+        }
+        let (w, b) = self.params(theta)?;
+        let h = self.width;
+        let dev = Device::Cpu;
+        let run = || -> candle_core::Result<Vec<f64>> {
+            let (z, f, _) = self.forward(w.as_tensor(), b.as_tensor(), &self.x, &self.y)?;
+            // m_ij = v_j·1[z_ij > 0]: ∂f_i/∂W_j = m_ij·x_i, ∂f_i/∂b_j = m_ij.
+            let m = z
+                .gt(0.0)?
+                .to_dtype(DType::F64)?
+                .broadcast_mul(&self.v.unsqueeze(0)?)?;
+            let vw = Tensor::from_slice(&vec[..2 * h], (h, 2), &dev)?;
+            let vb = Tensor::from_slice(&vec[2 * h..], h, &dev)?;
+            // s_i = ∇f_i · vec
+            let s = m
+                .mul(&self.x.matmul(&vw.t()?)?.broadcast_add(&vb)?)?
+                .sum(1)?;
+            // ℓ'' of softplus(−y f) in f: σ(y f)·σ(−y f) = σ(f)·σ(−f).
+            let sig = (f.neg()?.exp()? + 1.0)?.recip()?;
+            let curv = sig.mul(&sig.affine(-1.0, 1.0)?)?;
+            let c = curv.mul(&s)?.affine(1.0 / self.n as f64, 0.0)?;
+            let cm = m.broadcast_mul(&c.unsqueeze(1)?)?;
+            let hw = cm.t()?.matmul(&self.x)?.flatten_all()?.to_vec1::<f64>()?;
+            let hb = cm.sum(0)?.to_vec1::<f64>()?;
+            Ok(hw.into_iter().chain(hb).collect())
+        };
+        run().map_err(candle)
+    }
+}
