@@ -91,11 +91,10 @@ fn batched_per_sample_gradients_equal_single_sample_passes() {
 #[test]
 fn hvp_matches_finite_differences_of_the_gradient_and_is_symmetric() {
     let (_, model, theta) = setup(150, 10, 4);
-    let d = model.dim();
-    let dirs = common::random_vectors(3, d, 1.0, 5);
+    let dirs = common::random_vectors(3, model.dim(), 1.0, 5);
     for v in &dirs {
         let hv = model.hvp(&theta, v).unwrap();
-        for i in 0..d {
+        for (i, hvi) in hv.iter().enumerate() {
             // Inside one linear piece of the relu network, the gradient is smooth.
             let num = fd(
                 |t| model.loss_and_gradient(t).unwrap().1[i],
@@ -104,9 +103,8 @@ fn hvp_matches_finite_differences_of_the_gradient_and_is_symmetric() {
                 1e-7,
             );
             assert!(
-                (hv[i] - num).abs() <= 1e-5 * (1.0 + num.abs()),
-                "(Hv)_{i}: {} vs {num}",
-                hv[i]
+                (hvi - num).abs() <= 1e-5 * (1.0 + num.abs()),
+                "(Hv)_{i}: {hvi} vs {num}"
             );
         }
     }
