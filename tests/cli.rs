@@ -273,3 +273,55 @@ fn missing_config_and_help() {
     let presets = noiselab(&["presets"], tmp.path());
     assert!(text(&presets).0.contains("toy2d"));
 }
+
+#[test]
+fn headless_sigterm_flushes_an_interrupted_record_and_out_never_overwrites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args(["run", PRESET, "--set", "toy2d.seeds=1000000", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::metadata(out.join("journal.bin")).map_or(0, |m| m.len()) < 500_000 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the run did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (stdout, stderr) = text(&o);
+    assert!(
+        stderr.contains("interrupted: stopping the workers"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("interrupted: finished replicates only"),
+        "{stdout}"
+    );
+    assert_eq!(summary_status(&out), "interrupted");
+    // The directory holds a run now: `run --out` refuses it and points to resume.
+    let again = noiselab(&["run", PRESET, "--out", out.to_str().unwrap()], tmp.path());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        text(&again).1.contains("noiselab resume"),
+        "{}",
+        text(&again).1
+    );
+}

@@ -33,17 +33,20 @@ pub fn create_timestamped(root: &Path, name: &str) -> Result<PathBuf> {
     unreachable!("the loop only ends by returning")
 }
 
-/// Uses `dir` as the run directory: created if missing; refused if it already holds a record.
+/// Uses `dir` as the run directory: created if missing; refused if it already holds a
+/// run (finished or not), which is never overwritten.
 pub fn create_exact(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    if dir.join("run.h5").exists() {
-        return Err(Error::io(
-            dir.join("run.h5"),
-            std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "a run record already exists here; choose another --out directory",
-            ),
-        ));
+    for (file, advice) in [
+        ("run.h5", "a run record already exists here; choose another --out directory"),
+        ("journal.bin", "a run was started here; continue it with `noiselab resume`, or choose another --out directory"),
+    ] {
+        if dir.join(file).exists() {
+            return Err(Error::io(
+                dir.join(file),
+                std::io::Error::new(std::io::ErrorKind::AlreadyExists, advice),
+            ));
+        }
     }
     Ok(dir.to_path_buf())
 }
