@@ -106,7 +106,7 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
         tmp.path(),
     );
     assert_eq!(again.status.code(), Some(1));
-    assert!(text(&again).1.contains("already exists"));
+    assert!(text(&again).1.contains("already holds a run"));
 }
 
 #[test]
@@ -278,7 +278,7 @@ fn missing_config_and_help() {
 fn headless_sigterm_flushes_an_interrupted_record_and_out_never_overwrites() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+    let child = Command::new(env!("CARGO_BIN_EXE_noiselab"))
         .args(["run", PRESET, "--set", "toy2d.seeds=1000000", "--out"])
         .arg(&out)
         .stdout(std::process::Stdio::piped())

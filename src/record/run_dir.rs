@@ -37,14 +37,17 @@ pub fn create_timestamped(root: &Path, name: &str) -> Result<PathBuf> {
 /// run (finished or not), which is never overwritten.
 pub fn create_exact(dir: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    for (file, advice) in [
-        ("run.h5", "a run record already exists here; choose another --out directory"),
-        ("journal.bin", "a run was started here; continue it with `noiselab resume`, or choose another --out directory"),
-    ] {
+    for file in ["run.h5", "journal.bin"] {
         if dir.join(file).exists() {
             return Err(Error::io(
                 dir.join(file),
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, advice),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    format!(
+                        "this directory already holds a run; continue an interrupted one with `noiselab resume {}`, or choose another --out directory",
+                        dir.display()
+                    ),
+                ),
             ));
         }
     }
