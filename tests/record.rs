@@ -332,7 +332,7 @@ fn watch_follows_a_run_being_written() {
 #[test]
 fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let loaded = config::load(preset(), &["record.flush_seconds=0.3".into()]).unwrap();
+    let loaded = config::load(preset(), &["record.flush_seconds=1.0".into()]).unwrap();
     let setup = recorder::new_run(&loaded, tmp.path(), "now").unwrap();
     let (tx, rx) = events::channel(false);
     let handle = recorder::spawn(setup, rx.recorder);
@@ -348,11 +348,11 @@ fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
         iteration: 1,
         values: vec![(Metric::Loss, 0.5)],
     });
-    std::thread::sleep(Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(100));
     let early = on_disk();
     // Buffered at first (a kill -9 now would lose it) …
     assert_eq!(early, base, "metrics are batched");
-    std::thread::sleep(Duration::from_millis(600));
+    std::thread::sleep(Duration::from_millis(1500));
     // … but on disk within the flush interval.
     assert_eq!(
         on_disk(),

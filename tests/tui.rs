@@ -282,10 +282,19 @@ fn watching_the_journal_shows_what_the_live_dashboard_showed() {
     let handle = runner::start(&loaded, info, tx, Default::default());
     let display = rx.display.unwrap();
     let mut live = App::new(false);
+    // A channel whose senders are gone reports so at once: stop selecting on it (the
+    // lifecycle channel delivers RunEnded before it reports that).
+    let (mut lifecycle, mut updates) = (display.lifecycle.clone(), display.updates.clone());
     while !live.is_done() {
         crossbeam_channel::select! {
-            recv(display.lifecycle) -> e => live.apply(e.unwrap()),
-            recv(display.updates) -> e => live.apply(e.unwrap()),
+            recv(lifecycle) -> e => match e {
+                Ok(e) => live.apply(e),
+                Err(_) => lifecycle = crossbeam_channel::never(),
+            },
+            recv(updates) -> e => match e {
+                Ok(e) => live.apply(e),
+                Err(_) => updates = crossbeam_channel::never(),
+            },
         }
     }
     handle.join();
