@@ -363,7 +363,7 @@ fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
         dynamics: None,
         message: "lifecycle".into(),
     });
-    std::thread::sleep(Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(200));
     assert_eq!(on_disk(), base + 2, "lifecycle events go to the OS at once");
     drop(tx);
     handle.join().unwrap().unwrap();
