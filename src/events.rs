@@ -33,6 +33,8 @@ pub enum Metric {
     TrHSigmaIso,
     /// Tr(H·Cov n), the indicator of the dynamics' own noise.
     TrHNoise,
+    /// Tr(HΣ)/Tr(HΣ̄): how much more than an isotropic Σ the noise is aligned with H.
+    IsotropyRatio,
     /// Fraction of replicates in the flat basin at this iteration (toy).
     EscapedFraction,
 }
@@ -47,6 +49,7 @@ impl Metric {
             Metric::TrHSigma => "Tr(HΣ)",
             Metric::TrHSigmaIso => "Tr(HΣ̄)",
             Metric::TrHNoise => "Tr(H·Cov n)",
+            Metric::IsotropyRatio => "Tr(HΣ)/Tr(HΣ̄)",
             Metric::EscapedFraction => "escaped",
         }
     }
@@ -61,6 +64,7 @@ impl Metric {
             Metric::TrHSigma => "tr_h_sigma",
             Metric::TrHSigmaIso => "tr_h_sigma_iso",
             Metric::TrHNoise => "tr_h_noise",
+            Metric::IsotropyRatio => "tr_h_sigma_ratio",
             Metric::EscapedFraction => "escaped_fraction",
         }
     }
@@ -69,7 +73,11 @@ impl Metric {
     pub fn log_scale(self) -> bool {
         matches!(
             self,
-            Metric::TrHSigma | Metric::TrHSigmaIso | Metric::TrHNoise | Metric::Loss
+            Metric::TrHSigma
+                | Metric::TrHSigmaIso
+                | Metric::TrHNoise
+                | Metric::Loss
+                | Metric::IsotropyRatio
         )
     }
 }
@@ -129,6 +137,9 @@ pub struct RunInfo {
     pub iterations: u64,
     /// Independent trajectories per dynamics (the toy's seeds; 1 for networks).
     pub replicates: usize,
+    /// Names of the replicates when they differ in kind (e.g. `h = 200` for the widths
+    /// of the one-hidden experiment); empty when they are seeds.
+    pub replicate_labels: Vec<String>,
     /// The metrics this experiment reports, in display order.
     pub metrics: Vec<Metric>,
     /// UTC start time.
@@ -141,6 +152,9 @@ pub enum Event {
     /// Metric values of one dynamics at one iteration.
     Metrics {
         dynamics: DynamicsKind,
+        /// Which trajectory of the dynamics (the one-hidden experiment's width index; 0
+        /// when there is one).
+        replicate: usize,
         iteration: u64,
         values: Vec<(Metric, f64)>,
     },
@@ -335,6 +349,7 @@ mod tests {
         for i in 0..n {
             tx.send(Event::Metrics {
                 dynamics: DynamicsKind::Sgd,
+                replicate: 0,
                 iteration: i as u64,
                 values: vec![(Metric::Loss, 1.0)],
             });

@@ -52,6 +52,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
         dynamics: config.dynamics.clone(),
         iterations,
         replicates,
+        replicate_labels: vec![],
         metrics,
         started: started.to_string(),
     }

@@ -345,6 +345,7 @@ fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
     let base = on_disk();
     tx.send(Event::Metrics {
         dynamics: DynamicsKind::Sgd,
+        replicate: 0,
         iteration: 1,
         values: vec![(Metric::Loss, 0.5)],
     });

@@ -24,8 +24,8 @@ pub struct RecordState {
     pub header: Header,
     pub config: Config,
     pub toy: Option<ToyAssembly>,
-    /// Metrics events: per dynamics, per metric, (iteration, value).
-    pub metrics: BTreeMap<DynamicsKind, BTreeMap<Metric, Vec<(u64, f64)>>>,
+    /// Metrics events: per (dynamics, replicate), per metric, (iteration, value).
+    pub metrics: BTreeMap<(DynamicsKind, usize), BTreeMap<Metric, Vec<(u64, f64)>>>,
     pub spectra: BTreeMap<(DynamicsKind, SpectrumOf), Vec<SpectrumEntry>>,
     pub checkpoints: BTreeMap<DynamicsKind, Vec<(usize, Checkpoint)>>,
     /// `Running` until a `RunEnded` follows the last start or resume.
@@ -59,10 +59,11 @@ impl RecordState {
             Event::RunEnded { status } => self.status = *status,
             Event::Metrics {
                 dynamics,
+                replicate,
                 iteration,
                 values,
             } => {
-                let per = self.metrics.entry(*dynamics).or_default();
+                let per = self.metrics.entry((*dynamics, *replicate)).or_default();
                 for (m, v) in values {
                     per.entry(*m).or_default().push((*iteration, *v));
                 }
@@ -136,7 +137,7 @@ impl RecordState {
         kind: DynamicsKind,
         toy: Option<&ToyOutcome>,
     ) -> BTreeMap<Metric, Vec<(u64, f64)>> {
-        let mut metrics = self.metrics.get(&kind).cloned().unwrap_or_default();
+        let mut metrics = self.metrics.get(&(kind, 0)).cloned().unwrap_or_default();
         if let Some(outcome) = toy {
             if let Some(s) = outcome.series.iter().find(|s| s.kind == kind) {
                 let mut means = ToyMeans::default();

@@ -57,6 +57,8 @@ pub struct DynamicsState {
     /// Toy replicates finished so far, and their per-iteration means.
     pub toy: ToyMeans,
     pub toy_runs: BTreeMap<usize, Arc<ToyRun>>,
+    /// Streamed metrics of every replicate; `series` shows the selected one.
+    pub replicate_series: BTreeMap<usize, BTreeMap<Metric, Series>>,
 }
 
 impl DynamicsState {
@@ -72,6 +74,7 @@ impl DynamicsState {
             noise_spectrum: None,
             toy: ToyMeans::default(),
             toy_runs: BTreeMap::new(),
+            replicate_series: BTreeMap::new(),
         }
     }
 
@@ -186,6 +189,14 @@ impl App {
         self.dynamics.get(self.selected)
     }
 
+    /// The name of the selected replicate, when replicates have names.
+    pub fn replicate_label(&self) -> Option<&str> {
+        self.info
+            .as_ref()
+            .and_then(|i| i.replicate_labels.get(self.selected_seed))
+            .map(String::as_str)
+    }
+
     /// Replicates finished over all dynamics, and the total to do.
     pub fn progress(&self) -> (usize, usize) {
         let per = self.info.as_ref().map_or(0, |i| i.replicates);
@@ -238,13 +249,19 @@ impl App {
             }
             Event::Metrics {
                 dynamics,
+                replicate,
                 iteration,
                 values,
             } => {
+                let shown = replicate == self.selected_seed;
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Running;
+                    let all = d.replicate_series.entry(replicate).or_default();
                     for (m, v) in values {
-                        d.series.entry(m).or_default().push(iteration as f64, v);
+                        all.entry(m).or_default().push(iteration as f64, v);
+                        if shown {
+                            d.series.entry(m).or_default().push(iteration as f64, v);
+                        }
                     }
                 }
             }
@@ -350,13 +367,20 @@ impl App {
             }
             Key::Char('l') => self.show_log = !self.show_log,
             Key::Char('?') => self.overlay = Overlay::Help,
-            Key::Char(']') => {
+            Key::Char(']') | Key::Char('[') => {
                 let seeds = self.info.as_ref().map_or(1, |i| i.replicates.max(1));
-                self.selected_seed = (self.selected_seed + 1) % seeds;
-            }
-            Key::Char('[') => {
-                let seeds = self.info.as_ref().map_or(1, |i| i.replicates.max(1));
-                self.selected_seed = (self.selected_seed + seeds - 1) % seeds;
+                let step = if key == Key::Char(']') { 1 } else { seeds - 1 };
+                self.selected_seed = (self.selected_seed + step) % seeds;
+                let selected = self.selected_seed;
+                for d in &mut self.dynamics {
+                    if !d.replicate_series.is_empty() {
+                        d.series = d
+                            .replicate_series
+                            .get(&selected)
+                            .cloned()
+                            .unwrap_or_default();
+                    }
+                }
             }
             Key::Char('q') => {
                 if self.is_done() || self.watching {

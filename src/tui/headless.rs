@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 /// reporting schedule).
 pub struct Headless {
     replicates: usize,
+    labels: Vec<String>,
     done: HashMap<DynamicsKind, (usize, usize)>,
     started: Instant,
 }
@@ -22,6 +23,7 @@ impl Default for Headless {
     fn default() -> Self {
         Headless {
             replicates: 0,
+            labels: vec![],
             done: HashMap::new(),
             started: Instant::now(),
         }
@@ -35,6 +37,7 @@ impl Headless {
         match event {
             Event::RunStarted(info) => {
                 self.replicates = info.replicates;
+                self.labels = info.replicate_labels.clone();
                 Some(format!(
                     "{}: {} dynamics × {} run(s) × {} iterations, D = {}, {} on {} threads → {}",
                     info.experiment,
@@ -64,11 +67,15 @@ impl Headless {
             }
             Event::Metrics {
                 dynamics,
+                replicate,
                 iteration,
                 values,
             } => Some(format!(
-                "[{t:7.1}s] {:<12} iter {iteration}: {}",
+                "[{t:7.1}s] {:<12}{} iter {iteration}: {}",
                 dynamics.key(),
+                self.labels
+                    .get(*replicate)
+                    .map_or(String::new(), |l| format!(" {l}")),
                 values
                     .iter()
                     .map(|(m, v)| format!("{} {}", m.label(), fmt_value(*v)))

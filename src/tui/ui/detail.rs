@@ -33,7 +33,13 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             frame,
             metric_area,
             theme,
-            &format!(" {} — {} (m: next metric) ", d.kind.label(), m.label()),
+            &format!(
+                " {}{} — {} (m: next metric) ",
+                d.kind.label(),
+                app.replicate_label()
+                    .map_or(String::new(), |l| format!(", {l}")),
+                m.label()
+            ),
             &[(m, d, color)],
             m.log_scale(),
         );

@@ -23,9 +23,13 @@ pub fn status_span(d: &DynamicsState, theme: Theme) -> Span<'static> {
 }
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
+    let title = match app.replicate_label() {
+        Some(l) => format!(" overview: {l} ([ ] switch) "),
+        None => " overview ".to_string(),
+    };
     let block = Block::default()
         .borders(Borders::ALL)
-        .title(Line::styled(" overview ", theme.title()));
+        .title(Line::styled(title, theme.title()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
     let metrics = app.metrics();
