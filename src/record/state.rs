@@ -12,6 +12,9 @@ use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+/// Per metric, its (iteration, value) points.
+pub type MetricSeries = BTreeMap<Metric, Vec<(u64, f64)>>;
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpectrumEntry {
     pub replicate: usize,
@@ -25,7 +28,7 @@ pub struct RecordState {
     pub config: Config,
     pub toy: Option<ToyAssembly>,
     /// Metrics events: per (dynamics, replicate), per metric, (iteration, value).
-    pub metrics: BTreeMap<(DynamicsKind, usize), BTreeMap<Metric, Vec<(u64, f64)>>>,
+    pub metrics: BTreeMap<(DynamicsKind, usize), MetricSeries>,
     pub spectra: BTreeMap<(DynamicsKind, SpectrumOf), Vec<SpectrumEntry>>,
     pub checkpoints: BTreeMap<DynamicsKind, Vec<(usize, Checkpoint)>>,
     /// `Running` until a `RunEnded` follows the last start or resume.
@@ -136,7 +139,7 @@ impl RecordState {
         &self,
         kind: DynamicsKind,
         toy: Option<&ToyOutcome>,
-    ) -> BTreeMap<Metric, Vec<(u64, f64)>> {
+    ) -> MetricSeries {
         let mut metrics = self.metrics.get(&(kind, 0)).cloned().unwrap_or_default();
         if let Some(outcome) = toy {
             if let Some(s) = outcome.series.iter().find(|s| s.kind == kind) {
