@@ -38,12 +38,15 @@ impl std::error::Error for ConfigError {}
 pub enum ExperimentKind {
     /// The two-basin toy of SPEC §4.1 (Fig. 1).
     Toy2d,
+    /// One hidden layer with a fixed output layer, several widths (SPEC §4.2, Fig. 2).
+    OneHidden,
 }
 
 impl ExperimentKind {
     pub fn key(self) -> &'static str {
         match self {
             ExperimentKind::Toy2d => "toy2d",
+            ExperimentKind::OneHidden => "one_hidden",
         }
     }
 }
@@ -69,6 +72,8 @@ pub struct Config {
     pub record: RecordConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toy2d: Option<Toy2dConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_hidden: Option<OneHiddenConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -164,6 +169,44 @@ impl Default for RecordConfig {
 impl RecordConfig {
     pub fn flush_interval(&self) -> std::time::Duration {
         std::time::Duration::from_secs_f64(self.flush_seconds)
+    }
+}
+
+/// SPEC §4.2 with the defaults it names for what the paper leaves open.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OneHiddenConfig {
+    /// Hidden widths h, one trajectory each (D = 3h).
+    pub widths: Vec<usize>,
+    /// N: linearly separable points in [−1, 1]².
+    pub samples: usize,
+    /// Points closer than this to the separating line are redrawn.
+    pub margin: f64,
+    pub eta: f64,
+    pub iterations: usize,
+    /// Measure Tr(HΣ), Tr(HΣ̄), loss and accuracy every this many iterations.
+    pub metrics_every: usize,
+    /// Σ from this many random minibatch gradients …
+    pub sigma_batches: usize,
+    /// … of this size.
+    pub sigma_batch_size: usize,
+    /// Rademacher probes of the Hutchinson estimate of Tr H.
+    pub trace_probes: usize,
+}
+
+impl Default for OneHiddenConfig {
+    fn default() -> Self {
+        OneHiddenConfig {
+            widths: vec![20, 200, 2000],
+            samples: 1000,
+            margin: 0.1,
+            eta: 0.1,
+            iterations: 2000,
+            metrics_every: 100,
+            sigma_batches: 100,
+            sigma_batch_size: 10,
+            trace_probes: 100,
+        }
     }
 }
 
@@ -265,7 +308,10 @@ pub struct LoadedConfig {
 }
 
 /// Presets compiled into the binary: `noiselab run toy2d` works from any directory.
-pub const PRESETS: &[(&str, &str)] = &[("toy2d", include_str!("../configs/toy2d.toml"))];
+pub const PRESETS: &[(&str, &str)] = &[
+    ("toy2d", include_str!("../configs/toy2d.toml")),
+    ("one_hidden", include_str!("../configs/one_hidden.toml")),
+];
 
 /// Loads `name_or_path`: a file if one exists there, else an embedded preset name.
 pub fn load(name_or_path: &str, overrides: &[String]) -> Result<LoadedConfig, ConfigError> {
@@ -505,8 +551,41 @@ impl Config {
         }
         match self.experiment {
             ExperimentKind::Toy2d => self.toy2d().validate(self)?,
+            ExperimentKind::OneHidden => self.one_hidden().validate(self)?,
+        }
+        for (key, given, used) in [
+            (
+                "toy2d",
+                self.toy2d.is_some(),
+                self.experiment == ExperimentKind::Toy2d,
+            ),
+            (
+                "one_hidden",
+                self.one_hidden.is_some(),
+                self.experiment == ExperimentKind::OneHidden,
+            ),
+        ] {
+            check(
+                !given || used,
+                key,
+                "(a table)",
+                &format!("no `[{key}]` table: it is only read when experiment = \"{key}\""),
+            )?;
         }
         Ok(())
+    }
+
+    /// The one-hidden-layer experiment's settings (defaults when the table is absent).
+    pub fn one_hidden(&self) -> OneHiddenConfig {
+        self.one_hidden.clone().unwrap_or_default()
+    }
+
+    /// Trajectories per dynamics: the toy's seeds, the one-hidden experiment's widths.
+    pub fn replicates(&self) -> usize {
+        match self.experiment {
+            ExperimentKind::Toy2d => self.toy2d().seeds,
+            ExperimentKind::OneHidden => self.one_hidden().widths.len(),
+        }
     }
 
     /// The toy's settings (defaults when the table is absent).
@@ -518,6 +597,72 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+}
+
+impl OneHiddenConfig {
+    fn validate(&self, config: &Config) -> Result<(), Invalid> {
+        check(
+            !self.widths.is_empty(),
+            "one_hidden.widths",
+            "[]",
+            "at least one width",
+        )?;
+        for (i, &h) in self.widths.iter().enumerate() {
+            check(
+                (1..=100_000).contains(&h),
+                &format!("one_hidden.widths[{i}]"),
+                h,
+                "a width in 1 ..= 100000",
+            )?;
+        }
+        at_least("one_hidden.samples", self.samples, 2)?;
+        check(
+            self.margin.is_finite() && (0.0..0.5).contains(&self.margin),
+            "one_hidden.margin",
+            self.margin,
+            "a number in [0, 0.5)",
+        )?;
+        positive("one_hidden.eta", self.eta)?;
+        at_least("one_hidden.iterations", self.iterations, 1)?;
+        at_least("one_hidden.metrics_every", self.metrics_every, 1)?;
+        at_least("one_hidden.sigma_batches", self.sigma_batches, 2)?;
+        at_least("one_hidden.trace_probes", self.trace_probes, 1)?;
+        check(
+            (1..=self.samples).contains(&self.sigma_batch_size),
+            "one_hidden.sigma_batch_size",
+            self.sigma_batch_size,
+            &format!("an integer in 1 ..= one_hidden.samples = {}", self.samples),
+        )?;
+        check(
+            config.noise.batch_size <= self.samples,
+            "noise.batch_size",
+            config.noise.batch_size,
+            &format!("at most one_hidden.samples = {}", self.samples),
+        )?;
+        let dim = 3 * self.widths.iter().copied().min().unwrap_or(1);
+        for (kind, key, k) in [
+            (
+                DynamicsKind::GldLeading,
+                "noise.gld_leading.k",
+                config.noise.gld_leading.k,
+            ),
+            (
+                DynamicsKind::GldHessian,
+                "noise.gld_hessian.k",
+                config.noise.gld_hessian.k,
+            ),
+        ] {
+            if config.dynamics.contains(&kind) {
+                check(
+                    k <= dim,
+                    key,
+                    k,
+                    &format!("at most D = 3·(smallest width) = {dim}"),
+                )?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -20,6 +20,9 @@ pub enum Error {
     /// A record file that cannot be read: truncated, foreign, corrupt or too new.
     #[error("{}: {message}", path.display())]
     Unreadable { path: PathBuf, message: String },
+    /// A worker stopped because the run was asked to stop (not a failure).
+    #[error("stopped by request")]
+    Stopped,
     /// A numerical estimator could not produce a result (e.g. too few samples).
     #[error("{0}")]
     Numerics(String),

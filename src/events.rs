@@ -190,6 +190,11 @@ pub enum Event {
         dynamics: DynamicsKind,
         run: Arc<ToyRun>,
     },
+    /// One trajectory (a replicate) of a dynamics completed.
+    TrajectoryFinished {
+        dynamics: DynamicsKind,
+        replicate: usize,
+    },
     /// A dynamics completed all its work.
     Finished {
         dynamics: DynamicsKind,
@@ -238,6 +243,10 @@ impl Event {
                 "[{dynamics}] checkpoint: replicate {replicate}, iteration {}",
                 checkpoint.iteration
             ),
+            Event::TrajectoryFinished {
+                dynamics,
+                replicate,
+            } => format!("[{dynamics}] trajectory {replicate} finished"),
             Event::Finished { dynamics } => format!("[{dynamics}] finished"),
             Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
             Event::RunEnded { status } => format!("run {}", status.key()),

@@ -247,9 +247,7 @@ fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
 }
 
 fn expected_replicates(loaded: &LoadedConfig) -> usize {
-    match loaded.config.experiment {
-        config::ExperimentKind::Toy2d => loaded.config.toy2d().seeds * loaded.config.dynamics.len(),
-    }
+    loaded.config.replicates() * loaded.config.dynamics.len()
 }
 
 /// Runs the workers with the recorder and a display, then prints the result.
@@ -301,19 +299,7 @@ fn execute(
     // The terminal may have gone with the SSH session: the record is already safe, so
     // printing the summary is best effort.
     let mut stdout = std::io::stdout().lock();
-    if let Some(outcome) = &recorded.toy {
-        let partial = if recorded.status == RunStatus::Finished {
-            String::new()
-        } else {
-            format!(" ({}: finished replicates only)", recorded.status.key())
-        };
-        let _ = writeln!(
-            stdout,
-            "Success rate of escaping to the flat basin (Fig. 1b), {} seeds{partial}:",
-            outcome.toy.seeds
-        );
-        let _ = write!(stdout, "{}", outcome.table());
-    }
+    let _ = write!(stdout, "{}", recorded.results);
     let _ = writeln!(stdout, "run directory: {}", recorded.run_dir.display());
     drop(stdout);
     if let Some(e) = dashboard_error {

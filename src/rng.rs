@@ -18,6 +18,8 @@ pub enum Purpose {
     Dynamics(DynamicsKind),
     /// Estimates one dynamics makes only for its metrics (never for its trajectory).
     Metrics(DynamicsKind),
+    /// An experiment's own measurements along a trajectory (probes, random batches).
+    Measurements(DynamicsKind),
 }
 
 impl Purpose {
@@ -26,6 +28,7 @@ impl Purpose {
             Purpose::Data => 0,
             Purpose::Dynamics(kind) => 1 + kind.index() as u64,
             Purpose::Metrics(kind) => 1 + (DynamicsKind::ALL.len() + kind.index()) as u64,
+            Purpose::Measurements(kind) => 1 + (2 * DynamicsKind::ALL.len() + kind.index()) as u64,
         }
     }
 }

@@ -3,7 +3,7 @@
 use crate::config::{ExperimentKind, LoadedConfig};
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, EventSender, RunInfo, RunStatus};
-use crate::experiments::toy2d;
+use crate::experiments::{one_hidden, toy2d};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,10 +35,27 @@ impl RunHandle {
 /// What a run is, for the observers.
 pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo {
     let config = &loaded.config;
-    let (dim, iterations, replicates, metrics) = match config.experiment {
+    let (dim, iterations, replicates, replicate_labels, metrics) = match config.experiment {
         ExperimentKind::Toy2d => {
             let toy = config.toy2d();
-            (2, toy.iterations as u64, toy.seeds, toy2d::METRICS.to_vec())
+            (
+                2,
+                toy.iterations as u64,
+                toy.seeds,
+                vec![],
+                toy2d::METRICS.to_vec(),
+            )
+        }
+        ExperimentKind::OneHidden => {
+            let cfg = config.one_hidden();
+            let widest = cfg.widths.iter().copied().max().unwrap_or(0);
+            (
+                3 * widest,
+                cfg.iterations as u64,
+                cfg.widths.len(),
+                one_hidden::labels(&cfg),
+                one_hidden::METRICS.to_vec(),
+            )
         }
     };
     RunInfo {
@@ -52,7 +69,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
         dynamics: config.dynamics.clone(),
         iterations,
         replicates,
-        replicate_labels: vec![],
+        replicate_labels,
         metrics,
         started: started.to_string(),
     }
@@ -77,6 +94,7 @@ pub fn start(
             let start = std::time::Instant::now();
             let result = match config.experiment {
                 ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag, &skip),
+                ExperimentKind::OneHidden => one_hidden::run_live(&config, &events, &flag, &skip),
             };
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.
             events.log(

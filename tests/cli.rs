@@ -312,7 +312,7 @@ fn headless_sigterm_flushes_an_interrupted_record_and_out_never_overwrites() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("interrupted: finished replicates only"),
+        stdout.contains("interrupted: finished trajectories only"),
         "{stdout}"
     );
     assert_eq!(summary_status(&out), "interrupted");

@@ -18,6 +18,7 @@ use crate::objective::{check_batches, Objective};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
+use std::sync::Mutex;
 
 fn candle(e: candle_core::Error) -> Error {
     Error::Numerics(format!("candle: {e}"))
@@ -59,6 +60,9 @@ pub struct OneHidden {
     /// h: the fixed output weights, ±1/√h alternating.
     v: Tensor,
     n: usize,
+    /// The θ-dependent factors of the HVP (m and c = ℓ''/N), kept for the last θ: a
+    /// Tr(HΣ) or Hutchinson estimate makes many HVPs at one θ.
+    hvp_factors: Mutex<Option<(Vec<f64>, Tensor, Tensor)>>,
 }
 
 impl OneHidden {
@@ -82,6 +86,7 @@ impl OneHidden {
             y: Tensor::from_vec(data.y.clone(), n, &dev).map_err(candle)?,
             v: Tensor::from_vec(v, width, &dev).map_err(candle)?,
             n,
+            hvp_factors: Mutex::new(None),
         })
     }
 
@@ -145,6 +150,24 @@ impl OneHidden {
             self.x.index_select(&idx, 0).map_err(candle)?,
             self.y.index_select(&idx, 0).map_err(candle)?,
         ))
+    }
+}
+
+impl OneHidden {
+    /// Fraction of samples on the right side: sign f(x_i) = y_i.
+    pub fn accuracy(&self, theta: &[f64]) -> Result<f64> {
+        let (w, b) = self.params(theta)?;
+        let (_, f, _) = self
+            .forward(w.as_tensor(), b.as_tensor(), &self.x, &self.y)
+            .map_err(candle)?;
+        let right = f
+            .mul(&self.y)
+            .and_then(|t| t.gt(0.0))
+            .and_then(|t| t.to_dtype(DType::F64))
+            .and_then(|t| t.mean_all())
+            .and_then(|t| t.to_scalar::<f64>())
+            .map_err(candle)?;
+        Ok(right)
     }
 }
 
@@ -225,23 +248,39 @@ impl Objective for OneHidden {
         let (w, b) = self.params(theta)?;
         let h = self.width;
         let dev = Device::Cpu;
-        let run = || -> candle_core::Result<Vec<f64>> {
+        let factors = || -> candle_core::Result<(Tensor, Tensor)> {
             let (z, f, _) = self.forward(w.as_tensor(), b.as_tensor(), &self.x, &self.y)?;
             // m_ij = v_j·1[z_ij > 0]: ∂f_i/∂W_j = m_ij·x_i, ∂f_i/∂b_j = m_ij.
             let m = z
                 .gt(0.0)?
                 .to_dtype(DType::F64)?
                 .broadcast_mul(&self.v.unsqueeze(0)?)?;
+            // ℓ'' of softplus(−y f) in f: σ(y f)·σ(−y f) = σ(f)·σ(−f); over N.
+            let sig = (f.neg()?.exp()? + 1.0)?.recip()?;
+            let curv = sig
+                .mul(&sig.affine(-1.0, 1.0)?)?
+                .affine(1.0 / self.n as f64, 0.0)?;
+            Ok((m, curv))
+        };
+        let (m, curv) = {
+            let mut cache = self.hvp_factors.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.as_ref() {
+                Some((t, m, c)) if t.as_slice() == theta => (m.clone(), c.clone()),
+                _ => {
+                    let (m, c) = factors().map_err(candle)?;
+                    *cache = Some((theta.to_vec(), m.clone(), c.clone()));
+                    (m, c)
+                }
+            }
+        };
+        let run = || -> candle_core::Result<Vec<f64>> {
             let vw = Tensor::from_slice(&vec[..2 * h], (h, 2), &dev)?;
             let vb = Tensor::from_slice(&vec[2 * h..], h, &dev)?;
             // s_i = ∇f_i · vec
             let s = m
                 .mul(&self.x.matmul(&vw.t()?)?.broadcast_add(&vb)?)?
                 .sum(1)?;
-            // ℓ'' of softplus(−y f) in f: σ(y f)·σ(−y f) = σ(f)·σ(−f).
-            let sig = (f.neg()?.exp()? + 1.0)?.recip()?;
-            let curv = sig.mul(&sig.affine(-1.0, 1.0)?)?;
-            let c = curv.mul(&s)?.affine(1.0 / self.n as f64, 0.0)?;
+            let c = curv.mul(&s)?;
             let cm = m.broadcast_mul(&c.unsqueeze(1)?)?;
             let hw = cm.t()?.matmul(&self.x)?.flatten_all()?.to_vec1::<f64>()?;
             let hb = cm.sum(0)?.to_vec1::<f64>()?;

@@ -161,7 +161,17 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
             let success: Array1<u8> = s.runs.iter().map(|r| r.success as u8).collect();
             w.data(&g, "success", &success)?;
         }
-        write_metrics(&w, &g, &metrics)?;
+        let labels = state.replicate_labels();
+        if labels.is_empty() {
+            write_metrics(&w, &g, &metrics)?;
+        } else {
+            for (r, label) in labels.iter().enumerate() {
+                let rg = g.create_group(&format!("replicates/{r}")).map_err(&e)?;
+                w.attr_str(&rg, "label", label)?;
+                let series = state.metrics.get(&(kind, r)).cloned().unwrap_or_default();
+                write_metrics(&w, &rg, &series)?;
+            }
+        }
         for of in [SpectrumOf::Hessian, SpectrumOf::Noise] {
             if let Some(entries) = state.spectra.get(&(kind, of)) {
                 let sg = g
@@ -332,38 +342,79 @@ pub fn read(path: &Path) -> Result<H5Run> {
             )),
             _ => None,
         };
-        let mg = g
-            .group("metrics")
-            .map_err(|_| bad(format!("/dynamics/{key}: no metrics group")))?;
-        let iteration: Vec<u64> = mg
-            .dataset("iteration")
-            .and_then(|d| d.read_raw())
-            .map_err(|e| bad(format!("/dynamics/{key}/metrics/iteration: {e}")))?;
-        let mut metrics = BTreeMap::new();
-        for name in mg.member_names().map_err(|e| bad(e.to_string()))? {
-            if name == "iteration" {
-                continue;
+        // One metrics group, or one per named replicate (the one-hidden widths).
+        let mut groups = vec![];
+        if let Ok(mg) = g.group("metrics") {
+            groups.push((
+                key.clone(),
+                label.clone(),
+                format!("/dynamics/{key}/metrics"),
+                mg,
+            ));
+        } else if let Ok(reps) = g.group("replicates") {
+            let mut names = reps.member_names().map_err(|e| bad(e.to_string()))?;
+            names.sort_by_key(|n| n.parse::<usize>().unwrap_or(usize::MAX));
+            for r in names {
+                let rg = reps
+                    .group(&r)
+                    .map_err(|e| bad(format!("/dynamics/{key}/replicates/{r}: {e}")))?;
+                let rl = rg
+                    .attr("label")
+                    .and_then(|a| a.read_scalar::<VarLenUnicode>())
+                    .map(|s| s.as_str().to_string())
+                    .unwrap_or_else(|_| r.clone());
+                let mg = rg.group("metrics").map_err(|_| {
+                    bad(format!("/dynamics/{key}/replicates/{r}: no metrics group"))
+                })?;
+                groups.push((
+                    format!("{key}/{}", rl.replace(' ', "")),
+                    format!("{label} · {rl}"),
+                    format!("/dynamics/{key}/replicates/{r}/metrics"),
+                    mg,
+                ));
             }
-            let v: Vec<f64> = mg
-                .dataset(&name)
-                .and_then(|d| d.read_raw())
-                .map_err(|e| bad(format!("/dynamics/{key}/metrics/{name}: {e}")))?;
-            if v.len() != iteration.len() {
-                return Err(bad(format!(
-                    "/dynamics/{key}/metrics/{name} has {} values for {} iterations",
-                    v.len(),
-                    iteration.len()
-                )));
-            }
-            metrics.insert(name, v);
+        } else {
+            return Err(bad(format!("/dynamics/{key}: no metrics group")));
         }
-        dynamics.push(H5Dynamics {
-            key,
-            label,
-            toy,
-            iteration,
-            metrics,
-        });
+        for (key, label, at, mg) in groups {
+            let (iteration, metrics) = read_metrics(&mg, &at, &bad)?;
+            dynamics.push(H5Dynamics {
+                key,
+                label,
+                toy,
+                iteration,
+                metrics,
+            });
+        }
     }
     Ok(H5Run { attrs, dynamics })
+}
+
+type Columns = (Vec<u64>, BTreeMap<String, Vec<f64>>);
+
+/// The `iteration` axis and every metric column of a metrics group, checked aligned.
+fn read_metrics(mg: &hdf5::Group, at: &str, bad: &dyn Fn(String) -> Error) -> Result<Columns> {
+    let iteration: Vec<u64> = mg
+        .dataset("iteration")
+        .and_then(|d| d.read_raw())
+        .map_err(|e| bad(format!("{at}/iteration: {e}")))?;
+    let mut metrics = BTreeMap::new();
+    for name in mg.member_names().map_err(|e| bad(e.to_string()))? {
+        if name == "iteration" {
+            continue;
+        }
+        let v: Vec<f64> = mg
+            .dataset(&name)
+            .and_then(|d| d.read_raw())
+            .map_err(|e| bad(format!("{at}/{name}: {e}")))?;
+        if v.len() != iteration.len() {
+            return Err(bad(format!(
+                "{at}/{name} has {} values for {} iterations",
+                v.len(),
+                iteration.len()
+            )));
+        }
+        metrics.insert(name, v);
+    }
+    Ok((iteration, metrics))
 }

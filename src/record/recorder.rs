@@ -9,7 +9,6 @@ use super::state::RecordState;
 use super::{h5, run_dir, summary};
 use crate::config::LoadedConfig;
 use crate::events::{Event, RunStatus};
-use crate::experiments::toy2d::ToyOutcome;
 use crate::{Error, Result};
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::io::Write;
@@ -20,7 +19,8 @@ use std::time::{Duration, Instant};
 /// What the recorder leaves for the command line to print.
 pub struct Recorded {
     pub status: RunStatus,
-    pub toy: Option<ToyOutcome>,
+    /// The experiment's result table, with its heading.
+    pub results: String,
     pub run_dir: PathBuf,
 }
 
@@ -59,7 +59,8 @@ pub fn new_run(loaded: &LoadedConfig, run_dir: &Path, created: &str) -> Result<S
 pub fn resume(run_dir: &Path) -> Result<Setup> {
     let path = run_dir.join(journal::FILE_NAME);
     let (mut journal, contents) = journal::Writer::append(&path)?;
-    let state = RecordState::from_journal(&contents, &path)?;
+    let mut state = RecordState::from_journal(&contents, &path)?;
+    state.forget_unfinished();
     journal.write(Body::Resumed {
         at: run_dir::utc_now(),
     })?;
@@ -154,7 +155,7 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
     finalize(&run_dir, &state, status)?;
     Ok(Recorded {
         status,
-        toy: state.toy_outcome(),
+        results: state.results_text(status),
         run_dir,
     })
 }
@@ -162,12 +163,7 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
 /// Writes `run.h5` and `summary.json` from `state` (atomically, each).
 pub fn finalize(run_dir: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
     h5::write(&run_dir.join(h5::FILE_NAME), state, status)?;
-    if let Some(outcome) = state.toy_outcome() {
-        summary::write(
-            &run_dir.join("summary.json"),
-            &summary::toy2d(&outcome, status),
-        )?;
-    }
+    summary::write(&run_dir.join("summary.json"), &summary::of(state, status))?;
     Ok(())
 }
 

@@ -7,6 +7,7 @@ use crate::config::{self, Config, ExperimentKind, LoadedConfig};
 use crate::dynamics::DynamicsKind;
 use crate::engine::Checkpoint;
 use crate::events::{Event, Metric, RunStatus, SpectrumOf};
+use crate::experiments::one_hidden;
 use crate::experiments::toy2d::{self, ToyAssembly, ToyMeans, ToyOutcome};
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,12 +35,15 @@ pub struct RecordState {
     /// `Running` until a `RunEnded` follows the last start or resume.
     pub status: RunStatus,
     pub failures: Vec<(DynamicsKind, String)>,
+    /// Trajectories reported finished (non-toy experiments).
+    pub finished_trajectories: BTreeSet<(DynamicsKind, usize)>,
 }
 
 impl RecordState {
     pub fn new(header: Header, config: Config) -> Self {
         let toy = match config.experiment {
             ExperimentKind::Toy2d => Some(ToyAssembly::new(&config)),
+            ExperimentKind::OneHidden => None,
         };
         RecordState {
             header,
@@ -50,6 +54,7 @@ impl RecordState {
             checkpoints: BTreeMap::new(),
             status: RunStatus::Running,
             failures: vec![],
+            finished_trajectories: BTreeSet::new(),
         }
     }
 
@@ -93,6 +98,12 @@ impl RecordState {
                 }
             }
             Event::Failed { dynamics, error } => self.failures.push((*dynamics, error.clone())),
+            Event::TrajectoryFinished {
+                dynamics,
+                replicate,
+            } => {
+                self.finished_trajectories.insert((*dynamics, *replicate));
+            }
             _ => {}
         }
     }
@@ -135,11 +146,7 @@ impl RecordState {
     /// Every metric series of one dynamics: its Metrics events, and for the toy the
     /// per-iteration means over the finished replicates (`toy`: [`Self::toy_outcome`],
     /// computed once by the caller).
-    pub fn metric_series(
-        &self,
-        kind: DynamicsKind,
-        toy: Option<&ToyOutcome>,
-    ) -> MetricSeries {
+    pub fn metric_series(&self, kind: DynamicsKind, toy: Option<&ToyOutcome>) -> MetricSeries {
         let mut metrics = self.metrics.get(&(kind, 0)).cloned().unwrap_or_default();
         if let Some(outcome) = toy {
             if let Some(s) = outcome.series.iter().find(|s| s.kind == kind) {
@@ -158,11 +165,80 @@ impl RecordState {
 
     /// (dynamics, replicate) pairs already finished: what a resume skips.
     pub fn finished_replicates(&self) -> BTreeSet<(DynamicsKind, usize)> {
-        self.toy_outcome()
-            .map(|o| {
+        let mut done = self.finished_trajectories.clone();
+        if let Some(o) = self.toy_outcome() {
+            done.extend(
                 o.series
                     .iter()
-                    .flat_map(|s| s.runs.iter().map(move |r| (s.kind, r.replicate)))
+                    .flat_map(|s| s.runs.iter().map(move |r| (s.kind, r.replicate))),
+            );
+        }
+        done
+    }
+
+    /// Drops the streamed metrics of trajectories that did not finish: a resume runs
+    /// them again from their start.
+    pub fn forget_unfinished(&mut self) {
+        let done = self.finished_replicates();
+        self.metrics.retain(|key, _| done.contains(key));
+    }
+
+    /// The experiment's result table with its heading, as `run` prints it.
+    pub fn results_text(&self, status: RunStatus) -> String {
+        let partial = if status == RunStatus::Finished {
+            String::new()
+        } else {
+            format!(" ({}: finished trajectories only)", status.key())
+        };
+        if let Some(outcome) = self.toy_outcome() {
+            return format!(
+                "Success rate of escaping to the flat basin (Fig. 1b), {} seeds{partial}:\n{}",
+                outcome.toy.seeds,
+                outcome.table()
+            );
+        }
+        let mut out = format!(
+            "Tr(HΣ)/Tr(HΣ̄) at the end of training, by hidden width (Fig. 2){partial}:\n{:<18} {:>8} {:>7} {:>14} {:>12} {:>12} {:>9} {:>9}\n",
+            "dynamics", "width", "D", "Tr(HΣ)/Tr(HΣ̄)", "Tr(HΣ)", "Tr(HΣ̄)", "loss", "accuracy"
+        );
+        let widths = self.config.one_hidden().widths;
+        for &kind in &self.config.dynamics {
+            for (w, h) in widths.iter().enumerate() {
+                let f = self.final_metrics(kind, w);
+                let sci = |m: Metric| f.get(&m).map_or("-".to_string(), |x| format!("{x:.4e}"));
+                let fixed = |m: Metric| f.get(&m).map_or("-".to_string(), |x| format!("{x:.4}"));
+                out += &format!(
+                    "{:<18} {:>8} {:>7} {:>14} {:>12} {:>12} {:>9} {:>9}\n",
+                    kind.label(),
+                    h,
+                    3 * h,
+                    f.get(&Metric::IsotropyRatio)
+                        .map_or("-".to_string(), |x| format!("{x:.2}")),
+                    sci(Metric::TrHSigma),
+                    sci(Metric::TrHSigmaIso),
+                    fixed(Metric::Loss),
+                    fixed(Metric::TrainAccuracy)
+                );
+            }
+        }
+        out
+    }
+
+    /// Names of the replicates when they are not seeds (the one-hidden widths).
+    pub fn replicate_labels(&self) -> Vec<String> {
+        match self.config.experiment {
+            ExperimentKind::Toy2d => vec![],
+            ExperimentKind::OneHidden => one_hidden::labels(&self.config.one_hidden()),
+        }
+    }
+
+    /// The last value of each streamed metric of one trajectory.
+    pub fn final_metrics(&self, kind: DynamicsKind, replicate: usize) -> BTreeMap<Metric, f64> {
+        self.metrics
+            .get(&(kind, replicate))
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.last().map(|p| (*k, p.1)))
                     .collect()
             })
             .unwrap_or_default()

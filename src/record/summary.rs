@@ -1,9 +1,11 @@
 //! `summary.json`: the headline numbers of a run, for scripts.
 
-use crate::events::RunStatus;
+use super::state::RecordState;
+use crate::events::{Metric, RunStatus};
 use crate::experiments::toy2d::ToyOutcome;
 use crate::Result;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 pub fn toy2d(outcome: &ToyOutcome, status: RunStatus) -> Value {
@@ -27,6 +29,50 @@ pub fn toy2d(outcome: &ToyOutcome, status: RunStatus) -> Value {
         "status": status.key(),
         "seeds": outcome.toy.seeds,
         "iterations": outcome.toy.iterations,
+        "dynamics": dynamics,
+    })
+}
+
+/// The summary of any experiment.
+pub fn of(state: &RecordState, status: RunStatus) -> Value {
+    match state.toy_outcome() {
+        Some(outcome) => toy2d(&outcome, status),
+        None => one_hidden(state, status),
+    }
+}
+
+/// Fig. 2: per dynamics, the final Tr(HΣ)/Tr(HΣ̄) (and its parts, loss and accuracy) by width.
+pub fn one_hidden(state: &RecordState, status: RunStatus) -> Value {
+    let widths = state.config.one_hidden().widths;
+    let mut dynamics = Map::new();
+    for &kind in &state.config.dynamics {
+        let mut by: BTreeMap<&str, Map<String, Value>> = BTreeMap::new();
+        for (w, h) in widths.iter().enumerate() {
+            let finals = state.final_metrics(kind, w);
+            for (name, metric) in [
+                ("ratio_by_width", Metric::IsotropyRatio),
+                ("tr_h_sigma_by_width", Metric::TrHSigma),
+                ("tr_h_sigma_iso_by_width", Metric::TrHSigmaIso),
+                ("final_loss_by_width", Metric::Loss),
+                ("final_train_accuracy_by_width", Metric::TrainAccuracy),
+            ] {
+                if let Some(v) = finals.get(&metric).filter(|v| v.is_finite()) {
+                    by.entry(name).or_default().insert(h.to_string(), json!(v));
+                }
+            }
+        }
+        let mut entry = Map::new();
+        entry.insert("label".into(), json!(kind.label()));
+        for (name, values) in by {
+            entry.insert(name.into(), Value::Object(values));
+        }
+        dynamics.insert(kind.key().to_string(), Value::Object(entry));
+    }
+    json!({
+        "experiment": "one_hidden",
+        "status": status.key(),
+        "widths": widths,
+        "iterations": state.config.one_hidden().iterations,
         "dynamics": dynamics,
     })
 }

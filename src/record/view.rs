@@ -71,9 +71,7 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
 
 fn replicates(config_toml: &str) -> usize {
     config::parse(config_toml, "record", &[])
-        .map(|l| match l.config.experiment {
-            config::ExperimentKind::Toy2d => l.config.toy2d().seeds,
-        })
+        .map(|l| l.config.replicates())
         .unwrap_or(1)
 }
 
@@ -95,45 +93,46 @@ fn from_state(state: &RecordState) -> H5Run {
         attrs.insert(k.to_string(), v);
     }
     let toy = state.toy_outcome();
-    let dynamics = state
-        .config
-        .dynamics
-        .iter()
-        .map(|&kind| {
-            let series = state.metric_series(kind, toy.as_ref());
-            let mut iteration: Vec<u64> = series.values().flatten().map(|p| p.0).collect();
-            iteration.sort_unstable();
-            iteration.dedup();
-            let index: BTreeMap<u64, usize> =
-                iteration.iter().enumerate().map(|(i, &t)| (t, i)).collect();
-            let metrics = series
-                .iter()
-                .map(|(m, points)| {
-                    let mut col = vec![f64::NAN; iteration.len()];
-                    for (t, v) in points {
-                        col[index[t]] = *v;
-                    }
-                    (m.key().to_string(), col)
-                })
-                .collect();
-            H5Dynamics {
-                key: kind.key().to_string(),
-                label: kind.label().to_string(),
-                toy: toy
-                    .as_ref()
-                    .and_then(|o| o.series.iter().find(|s| s.kind == kind))
-                    .map(|s| {
-                        (
-                            s.successes() as u64,
-                            s.runs.len() as u64,
-                            s.diverged() as u64,
-                        )
-                    }),
+    let labels = state.replicate_labels();
+    let mut dynamics = vec![];
+    for &kind in &state.config.dynamics {
+        let toy_stats = toy
+            .as_ref()
+            .and_then(|o| o.series.iter().find(|s| s.kind == kind))
+            .map(|s| {
+                (
+                    s.successes() as u64,
+                    s.runs.len() as u64,
+                    s.diverged() as u64,
+                )
+            });
+        let mut entries = vec![];
+        if labels.is_empty() {
+            entries.push((
+                kind.key().to_string(),
+                kind.label().to_string(),
+                state.metric_series(kind, toy.as_ref()),
+            ));
+        } else {
+            for (r, l) in labels.iter().enumerate() {
+                entries.push((
+                    format!("{}/{}", kind.key(), l.replace(' ', "")),
+                    format!("{} · {l}", kind.label()),
+                    state.metrics.get(&(kind, r)).cloned().unwrap_or_default(),
+                ));
+            }
+        }
+        for (key, label, series) in entries {
+            let (iteration, metrics) = columns(&series);
+            dynamics.push(H5Dynamics {
+                key,
+                label,
+                toy: toy_stats,
                 iteration,
                 metrics,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     H5Run { attrs, dynamics }
 }
 
@@ -262,4 +261,24 @@ impl RunView {
         }
         Ok(())
     }
+}
+
+/// One iteration axis (the union of the metrics' iterations) and aligned columns, NaN
+/// where a metric was not measured: the layout of a `metrics/` group.
+fn columns(series: &super::state::MetricSeries) -> (Vec<u64>, BTreeMap<String, Vec<f64>>) {
+    let mut iteration: Vec<u64> = series.values().flatten().map(|p| p.0).collect();
+    iteration.sort_unstable();
+    iteration.dedup();
+    let index: BTreeMap<u64, usize> = iteration.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let metrics = series
+        .iter()
+        .map(|(m, points)| {
+            let mut col = vec![f64::NAN; iteration.len()];
+            for (t, v) in points {
+                col[index[t]] = *v;
+            }
+            (m.key().to_string(), col)
+        })
+        .collect();
+    (iteration, metrics)
 }

@@ -299,6 +299,11 @@ impl App {
                     }
                 }
             }
+            Event::TrajectoryFinished { dynamics, .. } => {
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.done += 1;
+                }
+            }
             Event::Checkpoint { .. } | Event::Log { .. } | Event::Diverged { .. } => {}
             Event::Finished { dynamics } => {
                 if let Some(d) = self.state_mut(dynamics) {
