@@ -70,6 +70,9 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             theme.series(row)
         };
         let progress = match (d.success_rate(), &app.info) {
+            (_, Some(info)) if !info.replicate_labels.is_empty() => {
+                format!("  {}/{} trajectories done", d.done, info.replicates)
+            }
             (Some(rate), Some(info)) if info.replicates > 1 => {
                 format!("  {}/{} seeds, esc {rate:.3}", d.done, info.replicates)
             }
