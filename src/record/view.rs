@@ -182,15 +182,22 @@ impl RunView {
             } else {
                 "-".into()
             };
+            let (seeds, escaped) = match d.toy {
+                None => ("-".to_string(), "-".to_string()),
+                Some(_) if div > 0 => (
+                    format!("{done}/{}", self.replicates_total),
+                    format!("{succ} ({div}✗)"),
+                ),
+                Some(_) => (
+                    format!("{done}/{}", self.replicates_total),
+                    succ.to_string(),
+                ),
+            };
             out += &format!(
                 "{:<18} {:>11} {:>8} {:>7} {:>10}",
                 d.label,
-                format!("{done}/{}", self.replicates_total),
-                if div > 0 {
-                    format!("{succ} ({div}✗)")
-                } else {
-                    succ.to_string()
-                },
+                seeds,
+                escaped,
                 rate,
                 d.iteration.last().map_or(0, |t| t + 1)
             );
