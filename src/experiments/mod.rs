@@ -1,4 +1,59 @@
-//! Experiment protocols (SPEC §4), one file each.
+//! Experiment protocols (SPEC §4), one file each, and what their workers share.
 
 pub mod one_hidden;
 pub mod toy2d;
+
+use crate::dynamics::DynamicsKind;
+use crate::events::{Event, EventSender};
+use crate::{Error, Result};
+use crossbeam_channel::{Receiver, Sender};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// At most `n` jobs compute at once, handed out in turn (FIFO), so every worker
+/// advances together whatever the number of cores.
+pub struct Tokens {
+    give: Sender<()>,
+    take: Receiver<()>,
+}
+
+impl Tokens {
+    pub fn new(n: usize) -> Self {
+        let (give, take) = crossbeam_channel::bounded(n.max(1));
+        for _ in 0..n.max(1) {
+            give.send(()).expect("the pool holds exactly n tokens");
+        }
+        Tokens { give, take }
+    }
+
+    /// Runs `job` holding a token.
+    pub fn run<T>(&self, job: impl FnOnce() -> T) -> T {
+        self.take.recv().expect("the pool outlives its jobs");
+        let out = job();
+        self.give.send(()).expect("the pool outlives its jobs");
+        out
+    }
+}
+
+/// Publishes how one dynamics' worker ended: finished, stopped on request, or failed
+/// (counted in `failed`; the other dynamics go on).
+pub fn report_end(
+    events: &EventSender,
+    kind: DynamicsKind,
+    result: Result<()>,
+    stop: &AtomicBool,
+    failed: &AtomicUsize,
+) {
+    match result {
+        Ok(()) | Err(Error::Stopped) if stop.load(Ordering::Relaxed) => {
+            events.log(Some(kind), "stopped")
+        }
+        Ok(()) => events.send(Event::Finished { dynamics: kind }),
+        Err(e) => {
+            failed.fetch_add(1, Ordering::Relaxed);
+            events.send(Event::Failed {
+                dynamics: kind,
+                error: e.to_string(),
+            })
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //! minibatch gradients of size `sigma_batch_size` (scaled to per-sample units), Tr H from
 //! Hutchinson probes, Tr(HΣ) from one HVP per centred gradient (SPEC §3).
 
+use super::{report_end, Tokens};
 use crate::config::{Config, OneHiddenConfig};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
@@ -145,24 +146,17 @@ pub fn run_live(
 ) -> Result<usize> {
     let widths = config.one_hidden().widths.len();
     let failed = AtomicUsize::new(0);
-    let (give, take) = crossbeam_channel::bounded(config.threads());
-    for _ in 0..config.threads() {
-        give.send(())
-            .expect("the pool holds exactly `threads` tokens");
-    }
+    let tokens = Tokens::new(config.threads());
     std::thread::scope(|scope| {
         for &kind in &config.dynamics {
-            let (failed, give, take) = (&failed, &give, &take);
+            let (failed, tokens) = (&failed, &tokens);
             scope.spawn(move || {
                 let results: Vec<Result<()>> = std::thread::scope(|inner| {
                     let handles: Vec<_> = (0..widths)
                         .filter(|&w| !skip.contains(&(kind, w)))
                         .map(|w| {
                             inner.spawn(move || {
-                                take.recv().expect("tokens outlive the workers");
-                                let r = run_one(config, kind, w, events, stop);
-                                give.send(()).expect("tokens outlive the workers");
-                                r
+                                tokens.run(|| run_one(config, kind, w, events, stop))
                             })
                         })
                         .collect();
@@ -175,20 +169,19 @@ pub fn run_live(
                         })
                         .collect()
                 });
-                match results
+                // A real error outranks a stop.
+                let outcome = results
                     .into_iter()
-                    .find(|r| !matches!(r, Ok(()) | Err(Error::Stopped)))
-                {
-                    Some(Err(e)) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        events.send(Event::Failed {
-                            dynamics: kind,
-                            error: e.to_string(),
-                        });
-                    }
-                    _ if stop.load(Ordering::Relaxed) => events.log(Some(kind), "stopped"),
-                    _ => events.send(Event::Finished { dynamics: kind }),
-                }
+                    .filter(Result::is_err)
+                    .reduce(|a, b| {
+                        if matches!(a, Err(Error::Stopped)) {
+                            b
+                        } else {
+                            a
+                        }
+                    })
+                    .unwrap_or(Ok(()));
+                report_end(events, kind, outcome, stop, failed);
             });
         }
     });

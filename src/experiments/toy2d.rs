@@ -3,6 +3,7 @@
 //! self-contained (its own data stream and noise stream), so results do not depend on
 //! scheduling.
 
+use super::{report_end, Tokens};
 use crate::config::{Config, Toy2dConfig};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
@@ -171,38 +172,20 @@ pub fn run_live(
 ) -> Result<usize> {
     let toy = config.toy2d();
     let failed = AtomicUsize::new(0);
-    let (give, take) = crossbeam_channel::bounded(config.threads());
-    for _ in 0..config.threads() {
-        give.send(())
-            .expect("the pool holds exactly `threads` tokens");
-    }
+    let tokens = Tokens::new(config.threads());
     std::thread::scope(|scope| {
         for &kind in &config.dynamics {
-            let (toy, failed, give, take) = (&toy, &failed, &give, &take);
+            let (toy, failed, tokens) = (&toy, &failed, &tokens);
             scope.spawn(move || {
                 let result = (0..toy.seeds).try_for_each(|replicate| {
                     if stop.load(Ordering::Relaxed) || skip.contains(&(kind, replicate)) {
                         return Ok(());
                     }
-                    take.recv().expect("tokens outlive the workers");
-                    let run = run_one(config, replicate, kind);
-                    give.send(()).expect("tokens outlive the workers");
-                    publish(events, kind, run?);
+                    let run = tokens.run(|| run_one(config, replicate, kind))?;
+                    publish(events, kind, run);
                     Ok::<(), Error>(())
                 });
-                match result {
-                    Ok(()) if !stop.load(Ordering::Relaxed) => {
-                        events.send(Event::Finished { dynamics: kind })
-                    }
-                    Ok(()) => events.log(Some(kind), "stopped"),
-                    Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                        events.send(Event::Failed {
-                            dynamics: kind,
-                            error: e.to_string(),
-                        })
-                    }
-                }
+                report_end(events, kind, result, stop, failed);
             });
         }
     });
