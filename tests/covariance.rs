@@ -42,14 +42,7 @@ fn check_against_dense(rows: usize, d: usize, per_sample: bool) {
     let k = 5.min(rows - 1).min(d);
     let pairs = cov.top_eigenpairs(k);
     assert_eq!(pairs.len(), k);
-    let mut oracle: Vec<f64> = dense
-        .clone()
-        .symmetric_eigen()
-        .eigenvalues
-        .iter()
-        .copied()
-        .collect();
-    oracle.sort_by(|a, b| b.total_cmp(a));
+    let oracle = common::sorted_eigenvalues(&dense);
     for (j, (c, w)) in pairs.values.iter().zip(&pairs.vectors).enumerate() {
         assert!(
             (c - oracle[j]).abs() < 1e-9 * oracle[0],

@@ -127,14 +127,7 @@ fn gram_trick_eigenpairs_of_real_gradients_match_the_dense_covariance() {
     let rows: Vec<Vec<f64>> = g.iter_rows().map(|r| r.to_vec()).collect();
     let cov = GradientCovariance::minibatches(g).unwrap();
     let dense = common::dense_covariance(&rows) * (30.0 / 29.0);
-    let mut oracle: Vec<f64> = dense
-        .clone()
-        .symmetric_eigen()
-        .eigenvalues
-        .iter()
-        .copied()
-        .collect();
-    oracle.sort_by(|a, b| b.total_cmp(a));
+    let oracle = common::sorted_eigenvalues(&dense);
     let pairs = cov.top_eigenpairs(10);
     for (j, (c, w)) in pairs.values.iter().zip(&pairs.vectors).enumerate() {
         assert!((c - oracle[j]).abs() <= 1e-9 * oracle[0], "λ{j}");

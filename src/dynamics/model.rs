@@ -2,6 +2,7 @@
 //! refresh interval (SPEC §2, §4.1, §4.3).
 
 use super::{DynamicsKind, NoiseShape};
+use crate::estimators::covariance::GradientCovariance;
 use crate::estimators::AtPoint;
 use crate::objective::Objective;
 use crate::rng::{self, Purpose};
@@ -255,6 +256,23 @@ impl NoiseModel {
         Ok(Some(n))
     }
 
+    /// SGD's noise covariance η²·C_m at the current point, estimated on the metrics
+    /// stream (never the trajectory's).
+    fn sgd_noise_covariance<O: Objective + ?Sized>(
+        &mut self,
+        at: &mut AtPoint<'_, O>,
+    ) -> Result<GradientCovariance> {
+        let eta2 = self.spec.eta * self.spec.eta;
+        Ok(at
+            .noise_covariance(
+                self.spec.covariance,
+                self.spec.batch_size,
+                &mut self.metrics_rng,
+            )?
+            .clone()
+            .scaled(eta2))
+    }
+
     /// Cov(n_t) as a dense matrix at the current point (small D: tests, the toy).
     /// SGD's is η²·C_m; GD's zero. Call after [`Self::sample`] for the same t.
     pub fn covariance_dense<O: Objective + ?Sized>(
@@ -263,16 +281,7 @@ impl NoiseModel {
     ) -> Result<DMatrix<f64>> {
         let d = at.objective().dim();
         Ok(match (&self.active, self.spec.shape) {
-            (_, ShapeSource::Minibatch) => {
-                let eta2 = self.spec.eta * self.spec.eta;
-                at.noise_covariance(
-                    self.spec.covariance,
-                    self.spec.batch_size,
-                    &mut self.metrics_rng,
-                )?
-                .dense()
-                    * eta2
-            }
+            (_, ShapeSource::Minibatch) => self.sgd_noise_covariance(at)?.dense(),
             (Some(a), _) => a.shape.dense(d) * (a.scale * a.scale),
             (None, _) => DMatrix::zeros(d, d),
         })
@@ -286,16 +295,7 @@ impl NoiseModel {
         h: &DMatrix<f64>,
     ) -> Result<f64> {
         Ok(match (&self.active, self.spec.shape) {
-            (_, ShapeSource::Minibatch) => {
-                let eta2 = self.spec.eta * self.spec.eta;
-                eta2 * at
-                    .noise_covariance(
-                        self.spec.covariance,
-                        self.spec.batch_size,
-                        &mut self.metrics_rng,
-                    )?
-                    .tr_h_dense(h)
-            }
+            (_, ShapeSource::Minibatch) => self.sgd_noise_covariance(at)?.tr_h_dense(h),
             (Some(a), _) => a.scale * a.scale * a.shape.tr_h(h),
             (None, _) => 0.0,
         })
@@ -307,15 +307,7 @@ impl NoiseModel {
         at: &mut AtPoint<'_, O>,
     ) -> Result<f64> {
         Ok(match (&self.active, self.spec.shape) {
-            (_, ShapeSource::Minibatch) => {
-                self.spec.eta.powi(2)
-                    * at.noise_covariance(
-                        self.spec.covariance,
-                        self.spec.batch_size,
-                        &mut self.metrics_rng,
-                    )?
-                    .trace()
-            }
+            (_, ShapeSource::Minibatch) => self.sgd_noise_covariance(at)?.trace(),
             (Some(a), _) => a.scale * a.scale * a.shape.trace(),
             (None, _) => 0.0,
         })

@@ -1,7 +1,7 @@
 //! `run.h5`: the analysis copy of the record, derived from the journal and written
 //! atomically. Layout: `docs/SCHEMA.md` (schema version [`SCHEMA_VERSION`]).
 
-use super::state::RecordState;
+use super::state::{aligned_columns, RecordState};
 use crate::events::{Metric, RunStatus, SpectrumOf};
 use crate::experiments::toy2d::ToyRun;
 use crate::{Error, Result};
@@ -244,23 +244,10 @@ fn write_metrics(
     metrics: &BTreeMap<Metric, Vec<(u64, f64)>>,
 ) -> Result<()> {
     let mg = g.create_group("metrics").map_err(w.err())?;
-    // One iteration axis: the union of every metric's iterations; NaN where a metric
-    // was not measured at an iteration.
-    let mut iterations: Vec<u64> = metrics.values().flatten().map(|p| p.0).collect();
-    iterations.sort_unstable();
-    iterations.dedup();
-    let index: BTreeMap<u64, usize> = iterations
-        .iter()
-        .enumerate()
-        .map(|(i, &t)| (t, i))
-        .collect();
-    w.data(&mg, "iteration", &Array1::from(iterations.clone()))?;
-    for (m, points) in metrics {
-        let mut col = Array1::from_elem(iterations.len(), f64::NAN);
-        for (t, v) in points {
-            col[index[t]] = *v;
-        }
-        w.data(&mg, m.key(), &col)?;
+    let (iteration, columns) = aligned_columns(metrics);
+    w.data(&mg, "iteration", &Array1::from(iteration))?;
+    for (m, col) in columns {
+        w.data(&mg, m.key(), &Array1::from(col))?;
     }
     Ok(())
 }

@@ -16,6 +16,27 @@ use std::path::Path;
 /// Per metric, its (iteration, value) points.
 pub type MetricSeries = BTreeMap<Metric, Vec<(u64, f64)>>;
 
+/// The layout of a `metrics/` group: one iteration axis (the union of every metric's
+/// iterations) and a column per metric aligned with it, NaN where a metric was not
+/// measured at that iteration.
+pub fn aligned_columns(series: &MetricSeries) -> (Vec<u64>, Vec<(Metric, Vec<f64>)>) {
+    let mut iteration: Vec<u64> = series.values().flatten().map(|p| p.0).collect();
+    iteration.sort_unstable();
+    iteration.dedup();
+    let index: BTreeMap<u64, usize> = iteration.iter().enumerate().map(|(i, &t)| (t, i)).collect();
+    let columns = series
+        .iter()
+        .map(|(m, points)| {
+            let mut col = vec![f64::NAN; iteration.len()];
+            for (t, v) in points {
+                col[index[t]] = *v;
+            }
+            (*m, col)
+        })
+        .collect();
+    (iteration, columns)
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpectrumEntry {
     pub replicate: usize,

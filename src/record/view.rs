@@ -4,7 +4,7 @@
 
 use super::h5::{self, H5Dynamics, H5Run};
 use super::journal;
-use super::state::RecordState;
+use super::state::{aligned_columns, RecordState};
 use crate::config;
 use crate::events::RunStatus;
 use crate::{Error, Result};
@@ -123,7 +123,11 @@ fn from_state(state: &RecordState) -> H5Run {
             }
         }
         for (key, label, series) in entries {
-            let (iteration, metrics) = columns(&series);
+            let (iteration, columns) = aligned_columns(&series);
+            let metrics = columns
+                .into_iter()
+                .map(|(m, c)| (m.key().to_string(), c))
+                .collect();
             dynamics.push(H5Dynamics {
                 key,
                 label,
@@ -268,24 +272,4 @@ impl RunView {
         }
         Ok(())
     }
-}
-
-/// One iteration axis (the union of the metrics' iterations) and aligned columns, NaN
-/// where a metric was not measured: the layout of a `metrics/` group.
-fn columns(series: &super::state::MetricSeries) -> (Vec<u64>, BTreeMap<String, Vec<f64>>) {
-    let mut iteration: Vec<u64> = series.values().flatten().map(|p| p.0).collect();
-    iteration.sort_unstable();
-    iteration.dedup();
-    let index: BTreeMap<u64, usize> = iteration.iter().enumerate().map(|(i, &t)| (t, i)).collect();
-    let metrics = series
-        .iter()
-        .map(|(m, points)| {
-            let mut col = vec![f64::NAN; iteration.len()];
-            for (t, v) in points {
-                col[index[t]] = *v;
-            }
-            (m.key().to_string(), col)
-        })
-        .collect();
-    (iteration, metrics)
 }

@@ -104,3 +104,16 @@ pub fn dense_covariance(xs: &[Vec<f64>]) -> DMatrix<f64> {
             / n
     })
 }
+
+/// Eigenvalues of a symmetric matrix by nalgebra, largest first: the dense oracle.
+pub fn sorted_eigenvalues(m: &DMatrix<f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = m
+        .clone()
+        .symmetric_eigen()
+        .eigenvalues
+        .iter()
+        .copied()
+        .collect();
+    v.sort_by(|a, b| b.total_cmp(a));
+    v
+}
