@@ -20,6 +20,9 @@ pub enum Error {
     /// A record file that cannot be read: truncated, foreign, corrupt or too new.
     #[error("{}: {message}", path.display())]
     Unreadable { path: PathBuf, message: String },
+    /// A dataset file that is missing pieces, truncated or not what its name says.
+    #[error("{}: {message}", path.display())]
+    Data { path: PathBuf, message: String },
     /// A worker stopped because the run was asked to stop (not a failure).
     #[error("stopped by request")]
     Stopped,
@@ -31,6 +34,13 @@ pub enum Error {
 impl Error {
     pub fn unreadable(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Unreadable {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Data {
             path: path.into(),
             message: message.into(),
         }

@@ -6,6 +6,7 @@
 //! config → experiment → [`engine`] (θ ← θ − η·g0 + n) → results → record.
 
 pub mod config;
+pub mod data;
 pub mod dynamics;
 pub mod engine;
 pub mod error;

@@ -114,6 +114,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Exact HVPs need candle's double backprop, which candle reads from the environment
+    // once per thread (src/models/network.rs). Set here, before any thread starts.
+    if std::env::var_os("CANDLE_GRAD_DO_NOT_DETACH").is_none() {
+        std::env::set_var("CANDLE_GRAD_DO_NOT_DETACH", "1");
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run {

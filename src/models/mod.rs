@@ -1,5 +1,9 @@
 //! Models, one file each, all behind the [`crate::objective::Objective`] seam.
 
+pub mod classifier;
+pub mod lenet;
+pub mod network;
 pub mod one_hidden;
 pub mod quadratic;
 pub mod toy2d;
+pub mod vgg11;

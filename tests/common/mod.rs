@@ -117,3 +117,18 @@ pub fn sorted_eigenvalues(m: &DMatrix<f64>) -> Vec<f64> {
     v.sort_by(|a, b| b.total_cmp(a));
     v
 }
+
+/// The real data subsets beside the repository (`../shared/data`, see its README).
+pub fn shared_data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(name)
+}
+
+/// ‖a − b‖ / ‖b‖.
+pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
+    let norm: f64 = b.iter().map(|y| y * y).sum();
+    (diff / norm).sqrt()
+}
