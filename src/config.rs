@@ -5,6 +5,7 @@
 use crate::dynamics::{
     CovarianceSource, DynamicsKind, Magnitude, NoiseSpec, ScaleRule, ShapeSource, Units,
 };
+pub use crate::models::one_hidden::{OutputLoss, OutputWeights};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::Path;
@@ -192,6 +193,36 @@ pub struct OneHiddenConfig {
     pub sigma_batch_size: usize,
     /// Rademacher probes of the Hutchinson estimate of Tr H.
     pub trace_probes: usize,
+    /// `separable` (ours: [−1, 1]², a random line, `margin`) or `diagonal` (the released
+    /// code: [−2, 2]², label 1[x₁ ≥ x₂]).
+    pub points: PointsLayout,
+    /// `scaled` (±1/√h alternating) or `unit` (+1 for half the units, −1 for the rest).
+    pub output_weights: OutputWeights,
+    /// `logistic` or `clipped_squared` (output clipped to [1e-3, 1 − 1e-3], squared loss).
+    pub loss: OutputLoss,
+    /// `dynamics` (the configured dynamics with step `eta`) or `adam` (full-batch Adam with
+    /// learning rate `eta`: the released recipe; needs dynamics = ["gd"]).
+    pub optimizer: OneHiddenOptimizer,
+    /// With `adam`: the learning rate decays linearly to 0 over this many last iterations.
+    pub decay_last: usize,
+}
+
+/// Where the one-hidden experiment's points come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PointsLayout {
+    #[default]
+    Separable,
+    Diagonal,
+}
+
+/// What moves θ in the one-hidden experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OneHiddenOptimizer {
+    #[default]
+    Dynamics,
+    Adam,
 }
 
 impl Default for OneHiddenConfig {
@@ -206,6 +237,11 @@ impl Default for OneHiddenConfig {
             sigma_batches: 100,
             sigma_batch_size: 10,
             trace_probes: 100,
+            points: PointsLayout::Separable,
+            output_weights: OutputWeights::Scaled,
+            loss: OutputLoss::Logistic,
+            optimizer: OneHiddenOptimizer::Dynamics,
+            decay_last: 0,
         }
     }
 }
@@ -311,6 +347,10 @@ pub struct LoadedConfig {
 pub const PRESETS: &[(&str, &str)] = &[
     ("toy2d", include_str!("../configs/toy2d.toml")),
     ("one_hidden", include_str!("../configs/one_hidden.toml")),
+    (
+        "one_hidden_released",
+        include_str!("../configs/one_hidden_released.toml"),
+    ),
 ];
 
 /// Loads `name_or_path`: a file if one exists there, else an embedded preset name.
@@ -628,6 +668,20 @@ impl OneHiddenConfig {
         at_least("one_hidden.metrics_every", self.metrics_every, 1)?;
         at_least("one_hidden.sigma_batches", self.sigma_batches, 2)?;
         at_least("one_hidden.trace_probes", self.trace_probes, 1)?;
+        check(
+            self.decay_last <= self.iterations,
+            "one_hidden.decay_last",
+            self.decay_last,
+            &format!("at most one_hidden.iterations = {}", self.iterations),
+        )?;
+        if self.optimizer == OneHiddenOptimizer::Adam {
+            check(
+                config.dynamics == [DynamicsKind::Gd],
+                "dynamics",
+                format!("{:?}", config.dynamics),
+                "[\"gd\"] with one_hidden.optimizer = \"adam\" (full-batch Adam adds no noise)",
+            )?;
+        }
         check(
             (1..=self.samples).contains(&self.sigma_batch_size),
             "one_hidden.sigma_batch_size",

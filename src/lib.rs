@@ -16,6 +16,7 @@ pub mod experiments;
 pub mod linalg;
 pub mod models;
 pub mod objective;
+pub mod optim;
 pub mod record;
 pub mod rng;
 pub mod runner;

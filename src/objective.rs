@@ -43,6 +43,12 @@ pub trait Objective: Send + Sync {
     /// Hessian-vector product H(θ)·v.
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>>;
 
+    /// Relative residual at which Lanczos calls a Ritz pair of H converged: what the
+    /// HVPs' arithmetic can resolve (f64 by default; f32 networks say 1e-5).
+    fn hvp_tolerance(&self) -> f64 {
+        1e-8
+    }
+
     /// Dense Hessian. The default builds it column by column from D HVPs and
     /// symmetrises it: only sensible for small D (the toy, test oracles).
     fn hessian(&self, theta: &[f64]) -> Result<DMatrix<f64>> {

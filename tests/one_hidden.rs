@@ -5,7 +5,7 @@
 mod common;
 
 use noiselab::estimators::covariance::GradientCovariance;
-use noiselab::models::one_hidden::{OneHidden, SeparableData};
+use noiselab::models::one_hidden::{OneHidden, OutputLoss, OutputWeights, SeparableData};
 use noiselab::objective::Objective;
 use rand::SeedableRng;
 use rand_chacha::ChaCha12Rng;
@@ -143,4 +143,51 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(model.hvp(&theta, &[1.0; 3]).is_err());
     assert!(model.batch_gradients(&theta, &[0, 99], 1).is_err());
     assert!(OneHidden::new(&data, 0).is_err());
+}
+
+/// The released recipe's variant (SPEC §4.2): [−2, 2]² points labelled 1[x₁ ≥ x₂], unit
+/// output weights, squared loss of the clipped output. Gradient and HVP against finite
+/// differences (the clip and the relus are piecewise linear: the Gauss–Newton form is
+/// exact away from their kinks).
+#[test]
+fn released_recipe_variant_matches_finite_differences() {
+    let mut rng = ChaCha12Rng::seed_from_u64(9);
+    let data = SeparableData::draw_diagonal(120, &mut rng);
+    assert!(data.x.iter().flatten().all(|v| (-2.0..2.0).contains(v)));
+    assert!(data
+        .x
+        .iter()
+        .zip(&data.y)
+        .all(|(p, &y)| (p[0] >= p[1]) == (y > 0.0)));
+    let model = OneHidden::with(&data, 8, OutputWeights::Unit, OutputLoss::ClippedSquared).unwrap();
+    // Small weights keep most outputs inside the clipping range, so both pieces show.
+    let theta: Vec<f64> = OneHidden::init_theta(8, &mut rng)
+        .iter()
+        .map(|t| 0.3 * t)
+        .collect();
+    let (_, g) = model.loss_and_gradient(&theta).unwrap();
+    assert!(g.iter().any(|x| x.abs() > 1e-6));
+    let v = &common::random_vectors(1, model.dim(), 1.0, 2)[0];
+    let hv = model.hvp(&theta, v).unwrap();
+    for i in 0..model.dim() {
+        let mut e = vec![0.0; model.dim()];
+        e[i] = 1.0;
+        let num = fd(|t| model.loss(t).unwrap(), &theta, &e, 1e-6);
+        assert!(
+            (g[i] - num).abs() <= 1e-7 * (1.0 + num.abs()),
+            "∂L/∂θ{i}: {} vs {num}",
+            g[i]
+        );
+        let num = fd(
+            |t| model.loss_and_gradient(t).unwrap().1[i],
+            &theta,
+            v,
+            1e-7,
+        );
+        assert!(
+            (hv[i] - num).abs() <= 1e-5 * (1.0 + num.abs()),
+            "(Hv)_{i}: {} vs {num}",
+            hv[i]
+        );
+    }
 }

@@ -21,6 +21,9 @@ pub fn top_eigenpairs<O: Objective + ?Sized>(
     if d <= DENSE_LIMIT {
         return Ok(symmetric_eigen(objective.hessian(theta)?).truncate(k));
     }
-    let options = LanczosOptions::new(k);
+    let options = LanczosOptions {
+        tol: objective.hvp_tolerance(),
+        ..LanczosOptions::new(k)
+    };
     Ok(lanczos::top_eigenpairs(d, |v| objective.hvp(theta, v), &options, warm)?.pairs)
 }

@@ -6,7 +6,7 @@
 //! Hutchinson probes, Tr(HΣ) from one HVP per centred gradient (SPEC §3).
 
 use super::{report_end, Tokens};
-use crate::config::{Config, OneHiddenConfig};
+use crate::config::{Config, OneHiddenConfig, OneHiddenOptimizer, PointsLayout};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
 use crate::estimators::covariance::GradientCovariance;
@@ -14,6 +14,7 @@ use crate::estimators::trace::hutchinson;
 use crate::events::{Event, EventSender, Metric};
 use crate::models::one_hidden::{OneHidden, SeparableData};
 use crate::objective::Objective;
+use crate::optim::{linear_decay, Adam};
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
 use rand::seq::index::sample;
@@ -39,8 +40,11 @@ pub fn labels(cfg: &OneHiddenConfig) -> Vec<String> {
 pub fn objective(config: &Config, w: usize) -> Result<OneHidden> {
     let cfg = config.one_hidden();
     let mut data_rng = rng::stream(config.seed, 0, Purpose::Data);
-    let data = SeparableData::draw(cfg.samples, cfg.margin, &mut data_rng);
-    OneHidden::new(&data, cfg.widths[w])
+    let data = match cfg.points {
+        PointsLayout::Separable => SeparableData::draw(cfg.samples, cfg.margin, &mut data_rng),
+        PointsLayout::Diagonal => SeparableData::draw_diagonal(cfg.samples, &mut data_rng),
+    };
+    OneHidden::with(&data, cfg.widths[w], cfg.output_weights, cfg.loss)
 }
 
 /// θ_0 of width index `w` (PyTorch's default initialisation), the same for every dynamics.
@@ -81,6 +85,42 @@ pub fn measure<R: Rng>(
     ])
 }
 
+/// The released recipe's trajectory: full-batch Adam with learning rate `eta`, decaying
+/// linearly over the last `decay_last` iterations. `observe(t, θ_t)` sees every iterate.
+fn train_adam(
+    model: &OneHidden,
+    theta0: Vec<f64>,
+    cfg: &OneHiddenConfig,
+    mut observe: impl FnMut(usize, &[f64]) -> Result<()>,
+) -> Result<engine::Trajectory> {
+    let mut theta = theta0;
+    let mut adam = Adam::new(theta.len());
+    for t in 0..cfg.iterations {
+        observe(t, &theta)?;
+        let (_, g) = model.loss_and_gradient(&theta)?;
+        adam.step(
+            &mut theta,
+            &g,
+            linear_decay(cfg.eta, t, cfg.iterations, cfg.decay_last),
+        );
+        if let Some(bad) = theta.iter().find(|x| !x.is_finite()) {
+            return Ok(engine::Trajectory {
+                iterations: t + 1,
+                diverged: Some(engine::Divergence {
+                    iteration: t,
+                    reason: format!("parameter became {bad}"),
+                }),
+                theta,
+            });
+        }
+    }
+    Ok(engine::Trajectory {
+        theta,
+        iterations: cfg.iterations,
+        diverged: None,
+    })
+}
+
 /// One dynamics on one width, publishing its measurements.
 pub fn run_one(
     config: &Config,
@@ -103,22 +143,34 @@ pub fn run_one(
             });
             Ok(())
         };
-    let end = engine::run(
-        &model,
-        initial_theta(config, w),
-        cfg.eta,
-        cfg.iterations,
-        &mut noise,
-        |t, at, _| {
+    let theta0 = initial_theta(config, w);
+    let end = match cfg.optimizer {
+        OneHiddenOptimizer::Dynamics => engine::run(
+            &model,
+            theta0,
+            cfg.eta,
+            cfg.iterations,
+            &mut noise,
+            |t, at, _| {
+                if stop.load(Ordering::Relaxed) {
+                    return Err(Error::Stopped);
+                }
+                if t % cfg.metrics_every == 0 {
+                    publish(t, at.theta(), &mut measure_rng)?;
+                }
+                Ok(())
+            },
+        )?,
+        OneHiddenOptimizer::Adam => train_adam(&model, theta0, &cfg, |t, theta| {
             if stop.load(Ordering::Relaxed) {
                 return Err(Error::Stopped);
             }
             if t % cfg.metrics_every == 0 {
-                publish(t, at.theta(), &mut measure_rng)?;
+                publish(t, theta, &mut measure_rng)?;
             }
             Ok(())
-        },
-    )?;
+        })?,
+    };
     if let Some(d) = &end.diverged {
         events.send(Event::Diverged {
             dynamics: kind,

@@ -306,6 +306,14 @@ impl Objective for Classifier {
         Ok(out)
     }
 
+    fn hvp_tolerance(&self) -> f64 {
+        // f32 HVPs carry relative rounding of ~1e-6: a tighter residual is unreachable.
+        match self.net.dtype {
+            DType::F64 => 1e-8,
+            _ => 1e-5,
+        }
+    }
+
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>> {
         if v.len() != self.dim() {
             return Err(Error::Numerics(format!(

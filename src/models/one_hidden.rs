@@ -1,6 +1,10 @@
 //! One hidden layer with a fixed output layer (SPEC §4.2; Fig. 2, Props. 4–5):
-//! f(x) = vᵀ·relu(W·x + b), v fixed (not trained), logistic loss ℓ = log(1 + e^{−y·f}),
-//! y ∈ {−1, +1}. Computed with candle on the CPU in f64.
+//! f(x) = vᵀ·relu(W·x + b), v fixed (not trained), y ∈ {−1, +1}. Computed with candle on
+//! the CPU in f64. Two readings of the details (SPEC §4.2):
+//! - ours (default): v_j = ±1/√h alternating, logistic loss ℓ = log(1 + e^{−y·f});
+//! - the authors' released code: v = +1 on the first half of the units and −1 on the
+//!   rest, squared loss of the output clipped to [1e-3, 1 − 1e-3] against the 0/1 label:
+//!   ℓ = (clip(f) − (1 + y)/2)².
 //!
 //! θ order (PyTorch's `named_parameters()` of `Linear(2, h)`): `hidden.weight` (h × 2,
 //! row-major: out × in), then `hidden.bias` (h). D = 3h.
@@ -51,8 +55,48 @@ impl SeparableData {
     }
 }
 
+/// The fixed output weights v.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputWeights {
+    /// ±1/√h alternating (ours).
+    #[default]
+    Scaled,
+    /// +1 on the first ⌈h/2⌉ units, −1 on the rest (the released code).
+    Unit,
+}
+
+/// The per-sample loss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputLoss {
+    /// log(1 + e^{−y·f})
+    #[default]
+    Logistic,
+    /// (clip(f, 1e-3, 1 − 1e-3) − (1 + y)/2)²
+    ClippedSquared,
+}
+
+/// The clipping range of [`OutputLoss::ClippedSquared`].
+const CLIP: (f64, f64) = (1e-3, 1.0 - 1e-3);
+
+impl SeparableData {
+    /// The released code's data: uniform in [−2, 2]², label +1 where x₁ ≥ x₂.
+    pub fn draw_diagonal<R: Rng>(n: usize, rng: &mut R) -> Self {
+        let x: Vec<[f64; 2]> = (0..n)
+            .map(|_| [rng.random_range(-2.0..2.0), rng.random_range(-2.0..2.0)])
+            .collect();
+        let y = x
+            .iter()
+            .map(|p| if p[0] >= p[1] { 1.0 } else { -1.0 })
+            .collect();
+        SeparableData { x, y }
+    }
+}
+
 pub struct OneHidden {
     width: usize,
+    loss: OutputLoss,
     /// N × 2
     x: Tensor,
     /// N
@@ -66,7 +110,17 @@ pub struct OneHidden {
 }
 
 impl OneHidden {
+    /// Our reading of SPEC §4.2: scaled output weights, logistic loss.
     pub fn new(data: &SeparableData, width: usize) -> Result<Self> {
+        Self::with(data, width, OutputWeights::Scaled, OutputLoss::Logistic)
+    }
+
+    pub fn with(
+        data: &SeparableData,
+        width: usize,
+        output: OutputWeights,
+        loss: OutputLoss,
+    ) -> Result<Self> {
         let n = data.x.len();
         if n == 0 || width == 0 || data.y.len() != n {
             return Err(Error::Numerics(format!(
@@ -76,12 +130,20 @@ impl OneHidden {
         }
         let dev = Device::Cpu;
         let flat: Vec<f64> = data.x.iter().flatten().copied().collect();
-        let s = 1.0 / (width as f64).sqrt();
-        let v: Vec<f64> = (0..width)
-            .map(|j| if j % 2 == 0 { s } else { -s })
-            .collect();
+        let v: Vec<f64> = match output {
+            OutputWeights::Scaled => {
+                let s = 1.0 / (width as f64).sqrt();
+                (0..width)
+                    .map(|j| if j % 2 == 0 { s } else { -s })
+                    .collect()
+            }
+            OutputWeights::Unit => (0..width)
+                .map(|j| if j < width.div_ceil(2) { 1.0 } else { -1.0 })
+                .collect(),
+        };
         Ok(OneHidden {
             width,
+            loss,
             x: Tensor::from_vec(flat, (n, 2), &dev).map_err(candle)?,
             y: Tensor::from_vec(data.y.clone(), n, &dev).map_err(candle)?,
             v: Tensor::from_vec(v, width, &dev).map_err(candle)?,
@@ -137,9 +199,17 @@ impl OneHidden {
     /// Outputs f and per-sample losses from the pre-activations.
     fn head(&self, z: &Tensor, y: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let f = z.relu()?.matmul(&self.v.unsqueeze(1)?)?.squeeze(1)?;
-        // softplus(s) = max(s, 0) + log(1 + e^{−|s|}), s = −y·f: stable for any f.
-        let s = y.mul(&f)?.neg()?;
-        let loss = s.relu()?.add(&(s.abs()?.neg()?.exp()? + 1.0)?.log()?)?;
+        let loss = match self.loss {
+            OutputLoss::Logistic => {
+                // softplus(s) = max(s, 0) + log(1 + e^{−|s|}), s = −y·f: stable for any f.
+                let s = y.mul(&f)?.neg()?;
+                s.relu()?.add(&(s.abs()?.neg()?.exp()? + 1.0)?.log()?)?
+            }
+            OutputLoss::ClippedSquared => {
+                let target = y.affine(0.5, 0.5)?;
+                f.clamp(CLIP.0, CLIP.1)?.sub(&target)?.sqr()?
+            }
+        };
         Ok((f, loss))
     }
 
@@ -160,8 +230,14 @@ impl OneHidden {
         let (_, f, _) = self
             .forward(w.as_tensor(), b.as_tensor(), &self.x, &self.y)
             .map_err(candle)?;
+        // The decision threshold: f = 0 for the logistic loss, 1/2 for the 0/1 targets.
+        let threshold = match self.loss {
+            OutputLoss::Logistic => 0.0,
+            OutputLoss::ClippedSquared => 0.5,
+        };
         let right = f
-            .mul(&self.y)
+            .affine(1.0, -threshold)
+            .and_then(|t| t.mul(&self.y))
             .and_then(|t| t.gt(0.0))
             .and_then(|t| t.to_dtype(DType::F64))
             .and_then(|t| t.mean_all())
@@ -255,11 +331,20 @@ impl Objective for OneHidden {
                 .gt(0.0)?
                 .to_dtype(DType::F64)?
                 .broadcast_mul(&self.v.unsqueeze(0)?)?;
-            // ℓ'' of softplus(−y f) in f: σ(y f)·σ(−y f) = σ(f)·σ(−f); over N.
-            let sig = (f.neg()?.exp()? + 1.0)?.recip()?;
-            let curv = sig
-                .mul(&sig.affine(-1.0, 1.0)?)?
-                .affine(1.0 / self.n as f64, 0.0)?;
+            let curv = match self.loss {
+                // ℓ'' of softplus(−y f) in f: σ(y f)·σ(−y f) = σ(f)·σ(−f).
+                OutputLoss::Logistic => {
+                    let sig = (f.neg()?.exp()? + 1.0)?.recip()?;
+                    sig.mul(&sig.affine(-1.0, 1.0)?)?
+                }
+                // 2 inside the clipping range, 0 where the clip is active.
+                OutputLoss::ClippedSquared => f
+                    .gt(CLIP.0)?
+                    .mul(&f.lt(CLIP.1)?)?
+                    .to_dtype(DType::F64)?
+                    .affine(2.0, 0.0)?,
+            }
+            .affine(1.0 / self.n as f64, 0.0)?;
             Ok((m, curv))
         };
         let (m, curv) = {

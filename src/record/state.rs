@@ -233,8 +233,15 @@ impl RecordState {
                     kind.label(),
                     h,
                     3 * h,
-                    f.get(&Metric::IsotropyRatio)
-                        .map_or("-".to_string(), |x| format!("{x:.2}")),
+                    // NaN = 0/0: no gradient noise and no curvature left (e.g. every
+                    // output clipped in the released recipe).
+                    f.get(&Metric::IsotropyRatio).map_or("-".to_string(), |x| {
+                        if x.is_nan() {
+                            "0/0".to_string()
+                        } else {
+                            format!("{x:.2}")
+                        }
+                    }),
                     sci(Metric::TrHSigma),
                     sci(Metric::TrHSigmaIso),
                     fixed(Metric::Loss),
