@@ -104,6 +104,14 @@ fn one_hidden_config_errors_name_their_keys() {
             vec!["`one_hidden.sigma_batch_size`", "5000"],
         ),
         (
+            "one_hidden.optimizer=\"adam\"",
+            vec!["`dynamics`", "one_hidden.optimizer = \"adam\""],
+        ),
+        (
+            "one_hidden.loss=\"hinge\"",
+            vec!["one_hidden.loss", "hinge"],
+        ),
+        (
             "toy2d.seeds=3",
             vec!["`toy2d`", "only read when experiment = \"toy2d\""],
         ),
@@ -117,5 +125,40 @@ fn one_hidden_config_errors_name_their_keys() {
         for n in needles {
             assert!(err.contains(n), "{set}: {err}");
         }
+    }
+}
+
+/// The authors' released recipe (second preset): full-batch Adam on the clipped squared
+/// loss also shows the ratio growing with the width.
+#[test]
+fn released_recipe_preset_runs_and_its_ratio_grows_with_width() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args([
+            "run",
+            "one_hidden_released",
+            "-q",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(["--set", "one_hidden.widths=[20, 200]"])
+        .args(["--set", "one_hidden.metrics_every=155"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    let gd = &summary["dynamics"]["gd"];
+    let ratio = |h: &str| {
+        gd["ratio_by_width"][h]
+            .as_f64()
+            .unwrap_or_else(|| panic!("width {h}: no finite ratio in {gd}"))
+    };
+    let (r20, r200) = (ratio("20"), ratio("200"));
+    assert!(r20 > 1.0 && r200 > 3.0 * r20, "ratios {r20}, {r200}");
+    for h in ["20", "200"] {
+        let acc = gd["final_train_accuracy_by_width"][h].as_f64().unwrap();
+        assert!(acc > 0.9, "width {h}: accuracy {acc}");
     }
 }
