@@ -2,15 +2,18 @@
 //! the side-by-side comparison with PyTorch (`scripts/bench_networks.sh` runs this and
 //! `scripts/bench_torch.py` in one go and prints the table of docs/BENCHMARKS.md).
 //!
-//! `cargo bench --bench networks` prints one line per workload:
-//! `<name>\t<median seconds>\t<detail>`. θ is the PyTorch-initialised θ of the test
+//! `cargo bench --bench networks [-- --kernels-only]` prints one line per workload and
+//! noiselab path (`kernels:` the hand-written CPU kernels, `candle:` the candle graph):
+//! `<path>:<name>\t<median seconds>\t<detail>`. θ is the PyTorch-initialised θ of the test
 //! fixture, so both sides compute on the same point.
 
 use candle_core::{DType, Device};
 use noiselab::data::idx;
 use noiselab::estimators::lanczos::{top_eigenpairs, LanczosOptions};
+use noiselab::estimators::sharpness::expected_sharpness;
 use noiselab::models::classifier::Classifier;
 use noiselab::models::lenet;
+use noiselab::models::native::NativeClassifier;
 use noiselab::models::network::Network;
 use noiselab::objective::Objective;
 use std::path::Path;
@@ -49,72 +52,112 @@ fn main() {
         .chunks_exact(8)
         .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
         .collect();
-    let model = |dtype| {
+    let candle_model = |dtype| {
         Classifier::new(
             Network::new(lenet::architecture().unwrap(), dtype, Device::Cpu).unwrap(),
             &data,
         )
         .unwrap()
     };
-    let (f32m, f64m) = (model(DType::F32), model(DType::F64));
+    let native32 = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data).unwrap();
+    let native64 = NativeClassifier::<f64>::new(lenet::architecture().unwrap(), &data).unwrap();
+    let with_candle = !std::env::args().any(|a| a == "--kernels-only");
     println!(
         "# noiselab LeNet, {n} images, {} rayon threads",
         rayon::current_num_threads()
     );
     let all: Vec<usize> = (0..n).collect();
-    let mut rows: Vec<(&str, f64, String)> = Vec::new();
-    for (name, m) in [("fwd_bwd_f32", &f32m), ("fwd_bwd_f64", &f64m)] {
-        let (t, d) = median(
-            || format!("loss {:.6}", m.loss_and_gradient(&theta).unwrap().0),
-            repeats,
-        );
-        rows.push((name, t, d));
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let (c32, c64);
+    let mut paths: Vec<(&str, &dyn Objective, &dyn Objective)> =
+        vec![("kernels", &native32, &native64)];
+    if with_candle {
+        c32 = candle_model(DType::F32);
+        c64 = candle_model(DType::F64);
+        paths.push(("candle", &c32, &c64));
     }
-    let (t, d) = median(
-        || {
-            let g = f32m.per_sample_gradients(&theta).unwrap();
-            format!("{} × {}", g.rows(), g.dim())
-        },
-        repeats,
-    );
-    rows.push(("per_sample_f32", t, d));
-    let (t, d) = median(
-        || {
-            let g = f32m.batch_gradients(&theta, &all, 20).unwrap();
-            format!("{} × {}", g.rows(), g.dim())
-        },
-        repeats,
-    );
-    rows.push(("minibatch_60x20_f32", t, d));
-    for (name, m) in [("hvp_f32", &f32m), ("hvp_f64", &f64m)] {
-        let (t, d) = median(
-            || {
-                format!(
-                    "‖Hv‖ {:.6e}",
-                    noiselab::linalg::norm_sq(&m.hvp(&theta, &v).unwrap()).sqrt()
-                )
-            },
-            repeats,
+    for (path, m32, m64) in paths {
+        let mut add =
+            |name: &str, (t, d): (f64, String)| rows.push((format!("{path}:{name}"), t, d));
+        for (name, m) in [("fwd_bwd_f32", m32), ("fwd_bwd_f64", m64)] {
+            add(
+                name,
+                median(
+                    || format!("loss {:.6}", m.loss_and_gradient(&theta).unwrap().0),
+                    repeats,
+                ),
+            );
+        }
+        add(
+            "per_sample_f32",
+            median(
+                || {
+                    let g = m32.per_sample_gradients(&theta).unwrap();
+                    format!("{} × {}", g.rows(), g.dim())
+                },
+                repeats,
+            ),
         );
-        rows.push((name, t, d));
+        add(
+            "minibatch_60x20_f32",
+            median(
+                || {
+                    let g = m32.batch_gradients(&theta, &all, 20).unwrap();
+                    format!("{} × {}", g.rows(), g.dim())
+                },
+                repeats,
+            ),
+        );
+        for (name, m) in [("hvp_f32", m32), ("hvp_f64", m64)] {
+            add(
+                name,
+                median(
+                    || {
+                        format!(
+                            "‖Hv‖ {:.6e}",
+                            noiselab::linalg::norm_sq(&m.hvp(&theta, &v).unwrap()).sqrt()
+                        )
+                    },
+                    repeats,
+                ),
+            );
+        }
+        if path == "candle" {
+            // Minutes per run on candle (see the issue 5 baseline in docs/BENCHMARKS.md).
+            continue;
+        }
+        for (name, m) in [("top20_eig_f32", m32), ("top20_eig_f64", m64)] {
+            add(
+                name,
+                median(
+                    || {
+                        let options = LanczosOptions {
+                            tol: m.hvp_tolerance(),
+                            ..LanczosOptions::new(20)
+                        };
+                        let r =
+                            top_eigenpairs(m.dim(), |x| m.hvp(&theta, x), &options, None).unwrap();
+                        format!(
+                            "{} HVPs, λ1 {:.6e}, λ20 {:.6e}",
+                            r.products, r.pairs.values[0], r.pairs.values[19]
+                        )
+                    },
+                    1,
+                ),
+            );
+        }
+        let samples = if smoke { 10 } else { 1000 };
+        add(
+            "sharpness_m1000_f32",
+            median(
+                || {
+                    let e = expected_sharpness(m32, &theta, 0.01, samples, false, 0).unwrap();
+                    format!("{samples} samples, {:.4e} ± {:.1e}", e.value, e.stderr)
+                },
+                1,
+            ),
+        );
     }
-    let (t, d) = median(
-        || {
-            let r = top_eigenpairs(
-                f64m.dim(),
-                |x| f64m.hvp(&theta, x),
-                &LanczosOptions::new(20),
-                None,
-            )
-            .unwrap();
-            format!(
-                "{} HVPs, λ1 {:.6e}, λ20 {:.6e}",
-                r.products, r.pairs.values[0], r.pairs.values[19]
-            )
-        },
-        1,
-    );
-    rows.push(("top20_eig_f64", t, d));
     for (name, t, d) in rows {
         println!("{name}\t{t:.4}\t{d}");
     }

@@ -35,19 +35,22 @@ def rows(f):
 ours, h1 = rows("noiselab.tsv")
 theirs, h2 = rows("torch.tsv")
 labels = {
-    "fwd_bwd_f32": "forward + backward, 1,200 images, f32",
-    "fwd_bwd_f64": "forward + backward, 1,200 images, f64",
+    "fwd_bwd_f32": "forward + backward, f32",
+    "fwd_bwd_f64": "forward + backward, f64",
     "per_sample_f32": "per-sample gradient matrix 1,200 × 11,330, f32",
     "minibatch_60x20_f32": "60 × 20 minibatch gradient matrix, f32",
     "hvp_f32": "exact HVP, f32",
     "hvp_f64": "exact HVP, f64",
+    "top20_eig_f32": "top-20 Hessian eigenpairs, f32",
     "top20_eig_f64": "top-20 Hessian eigenpairs, f64",
+    "sharpness_m1000_f32": "expected sharpness, M = 1000, δ = 0.01, f32",
 }
+ms = lambda t: f"{t*1e3:.0f} ms" if t < 10 else f"{t:.1f} s"
 print(f"commit {commit}; {threads} threads; {h1}; {h2}\n")
-print("| work (LeNet, real FashionMNIST) | noiselab | PyTorch | ratio | noiselab detail | PyTorch detail |")
-print("|---|---:|---:|---:|---|---|")
+print("| work (LeNet, 1,200 real FashionMNIST images) | noiselab kernels | PyTorch | ratio | noiselab candle | kernels detail | PyTorch detail |")
+print("|---|---:|---:|---:|---:|---|---|")
 for key, label in labels.items():
-    if key in ours and key in theirs:
-        a, b = ours[key][0], theirs[key][0]
-        print(f"| {label} | {a*1e3:.0f} ms | {b*1e3:.0f} ms | {a/b:.2f} | {ours[key][1]} | {theirs[key][1]} |")
+    k, c, p = ours.get("kernels:" + key), ours.get("candle:" + key), theirs.get(key)
+    if k and p:
+        print(f"| {label} | {ms(k[0])} | {ms(p[0])} | {k[0]/p[0]:.2f} | {ms(c[0]) if c else '–'} | {k[1]} | {p[1]} |")
 PY

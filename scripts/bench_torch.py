@@ -5,7 +5,9 @@ Same workloads, shapes, θ (the test fixture's) and images (the first 1,200 of t
 FashionMNIST subset), each done the fastest idiomatic PyTorch way:
 forward+backward with autograd; per-sample and 60×20 minibatch gradient matrices with
 torch.func (vmap of grad over samples / over minibatches); exact HVP by double backprop;
-top-20 Hessian eigenpairs with scipy's ARPACK eigsh on double-backprop HVPs (float64).
+top-20 Hessian eigenpairs with scipy's ARPACK eigsh on double-backprop HVPs (float32
+with tol 1e-5, float64 with tol 1e-8); expected sharpness with M = 1000 forward passes at
+θ + N(0, 0.01² I) under no_grad.
 Prints `<name>\t<median seconds>\t<detail>` lines, as the Rust side.
 
     python3 scripts/bench_torch.py [--threads T] [--repeats R]
@@ -138,21 +140,41 @@ def main():
         hv, vv = hvp_of(m, xs, dt)
         rows.append((name,) + median(lambda: f"‖Hv‖ {hv(vv).norm().item():.6e}", args.repeats))
 
-    hv64, _ = hvp_of(m64, x64, torch.float64)
+    def top20(m, xs, dt, np_dt, tol):
+        hv, _ = hvp_of(m, xs, dt)
 
-    def top20():
-        count = [0]
+        def run():
+            count = [0]
 
-        def mv(u):
-            count[0] += 1
-            return hv64(torch.from_numpy(np.ascontiguousarray(u).reshape(-1))).numpy()
+            def mv(u):
+                count[0] += 1
+                return hv(torch.from_numpy(np.ascontiguousarray(u, dtype=np_dt).reshape(-1))).numpy()
 
-        op = sla.LinearOperator((d, d), matvec=mv, dtype=np.float64)
-        vals = sla.eigsh(op, k=20, which="LA", tol=1e-8, return_eigenvectors=True)[0]
-        vals = np.sort(vals)[::-1]
-        return f"{count[0]} HVPs, λ1 {vals[0]:.6e}, λ20 {vals[19]:.6e}"
+            op = sla.LinearOperator((d, d), matvec=mv, dtype=np_dt)
+            vals = sla.eigsh(op, k=20, which="LA", tol=tol, return_eigenvectors=True)[0]
+            vals = np.sort(vals)[::-1]
+            return f"{count[0]} HVPs, λ1 {vals[0]:.6e}, λ20 {vals[19]:.6e}"
 
-    rows.append(("top20_eig_f64",) + median(top20, 1))
+        return run
+
+    rows.append(("top20_eig_f32",) + median(top20(m32, x32, torch.float32, np.float32, 1e-5), 1))
+    rows.append(("top20_eig_f64",) + median(top20(m64, x64, torch.float64, np.float64, 1e-8), 1))
+
+    def sharpness():
+        gen = torch.Generator().manual_seed(0)
+        base_theta = theta.float()
+        with torch.no_grad():
+            base = F.cross_entropy(m32(x32), y).item()
+            rises = []
+            for _ in range(1000):
+                shifted = base_theta + 0.01 * torch.randn(d, generator=gen)
+                torch.nn.utils.vector_to_parameters(shifted, m32.parameters())
+                rises.append(F.cross_entropy(m32(x32), y).item() - base)
+            torch.nn.utils.vector_to_parameters(base_theta, m32.parameters())
+        r = np.array(rises)
+        return f"1000 samples, {r.mean():.4e} ± {r.std(ddof=1) / np.sqrt(len(r)):.1e}"
+
+    rows.append(("sharpness_m1000_f32",) + median(sharpness, 1))
     for name, t, detail in rows:
         print(f"{name}\t{t:.4f}\t{detail}")
 

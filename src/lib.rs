@@ -13,6 +13,7 @@ pub mod error;
 pub mod estimators;
 pub mod events;
 pub mod experiments;
+pub mod kernels;
 pub mod linalg;
 pub mod models;
 pub mod objective;

@@ -12,6 +12,7 @@ use noiselab::estimators::lanczos::{top_eigenpairs, LanczosOptions};
 use noiselab::estimators::trace::{hutchinson, slq};
 use noiselab::linalg::symmetric_eigen;
 use noiselab::models::classifier::Classifier;
+use noiselab::models::native::NativeClassifier;
 use noiselab::models::network::{second_order_available, Architecture, Layer, Network};
 use noiselab::models::{lenet, vgg11};
 use noiselab::objective::Objective;
@@ -384,4 +385,131 @@ fn vgg11_takes_descent_steps_on_cifar_images() {
         let tol = if dtype == DType::F64 { 1e-10 } else { 1e-4 };
         assert!(relative_error(&mean, &g1) < tol);
     }
+}
+
+/// The hand-written kernels (`models/native.rs`) against the same PyTorch reference:
+/// loss, gradient, the exact HVP by R-operator, and minibatch gradients.
+#[test]
+fn native_lenet_matches_pytorch() {
+    let r = reference();
+    let n = r.meta["samples"].as_u64().unwrap() as usize;
+    let data = fashion(n);
+    let b = r.meta["batch_size"].as_u64().unwrap() as usize;
+    let all: Vec<usize> = (0..n).collect();
+    let torch_loss = r.meta["loss"].as_f64().unwrap();
+    let check = |model: &dyn Objective, tol: f64| {
+        let (loss, grad) = model.loss_and_gradient(&r.theta).unwrap();
+        assert!(
+            (loss - torch_loss).abs() < tol * torch_loss,
+            "{loss} vs {torch_loss}"
+        );
+        assert!((model.loss(&r.theta).unwrap() - loss).abs() < tol * loss);
+        let e = relative_error(&grad, &r.grad);
+        assert!(e < tol, "gradient: relative error {e:e}");
+        let e = relative_error(&model.hvp(&r.theta, &r.v).unwrap(), &r.hvp);
+        assert!(e < tol, "HVP: relative error {e:e}");
+        let batches = model.batch_gradients(&r.theta, &all, b).unwrap();
+        for (k, want) in r.batch_grads.iter().enumerate() {
+            let e = relative_error(batches.row(k), want);
+            assert!(e < tol, "minibatch {k}: relative error {e:e}");
+        }
+    };
+    check(
+        &NativeClassifier::<f64>::new(lenet::architecture().unwrap(), &data).unwrap(),
+        1e-10,
+    );
+    check(
+        &NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data).unwrap(),
+        1e-4,
+    );
+}
+
+/// Kernels vs candle in f64 on three-channel CIFAR-10 images through a padded
+/// convolution, pooling and a flatten of a multi-channel image (VGG11's layer kinds):
+/// loss, gradient, per-sample and shuffled minibatch gradients, HVP, test evaluation.
+#[test]
+fn native_kernels_match_candle_on_cifar_images() {
+    let data = noiselab::data::cifar::read_batches(
+        &[shared_data("cifar10-subset").join("data_batch_1.bin")],
+        Some(12),
+    )
+    .unwrap();
+    let arch = Architecture::new(
+        "vgg-like",
+        (3, 32, 32),
+        10,
+        vec![
+            Layer::Conv2d {
+                name: "c1",
+                in_channels: 3,
+                out_channels: 4,
+                kernel: 3,
+                padding: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2,
+            Layer::Conv2d {
+                name: "c2",
+                in_channels: 4,
+                out_channels: 6,
+                kernel: 3,
+                padding: 1,
+            },
+            Layer::Relu,
+            Layer::MaxPool2,
+            Layer::MaxPool2,
+            Layer::Flatten,
+            Layer::Linear {
+                name: "fc1",
+                inputs: 96,
+                outputs: 16,
+            },
+            Layer::Relu,
+            Layer::Linear {
+                name: "fc2",
+                inputs: 16,
+                outputs: 10,
+            },
+        ],
+    )
+    .unwrap();
+    let candle_model = Classifier::new(
+        Network::new(arch.clone(), DType::F64, Device::Cpu).unwrap(),
+        &data,
+    )
+    .unwrap();
+    let native = NativeClassifier::<f64>::new(arch.clone(), &data).unwrap();
+    let mut rng = ChaCha12Rng::seed_from_u64(4);
+    let theta = arch.init_theta(&mut rng);
+    let v = arch.init_theta(&mut rng);
+    let (l1, g1) = candle_model.loss_and_gradient(&theta).unwrap();
+    let (l2, g2) = native.loss_and_gradient(&theta).unwrap();
+    assert!((l1 - l2).abs() < 1e-12 * l1);
+    assert!(relative_error(&g2, &g1) < 1e-11);
+    let p1 = candle_model.per_sample_gradients(&theta).unwrap();
+    let p2 = native.per_sample_gradients(&theta).unwrap();
+    for i in 0..data.len() {
+        assert!(relative_error(p2.row(i), p1.row(i)) < 1e-11, "sample {i}");
+    }
+    let order = [7, 2, 11, 0, 5, 9];
+    let b1 = candle_model.batch_gradients(&theta, &order, 3).unwrap();
+    let b2 = native.batch_gradients(&theta, &order, 3).unwrap();
+    for k in 0..2 {
+        assert!(relative_error(b2.row(k), b1.row(k)) < 1e-11, "batch {k}");
+    }
+    let h1 = candle_model.hvp(&theta, &v).unwrap();
+    let h2 = native.hvp(&theta, &v).unwrap();
+    assert!(
+        relative_error(&h2, &h1) < 1e-10,
+        "{:e}",
+        relative_error(&h2, &h1)
+    );
+    let test = noiselab::data::cifar::read_batches(
+        &[shared_data("cifar10-subset").join("test_batch.bin")],
+        Some(20),
+    )
+    .unwrap();
+    let e1 = candle_model.evaluate(&theta, &test).unwrap();
+    let e2 = native.evaluate(&theta, &test).unwrap();
+    assert!((e1.loss - e2.loss).abs() < 1e-12 * e1.loss && e1.accuracy == e2.accuracy);
 }

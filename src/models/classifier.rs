@@ -11,7 +11,8 @@
 //! - Exact Hessian-vector products by double backprop: H·v = ∇_θ(∇_θL · v).
 
 use super::network::{
-    candle, cross_entropy, im2col, second_order_available, second_order_error, Layer, Network,
+    candle, cross_entropy, im2col, second_order_available, second_order_error, Architecture, Layer,
+    Network,
 };
 use crate::data::ImageSet;
 use crate::linalg::GradientMatrix;
@@ -58,8 +59,7 @@ fn images(data: &ImageSet, net: &Network) -> Result<Tensor> {
         .map_err(candle)
 }
 
-fn check_data(net: &Network, data: &ImageSet) -> Result<()> {
-    let arch = &net.arch;
+pub(crate) fn check_data(arch: &Architecture, data: &ImageSet) -> Result<()> {
     if data.shape != arch.input || data.classes != arch.classes {
         return Err(Error::Numerics(format!(
             "{}: expects {} × {} × {} images in {} classes, the data has {} × {} × {} in {}",
@@ -85,7 +85,7 @@ fn check_data(net: &Network, data: &ImageSet) -> Result<()> {
 
 impl Classifier {
     pub fn new(net: Network, data: &ImageSet) -> Result<Self> {
-        check_data(&net, data)?;
+        check_data(&net.arch, data)?;
         if data.is_empty() {
             return Err(Error::Numerics(format!(
                 "{}: no training images",
@@ -120,7 +120,7 @@ impl Classifier {
 
     /// Mean loss and accuracy on `data` (e.g. the test set).
     pub fn evaluate(&self, theta: &[f64], data: &ImageSet) -> Result<Evaluation> {
-        check_data(&self.net, data)?;
+        check_data(&self.net.arch, data)?;
         if data.is_empty() {
             return Err(Error::Numerics("evaluate: no images".into()));
         }

@@ -2,6 +2,7 @@
 
 pub mod classifier;
 pub mod lenet;
+pub mod native;
 pub mod network;
 pub mod one_hidden;
 pub mod quadratic;

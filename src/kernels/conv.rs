@@ -1,0 +1,134 @@
+//! Stride-1 convolutions as matrix products over NHWC activations: the patches of an
+//! n × H × W × C input form an (n·Hₒ·Wₒ) × (k·k·C) matrix whose columns run over
+//! (row, column, channel) of the kernel window — so a channel run is one contiguous copy.
+//! PyTorch stores weights as out × C × k × k; [`to_window_order`] and
+//! [`from_window_order`] convert between the two column orders.
+
+use super::Float;
+
+/// Geometry of one convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvShape {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub kernel: usize,
+    pub padding: usize,
+}
+
+impl ConvShape {
+    pub fn out_height(&self) -> usize {
+        self.height + 2 * self.padding + 1 - self.kernel
+    }
+
+    pub fn out_width(&self) -> usize {
+        self.width + 2 * self.padding + 1 - self.kernel
+    }
+
+    /// Output positions per sample.
+    pub fn positions(&self) -> usize {
+        self.out_height() * self.out_width()
+    }
+
+    /// Columns of the patch matrix: k·k·C.
+    pub fn window(&self) -> usize {
+        self.kernel * self.kernel * self.channels
+    }
+
+    /// Calls `f(patch_row, input_offset, column)` for every in-bounds window row of
+    /// every output position of one sample: `channels` entries are contiguous at both.
+    #[inline]
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize)) {
+        let (ho, wo, k, p, c) = (
+            self.out_height(),
+            self.out_width(),
+            self.kernel,
+            self.padding,
+            self.channels,
+        );
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let row = oy * wo + ox;
+                for ky in 0..k {
+                    let Some(iy) = (oy + ky).checked_sub(p).filter(|&y| y < self.height) else {
+                        continue;
+                    };
+                    for kx in 0..k {
+                        let Some(ix) = (ox + kx).checked_sub(p).filter(|&x| x < self.width) else {
+                            continue;
+                        };
+                        f(row, (iy * self.width + ix) * c, (ky * k + kx) * c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Patch matrix of `n` samples: `x` is n × H × W × C, `out` (n·Hₒ·Wₒ) × (k·k·C); zero
+/// padding.
+pub fn im2col<T: Float>(shape: &ConvShape, n: usize, x: &[T], out: &mut [T]) {
+    let (per_in, cols, rows) = (
+        shape.height * shape.width * shape.channels,
+        shape.window(),
+        shape.positions(),
+    );
+    let c = shape.channels;
+    if shape.padding > 0 {
+        out[..n * rows * cols].fill(T::ZERO);
+    }
+    for s in 0..n {
+        let xs = &x[s * per_in..(s + 1) * per_in];
+        let os = &mut out[s * rows * cols..(s + 1) * rows * cols];
+        shape.for_each_run(|row, at, col| {
+            os[row * cols + col..row * cols + col + c].copy_from_slice(&xs[at..at + c]);
+        });
+    }
+}
+
+/// The adjoint of [`im2col`]: adds every patch entry of `cols_in` back onto the input
+/// position it was copied from (`dx` is n × H × W × C and is accumulated into).
+pub fn col2im_add<T: Float>(shape: &ConvShape, n: usize, cols_in: &[T], dx: &mut [T]) {
+    let (per_in, cols, rows) = (
+        shape.height * shape.width * shape.channels,
+        shape.window(),
+        shape.positions(),
+    );
+    let c = shape.channels;
+    for s in 0..n {
+        let xs = &mut dx[s * per_in..(s + 1) * per_in];
+        let cs = &cols_in[s * rows * cols..(s + 1) * rows * cols];
+        shape.for_each_run(|row, at, col| {
+            for (d, v) in xs[at..at + c]
+                .iter_mut()
+                .zip(&cs[row * cols + col..row * cols + col + c])
+            {
+                *d += *v;
+            }
+        });
+    }
+}
+
+/// PyTorch's out × C × k × k weight (flat) in window order out × k × k × C.
+pub fn to_window_order<T: Float>(w: &[T], out: usize, c: usize, k: usize) -> Vec<T> {
+    let mut r = vec![T::ZERO; w.len()];
+    for o in 0..out {
+        for ci in 0..c {
+            for kk in 0..k * k {
+                r[(o * k * k + kk) * c + ci] = w[(o * c + ci) * k * k + kk];
+            }
+        }
+    }
+    r
+}
+
+/// The inverse of [`to_window_order`], accumulated into `into` (PyTorch order).
+pub fn from_window_order<T: Float>(w: &[T], out: usize, c: usize, k: usize, into: &mut [f64]) {
+    for o in 0..out {
+        for ci in 0..c {
+            for kk in 0..k * k {
+                into[(o * c + ci) * k * k + kk] += w[(o * k * k + kk) * c + ci].to_f64();
+            }
+        }
+    }
+}
