@@ -104,13 +104,37 @@ pub struct GradientMatrix {
     data: Vec<f64>,
 }
 
+/// Asks the kernel to back a large, not yet touched allocation with transparent huge
+/// pages: a 1,200 × 11,330 per-sample matrix (109 MB) otherwise takes ~27,000 page faults,
+/// which serialise when two threads fill it (measured: 220 ms on 2 threads vs 144 ms on
+/// one). Advice only: nothing changes where THP is off.
+fn huge_pages(data: &[f64]) {
+    const HUGE: usize = 2 << 20;
+    let bytes = std::mem::size_of_val(data);
+    if bytes < 2 * HUGE {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // The advice covers the whole 2 MB pages inside the allocation.
+        let start = data.as_ptr() as usize;
+        let aligned = start.div_ceil(HUGE) * HUGE;
+        let len = (start + bytes).saturating_sub(aligned) / HUGE * HUGE;
+        if len > 0 {
+            // SAFETY: [aligned, aligned + len) lies inside `data`'s live allocation;
+            // MADV_HUGEPAGE only changes how its pages are backed, never their contents.
+            unsafe {
+                libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+}
+
 impl GradientMatrix {
     pub fn zeros(rows: usize, dim: usize) -> Self {
-        GradientMatrix {
-            rows,
-            dim,
-            data: vec![0.0; rows * dim],
-        }
+        let data = vec![0.0; rows * dim];
+        huge_pages(&data);
+        GradientMatrix { rows, dim, data }
     }
 
     pub fn from_rows(rows: &[Vec<f64>]) -> Self {
@@ -132,6 +156,11 @@ impl GradientMatrix {
 
     pub fn row(&self, k: usize) -> &[f64] {
         &self.data[k * self.dim..(k + 1) * self.dim]
+    }
+
+    /// All entries, row after row.
+    pub fn as_mut_slice(&mut self) -> &mut [f64] {
+        &mut self.data
     }
 
     pub fn row_mut(&mut self, k: usize) -> &mut [f64] {

@@ -66,23 +66,46 @@ impl ConvShape {
 }
 
 /// Patch matrix of `n` samples: `x` is n × H × W × C, `out` (n·Hₒ·Wₒ) × (k·k·C); zero
-/// padding.
+/// padding. A window row (k pixels × C channels) is contiguous in NHWC, so it is one copy
+/// unless the padding clips it.
 pub fn im2col<T: Float>(shape: &ConvShape, n: usize, x: &[T], out: &mut [T]) {
-    let (per_in, cols, rows) = (
-        shape.height * shape.width * shape.channels,
-        shape.window(),
-        shape.positions(),
+    let (h, w, c, k, p) = (
+        shape.height,
+        shape.width,
+        shape.channels,
+        shape.kernel,
+        shape.padding,
     );
-    let c = shape.channels;
-    if shape.padding > 0 {
-        out[..n * rows * cols].fill(T::ZERO);
-    }
+    let (ho, wo) = (shape.out_height(), shape.out_width());
+    let (per_in, cols) = (h * w * c, shape.window());
+    let span = k * c;
     for s in 0..n {
         let xs = &x[s * per_in..(s + 1) * per_in];
-        let os = &mut out[s * rows * cols..(s + 1) * rows * cols];
-        shape.for_each_run(|row, at, col| {
-            os[row * cols + col..row * cols + col + c].copy_from_slice(&xs[at..at + c]);
-        });
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let row = &mut out[((s * ho + oy) * wo + ox) * cols..][..cols];
+                for ky in 0..k {
+                    let dst = &mut row[ky * span..(ky + 1) * span];
+                    let Some(iy) = (oy + ky).checked_sub(p).filter(|&y| y < h) else {
+                        dst.fill(T::ZERO);
+                        continue;
+                    };
+                    let line = &xs[iy * w * c..(iy + 1) * w * c];
+                    if ox >= p && ox + k - p <= w {
+                        let x0 = (ox - p) * c;
+                        dst.copy_from_slice(&line[x0..x0 + span]);
+                    } else {
+                        for kx in 0..k {
+                            let d = &mut dst[kx * c..(kx + 1) * c];
+                            match (ox + kx).checked_sub(p).filter(|&x| x < w) {
+                                Some(ix) => d.copy_from_slice(&line[ix * c..(ix + 1) * c]),
+                                None => d.fill(T::ZERO),
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -39,39 +39,48 @@ pub fn forward<T: Float>(
     }
 }
 
-fn source((h, w, c): (usize, usize, usize), i: usize, slot: u8) -> usize {
-    // i indexes the pooled n × H/2 × W/2 × C array.
+/// Calls `f(pooled index, source index)` for every pooled entry and its winner.
+#[inline]
+fn for_each_winner(
+    (n, h, w, c): (usize, usize, usize, usize),
+    winner: &[u8],
+    mut f: impl FnMut(usize, usize),
+) {
     let (ho, wo) = (h / 2, w / 2);
-    let ch = i % c;
-    let ox = (i / c) % wo;
-    let oy = (i / (c * wo)) % ho;
-    let s = i / (c * wo * ho);
-    let (dy, dx) = ((slot / 2) as usize, (slot % 2) as usize);
-    ((s * h + 2 * oy + dy) * w + 2 * ox + dx) * c + ch
+    let mut i = 0;
+    for s in 0..n {
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let corner = ((s * h + 2 * oy) * w + 2 * ox) * c;
+                let offsets = [corner, corner + c, corner + w * c, corner + (w + 1) * c];
+                for ch in 0..c {
+                    f(i, offsets[winner[i] as usize] + ch);
+                    i += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Gradient routing: `dx` (n × H × W × C, overwritten) gets `dout` at the winners, 0
 /// elsewhere.
 pub fn backward<T: Float>(
-    (n, h, w, c): (usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
     dout: &[T],
     winner: &[u8],
     dx: &mut [T],
 ) {
+    let (n, h, w, c) = dims;
     dx[..n * h * w * c].fill(T::ZERO);
-    for (i, (&g, &slot)) in dout.iter().zip(winner).enumerate() {
-        dx[source((h, w, c), i, slot)] = g;
-    }
+    for_each_winner(dims, winner, |i, src| dx[src] = dout[i]);
 }
 
 /// The pooling's action on a tangent (R-operator): the winners' entries of `rx`.
 pub fn gather<T: Float>(
-    (_n, h, w, c): (usize, usize, usize, usize),
+    dims: (usize, usize, usize, usize),
     rx: &[T],
     winner: &[u8],
     out: &mut [T],
 ) {
-    for (i, (o, &slot)) in out.iter_mut().zip(winner).enumerate() {
-        *o = rx[source((h, w, c), i, slot)];
-    }
+    for_each_winner(dims, winner, |i, src| out[i] = rx[src]);
 }
