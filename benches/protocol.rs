@@ -1,0 +1,184 @@
+//! What the paper's FashionMNIST protocol (SPEC §4.3) costs on this machine, measured
+//! piece by piece on LeNet with 1,200 real images and projected to the whole run:
+//! 3,000 GD iterations, then 8 dynamics × 15,000 iterations, plus a metrics evaluation
+//! (train and test loss/accuracy, expected sharpness with M = 1000 and δ = 0.01,
+//! Tr(HΣ) from 60 minibatch gradients, Tr H from Hutchinson probes) every
+//! `--metrics-every` iterations (default 500) of every dynamics.
+//!
+//! Each dynamics runs the released code's conventions (noise in gradient units, Σ from
+//! one shuffled epoch of 60 batches of 20, k = 20, leading/Hessian/1st-eigvec factors
+//! refreshed every 10 iterations) for 30 iterations from a partly trained θ, so three
+//! refreshes are amortised exactly as in the run.
+//!
+//!   cargo bench --bench protocol [-- --metrics-every N]
+
+use noiselab::config::NoiseConfig;
+use noiselab::data::{idx, ImageSet};
+use noiselab::dynamics::{CovarianceSource, DynamicsKind, NoiseModel, Units};
+use noiselab::engine;
+use noiselab::estimators::covariance::GradientCovariance;
+use noiselab::estimators::sharpness::expected_sharpness;
+use noiselab::estimators::trace::hutchinson;
+use noiselab::models::lenet;
+use noiselab::models::native::NativeClassifier;
+use noiselab::objective::Objective;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha12Rng;
+use std::path::Path;
+use std::time::Instant;
+
+fn timed<R>(f: impl FnOnce() -> R) -> (f64, R) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed().as_secs_f64(), r)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let every: usize = args
+        .iter()
+        .position(|a| a == "--metrics-every")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(500);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let subset = root.join("../shared/data/fashion-mnist-subset");
+    let n = if smoke { 60 } else { 1200 };
+    let train = idx::read_split(&subset, idx::Split::Train, Some(n)).unwrap();
+    // The full clean test set when Debian's dataset-fashion-mnist is installed.
+    let full = Path::new("/usr/share/datasets/fashion-mnist");
+    let test: ImageSet = idx::read_split(full, idx::Split::Test, None)
+        .or_else(|_| idx::read_split(&subset, idx::Split::Test, None))
+        .unwrap();
+    let test = if smoke { test.head(100) } else { test };
+    let model = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &train).unwrap();
+    let d = model.dim();
+    println!(
+        "# LeNet, {n} training images, {} test images, f32 kernels, {} threads",
+        test.len(),
+        rayon::current_num_threads()
+    );
+
+    // Phase 1: GD, η = 0.1.
+    let gd_steps = if smoke { 3 } else { 300 };
+    let mut theta = model.arch().init_theta(&mut ChaCha12Rng::seed_from_u64(0));
+    let (t_gd, _) = timed(|| {
+        for _ in 0..gd_steps {
+            let (_, g) = model.loss_and_gradient(&theta).unwrap();
+            theta.iter_mut().zip(&g).for_each(|(t, gi)| *t -= 0.1 * gi);
+        }
+    });
+    let gd_iter = t_gd / gd_steps as f64;
+    println!("gd_phase_iteration\t{gd_iter:.4}\t{gd_steps} steps of η = 0.1");
+
+    // Phase 2: every dynamics, released conventions, 30 iterations each.
+    let mut noise = NoiseConfig {
+        units: Units::Gradient,
+        covariance: CovarianceSource::Minibatches,
+        batch_size: 20,
+        ..NoiseConfig::default()
+    };
+    noise.gld_leading.norm_matched = false;
+    let iterations = if smoke { 2 } else { 30 };
+    let mut per_iteration = Vec::new();
+    for kind in DynamicsKind::ALL {
+        let mut model_noise = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
+        let (t, end) = timed(|| {
+            engine::run(
+                &model,
+                theta.clone(),
+                0.07,
+                iterations,
+                &mut model_noise,
+                |_, _, _| Ok(()),
+            )
+            .unwrap()
+        });
+        assert!(end.diverged.is_none());
+        let per = t / iterations as f64;
+        per_iteration.push((kind, per));
+        println!(
+            "iteration:{}\t{per:.4}\t{iterations} iterations",
+            kind.key()
+        );
+    }
+
+    // The same eight trajectories side by side, one thread each as the runner does: the
+    // kernels' work all lands on rayon's one pool, so this shows whether running them
+    // concurrently costs more (or less) than their sum.
+    let (t_concurrent, _) = timed(|| {
+        std::thread::scope(|scope| {
+            for kind in DynamicsKind::ALL {
+                let (model, theta, noise) = (&model, &theta, &noise);
+                scope.spawn(move || {
+                    let mut m = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
+                    engine::run(model, theta.clone(), 0.07, iterations, &mut m, |_, _, _| {
+                        Ok(())
+                    })
+                    .unwrap()
+                });
+            }
+        })
+    });
+    let sum: f64 = per_iteration
+        .iter()
+        .map(|(_, t)| t * iterations as f64)
+        .sum();
+    println!(
+        "concurrent_8_dynamics\t{t_concurrent:.4}\t{iterations} iterations each; sum of the sequential runs {sum:.2} s (ratio {:.2})",
+        t_concurrent / sum
+    );
+
+    // One metrics evaluation.
+    let mut rng = ChaCha12Rng::seed_from_u64(1);
+    let m_sharp = if smoke { 10 } else { 1000 };
+    let (t_train, _) = timed(|| model.loss(&theta).unwrap());
+    let (t_test, eval) = timed(|| model.evaluate(&theta, &test).unwrap());
+    let (t_sharp, sharp) =
+        timed(|| expected_sharpness(&model, &theta, 0.01, m_sharp, false, 2).unwrap());
+    let (t_trhs, tr_h_sigma) = timed(|| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let sigma =
+            GradientCovariance::minibatches(model.batch_gradients(&theta, &order, 20).unwrap())
+                .unwrap();
+        sigma.tr_h(|v| model.hvp(&theta, v)).unwrap()
+    });
+    let probes = if smoke { 2 } else { 20 };
+    let (t_trh, tr_h) = timed(|| hutchinson(d, |v| model.hvp(&theta, v), probes, 3).unwrap());
+    println!("metrics:train_loss_accuracy\t{t_train:.4}\t");
+    println!(
+        "metrics:test_loss_accuracy\t{t_test:.4}\taccuracy {:.4}",
+        eval.accuracy
+    );
+    println!(
+        "metrics:sharpness\t{t_sharp:.4}\tM = {m_sharp}, {:.3e}",
+        sharp.value
+    );
+    println!("metrics:tr_h_sigma\t{t_trhs:.4}\t60 HVPs, {tr_h_sigma:.4e}");
+    println!(
+        "metrics:tr_h\t{t_trh:.4}\t{probes} probes, {:.4e}",
+        tr_h.value
+    );
+    let metrics = t_train + t_test + t_sharp + t_trhs + t_trh;
+
+    let run_iters = 15_000;
+    let evals = run_iters / every + 1;
+    let dynamics_total: f64 = per_iteration
+        .iter()
+        .map(|(_, t)| t * run_iters as f64)
+        .sum();
+    let metrics_total = metrics * evals as f64 * DynamicsKind::ALL.len() as f64;
+    let gd_total = gd_iter * 3000.0;
+    let total = gd_total + dynamics_total + metrics_total;
+    println!(
+        "projection\t{total:.0}\t{:.2} h: GD phase {:.0} s + dynamics {:.0} s + metrics {:.0} s ({} evaluations × 8 dynamics at {metrics:.2} s)",
+        total / 3600.0,
+        gd_total,
+        dynamics_total,
+        metrics_total,
+        evals
+    );
+}
