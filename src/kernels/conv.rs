@@ -1,8 +1,8 @@
 //! Stride-1 convolutions as matrix products over NHWC activations: the patches of an
 //! n × H × W × C input form an (n·Hₒ·Wₒ) × (k·k·C) matrix whose columns run over
 //! (row, column, channel) of the kernel window — so a channel run is one contiguous copy.
-//! PyTorch stores weights as out × C × k × k; [`to_window_order`] and
-//! [`from_window_order`] convert between the two column orders.
+//! PyTorch stores weights as out × C × k × k; the network's plan maps between the two
+//! column orders (`models/native.rs`).
 
 use super::Float;
 
@@ -129,29 +129,5 @@ pub fn col2im_add<T: Float>(shape: &ConvShape, n: usize, cols_in: &[T], dx: &mut
                 *d += *v;
             }
         });
-    }
-}
-
-/// PyTorch's out × C × k × k weight (flat) in window order out × k × k × C.
-pub fn to_window_order<T: Float>(w: &[T], out: usize, c: usize, k: usize) -> Vec<T> {
-    let mut r = vec![T::ZERO; w.len()];
-    for o in 0..out {
-        for ci in 0..c {
-            for kk in 0..k * k {
-                r[(o * k * k + kk) * c + ci] = w[(o * c + ci) * k * k + kk];
-            }
-        }
-    }
-    r
-}
-
-/// The inverse of [`to_window_order`], accumulated into `into` (PyTorch order).
-pub fn from_window_order<T: Float>(w: &[T], out: usize, c: usize, k: usize, into: &mut [f64]) {
-    for o in 0..out {
-        for ci in 0..c {
-            for kk in 0..k * k {
-                into[(o * c + ci) * k * k + kk] += w[(o * k * k + kk) * c + ci].to_f64();
-            }
-        }
     }
 }

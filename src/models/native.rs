@@ -50,6 +50,9 @@ pub struct Plan {
     steps: Vec<Step>,
     /// Index of the first step with parameters: no input gradient is needed before it.
     first_param_step: usize,
+    /// Per parameter layer: the θ index of every kernel-layout weight entry, and the θ
+    /// range of its bias. One map serves both directions (θ → kernels, gradients → θ).
+    layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
 }
 
 impl Plan {
@@ -124,10 +127,54 @@ impl Plan {
             .iter()
             .position(|s| matches!(s, Step::Conv { .. } | Step::Linear { .. }))
             .unwrap_or(0);
+        let params = arch.parameters();
+        let layout = steps
+            .iter()
+            .filter_map(|step| {
+                let (param, index): (usize, Vec<usize>) = match step {
+                    Step::Conv {
+                        shape,
+                        outputs,
+                        param,
+                    } => {
+                        let (c, kk) = (shape.channels, shape.kernel * shape.kernel);
+                        let base = params[2 * param].offset;
+                        let mut index = vec![0; outputs * kk * c];
+                        for o in 0..*outputs {
+                            for w in 0..kk {
+                                for ch in 0..c {
+                                    index[(o * kk + w) * c + ch] = base + (o * c + ch) * kk + w;
+                                }
+                            }
+                        }
+                        (*param, index)
+                    }
+                    Step::Linear {
+                        inputs,
+                        outputs,
+                        param,
+                        columns,
+                    } => {
+                        let base = params[2 * param].offset;
+                        let index = (0..outputs * inputs)
+                            .map(|i| {
+                                let (o, q) = (i / inputs, i % inputs);
+                                base + o * inputs + columns.as_ref().map_or(q, |c| c[q])
+                            })
+                            .collect();
+                        (*param, index)
+                    }
+                    _ => return None,
+                };
+                let bias = &params[2 * param + 1];
+                Some((index, bias.offset..bias.offset + bias.len()))
+            })
+            .collect();
         Plan {
             arch,
             steps,
             first_param_step,
+            layout,
         }
     }
 
@@ -137,99 +184,31 @@ impl Plan {
 
     /// θ (or any vector in θ's layout) as the kernels' weights.
     fn weights<T: Float>(&self, theta: &[f64]) -> Weights<T> {
-        let params = self.arch.parameters();
-        let mut w = Vec::new();
-        let mut b = Vec::new();
-        for step in &self.steps {
-            let (param, raw) = match step {
-                Step::Conv {
-                    shape,
-                    outputs,
-                    param,
-                } => {
-                    let p = &params[2 * param];
-                    let cast: Vec<T> = theta[p.offset..p.offset + p.len()]
+        let (w, b) = self
+            .layout
+            .iter()
+            .map(|(index, bias)| {
+                (
+                    index.iter().map(|&i| T::from_f64(theta[i])).collect(),
+                    theta[bias.clone()]
                         .iter()
                         .map(|&x| T::from_f64(x))
-                        .collect();
-                    (
-                        *param,
-                        conv::to_window_order(&cast, *outputs, shape.channels, shape.kernel),
-                    )
-                }
-                Step::Linear {
-                    inputs,
-                    outputs,
-                    param,
-                    columns,
-                } => {
-                    let p = &params[2 * param];
-                    let src = &theta[p.offset..p.offset + p.len()];
-                    let mut m = vec![T::ZERO; inputs * outputs];
-                    for o in 0..*outputs {
-                        for q in 0..*inputs {
-                            let j = columns.as_ref().map_or(q, |c| c[q]);
-                            m[o * inputs + q] = T::from_f64(src[o * inputs + j]);
-                        }
-                    }
-                    (*param, m)
-                }
-                _ => continue,
-            };
-            let pb = &params[2 * param + 1];
-            w.push(raw);
-            b.push(
-                theta[pb.offset..pb.offset + pb.len()]
-                    .iter()
-                    .map(|&x| T::from_f64(x))
-                    .collect(),
-            );
-        }
+                        .collect(),
+                )
+            })
+            .unzip();
         Weights { w, b }
     }
 
-    /// Adds `scale`·(kernel-layout gradient of parameter layer `param`) into `row`
-    /// (θ layout).
+    /// Writes `scale`·(kernel-layout gradient of parameter layer `param`) into `row`
+    /// (θ layout). Each entry is written once: layers own disjoint parts of θ.
     fn scatter<T: Float>(&self, param: usize, gw: &[T], gb: &[T], scale: f64, row: &mut [f64]) {
-        let params = self.arch.parameters();
-        let (pw, pb) = (&params[2 * param], &params[2 * param + 1]);
-        let step = self
-            .steps
-            .iter()
-            .find(|s| {
-                matches!(s, Step::Conv { param: p, .. } | Step::Linear { param: p, .. } if *p == param)
-            })
-            .expect("every parameter layer has a step");
-        let dst = &mut row[pw.offset..pw.offset + pw.len()];
-        match step {
-            Step::Conv { shape, outputs, .. } => {
-                let (c, k) = (shape.channels, shape.kernel);
-                for o in 0..*outputs {
-                    for ci in 0..c {
-                        for kk in 0..k * k {
-                            dst[(o * c + ci) * k * k + kk] +=
-                                scale * gw[(o * k * k + kk) * c + ci].to_f64();
-                        }
-                    }
-                }
-            }
-            Step::Linear {
-                inputs,
-                outputs,
-                columns,
-                ..
-            } => {
-                for o in 0..*outputs {
-                    for q in 0..*inputs {
-                        let j = columns.as_ref().map_or(q, |c| c[q]);
-                        dst[o * inputs + j] += scale * gw[o * inputs + q].to_f64();
-                    }
-                }
-            }
-            _ => unreachable!(),
+        let (index, bias) = &self.layout[param];
+        for (&i, g) in index.iter().zip(gw) {
+            row[i] = scale * g.to_f64();
         }
-        for (d, g) in row[pb.offset..pb.offset + pb.len()].iter_mut().zip(gb) {
-            *d += scale * g.to_f64();
+        for (d, g) in row[bias.clone()].iter_mut().zip(gb) {
+            *d = scale * g.to_f64();
         }
     }
 }
