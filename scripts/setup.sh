@@ -2,7 +2,7 @@
 # Installs the system packages noiselab builds against (Debian/Ubuntu). Safe to re-run:
 # it only calls apt when something is missing. Needs root or sudo for that.
 set -euo pipefail
-packages=(pkg-config libhdf5-dev gcc tmux)
+packages=(pkg-config libhdf5-dev gcc tmux dataset-fashion-mnist)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -41,6 +41,8 @@ pub enum ExperimentKind {
     Toy2d,
     /// One hidden layer with a fixed output layer, several widths (SPEC §4.2, Fig. 2).
     OneHidden,
+    /// LeNet on FashionMNIST with corrupted labels (SPEC §4.3, Figs. 3–6).
+    FashionMnist,
 }
 
 impl ExperimentKind {
@@ -48,6 +50,7 @@ impl ExperimentKind {
         match self {
             ExperimentKind::Toy2d => "toy2d",
             ExperimentKind::OneHidden => "one_hidden",
+            ExperimentKind::FashionMnist => "fashion_mnist",
         }
     }
 }
@@ -75,6 +78,123 @@ pub struct Config {
     pub toy2d: Option<Toy2dConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub one_hidden: Option<OneHiddenConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fashion_mnist: Option<FashionMnistConfig>,
+}
+
+/// SPEC §4.3: LeNet, 1,200 training images of which 200 relabelled wrongly, GD to a
+/// sharp minimum θ_GD, then every dynamics from θ_GD.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FashionMnistConfig {
+    /// Directory with the official IDX files (`.gz` or raw).
+    pub data_dir: String,
+    /// Training images drawn from the training set by the run's seed …
+    pub train_samples: usize,
+    /// … of which this many get a random wrong label.
+    pub corrupted: usize,
+    /// Test images (the first ones of the test set); 0 = all of it.
+    pub test_samples: usize,
+    /// Phase 1: GD step and iterations to θ_GD.
+    pub gd_eta: f64,
+    pub gd_iterations: usize,
+    /// A θ_GD file (`theta_gd.f64` of an earlier run) to start from instead of phase 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theta_gd: Option<String>,
+    /// Phase 2: the dynamics' step and iterations.
+    pub eta: f64,
+    pub iterations: usize,
+    /// Measure every this many iterations of phase 2 (and at its end).
+    pub metrics_every: usize,
+    /// Expected sharpness: Monte Carlo samples M, perturbation δ, |rise| as the released
+    /// code does (`abs`) or the signed rise.
+    pub sharpness_samples: usize,
+    pub sharpness_delta: f64,
+    pub sharpness_abs: bool,
+    /// Hutchinson probes for Tr H.
+    pub trace_probes: usize,
+    /// `f32` or `f64` arithmetic in the network.
+    pub precision: Precision,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
+impl Default for FashionMnistConfig {
+    fn default() -> Self {
+        FashionMnistConfig {
+            data_dir: "/usr/share/datasets/fashion-mnist".into(),
+            train_samples: 1200,
+            corrupted: 200,
+            test_samples: 0,
+            gd_eta: 0.1,
+            gd_iterations: 3000,
+            theta_gd: None,
+            eta: 0.07,
+            iterations: 15_000,
+            metrics_every: 500,
+            sharpness_samples: 1000,
+            sharpness_delta: 0.01,
+            sharpness_abs: false,
+            trace_probes: 20,
+            precision: Precision::F32,
+        }
+    }
+}
+
+impl FashionMnistConfig {
+    fn validate(&self, config: &Config) -> Result<(), Invalid> {
+        at_least("fashion_mnist.train_samples", self.train_samples, 2)?;
+        check(
+            self.train_samples <= 60_000,
+            "fashion_mnist.train_samples",
+            self.train_samples,
+            "at most 60000 (the training set)",
+        )?;
+        check(
+            self.corrupted <= self.train_samples,
+            "fashion_mnist.corrupted",
+            self.corrupted,
+            &format!(
+                "at most fashion_mnist.train_samples = {}",
+                self.train_samples
+            ),
+        )?;
+        positive("fashion_mnist.gd_eta", self.gd_eta)?;
+        positive("fashion_mnist.eta", self.eta)?;
+        at_least("fashion_mnist.iterations", self.iterations, 1)?;
+        at_least("fashion_mnist.metrics_every", self.metrics_every, 1)?;
+        at_least("fashion_mnist.sharpness_samples", self.sharpness_samples, 2)?;
+        positive("fashion_mnist.sharpness_delta", self.sharpness_delta)?;
+        at_least("fashion_mnist.trace_probes", self.trace_probes, 1)?;
+        let m = config.noise.batch_size;
+        check(
+            m <= self.train_samples,
+            "noise.batch_size",
+            m,
+            &format!(
+                "at most fashion_mnist.train_samples = {}",
+                self.train_samples
+            ),
+        )?;
+        if config.noise.covariance == crate::dynamics::CovarianceSource::Minibatches {
+            check(
+                self.train_samples / m >= 2,
+                "noise.batch_size",
+                m,
+                &format!(
+                    "at most fashion_mnist.train_samples / 2 = {} (Σ needs at least two minibatches)",
+                    self.train_samples / 2
+                ),
+            )?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -348,6 +468,14 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("toy2d", include_str!("../configs/toy2d.toml")),
     ("one_hidden", include_str!("../configs/one_hidden.toml")),
     (
+        "fashion_mnist",
+        include_str!("../configs/fashion_mnist.toml"),
+    ),
+    (
+        "fashion_mnist_quick",
+        include_str!("../configs/fashion_mnist_quick.toml"),
+    ),
+    (
         "one_hidden_released",
         include_str!("../configs/one_hidden_released.toml"),
     ),
@@ -592,6 +720,7 @@ impl Config {
         match self.experiment {
             ExperimentKind::Toy2d => self.toy2d().validate(self)?,
             ExperimentKind::OneHidden => self.one_hidden().validate(self)?,
+            ExperimentKind::FashionMnist => self.fashion_mnist().validate(self)?,
         }
         for (key, given, used) in [
             (
@@ -604,6 +733,11 @@ impl Config {
                 self.one_hidden.is_some(),
                 self.experiment == ExperimentKind::OneHidden,
             ),
+            (
+                "fashion_mnist",
+                self.fashion_mnist.is_some(),
+                self.experiment == ExperimentKind::FashionMnist,
+            ),
         ] {
             check(
                 !given || used,
@@ -613,6 +747,11 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    /// The FashionMNIST experiment's settings (defaults when the table is absent).
+    pub fn fashion_mnist(&self) -> FashionMnistConfig {
+        self.fashion_mnist.clone().unwrap_or_default()
     }
 
     /// The one-hidden-layer experiment's settings (defaults when the table is absent).
@@ -625,6 +764,7 @@ impl Config {
         match self.experiment {
             ExperimentKind::Toy2d => self.toy2d().seeds,
             ExperimentKind::OneHidden => self.one_hidden().widths.len(),
+            ExperimentKind::FashionMnist => 1,
         }
     }
 

@@ -37,6 +37,14 @@ pub enum Metric {
     IsotropyRatio,
     /// Fraction of replicates in the flat basin at this iteration (toy).
     EscapedFraction,
+    /// Mean loss on the test set.
+    TestLoss,
+    /// ‖g0‖, the full-batch gradient's norm (Fig. 5).
+    GradientNorm,
+    /// √Tr C_m: the expected norm of SGD's gradient noise g_B − g0 (Fig. 5).
+    NoiseNorm,
+    /// â = u1ᵀΣu1·Tr H/(λ1·Tr Σ) (SPEC §3, Fig. 3b).
+    ProjectionCoefficient,
 }
 
 impl Metric {
@@ -51,6 +59,10 @@ impl Metric {
             Metric::TrHNoise => "Tr(H·Cov n)",
             Metric::IsotropyRatio => "Tr(HΣ)/Tr(HΣ̄)",
             Metric::EscapedFraction => "escaped",
+            Metric::TestLoss => "test loss",
+            Metric::GradientNorm => "‖g0‖",
+            Metric::NoiseNorm => "noise norm",
+            Metric::ProjectionCoefficient => "â",
         }
     }
 
@@ -66,6 +78,10 @@ impl Metric {
             Metric::TrHNoise => "tr_h_noise",
             Metric::IsotropyRatio => "tr_h_sigma_ratio",
             Metric::EscapedFraction => "escaped_fraction",
+            Metric::TestLoss => "test_loss",
+            Metric::GradientNorm => "gradient_norm",
+            Metric::NoiseNorm => "noise_norm",
+            Metric::ProjectionCoefficient => "projection_coefficient",
         }
     }
 
@@ -77,7 +93,10 @@ impl Metric {
                 | Metric::TrHSigmaIso
                 | Metric::TrHNoise
                 | Metric::Loss
+                | Metric::TestLoss
                 | Metric::IsotropyRatio
+                | Metric::GradientNorm
+                | Metric::NoiseNorm
         )
     }
 }

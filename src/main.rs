@@ -182,7 +182,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e @ Error::Config(_)) => {
+        Err(e @ (Error::Config(_) | Error::Data { .. })) => {
             say(&format!("error: {e}"));
             ExitCode::from(2)
         }
@@ -205,6 +205,8 @@ fn run(
     display: &Display,
 ) -> noiselab::Result<ExitCode> {
     let config = &loaded.config;
+    // Missing or corrupt data is the user's to fix: say so before a run directory exists.
+    noiselab::experiments::preflight(config)?;
     let dir = match out {
         Some(dir) => run_dir::create_exact(dir)?,
         None => run_dir::create_timestamped(
@@ -322,7 +324,13 @@ fn execute(
             ));
             ExitCode::from(130)
         }
-        RunStatus::Failed | RunStatus::Running => ExitCode::FAILURE,
+        RunStatus::Failed | RunStatus::Running => {
+            say(&format!(
+                "run failed: the reasons are in {}",
+                recorded.run_dir.join("events.log").display()
+            ));
+            ExitCode::FAILURE
+        }
     })
 }
 

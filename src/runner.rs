@@ -3,7 +3,7 @@
 use crate::config::{ExperimentKind, LoadedConfig};
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, EventSender, RunInfo, RunStatus};
-use crate::experiments::{one_hidden, toy2d};
+use crate::experiments::{fashion_mnist, one_hidden, toy2d};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +57,16 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
                 one_hidden::METRICS.to_vec(),
             )
         }
+        ExperimentKind::FashionMnist => {
+            let cfg = config.fashion_mnist();
+            (
+                crate::models::lenet::PARAMETERS,
+                cfg.iterations as u64,
+                1,
+                fashion_mnist::labels(),
+                fashion_mnist::METRICS.to_vec(),
+            )
+        }
     };
     RunInfo {
         experiment: config.experiment.key().to_string(),
@@ -87,6 +97,7 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let config = loaded.config.clone();
     let flag = stop.clone();
+    let run_dir = info.run_dir.clone();
     let thread = std::thread::Builder::new()
         .name("runner".into())
         .spawn(move || {
@@ -95,6 +106,9 @@ pub fn start(
             let result = match config.experiment {
                 ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag, &skip),
                 ExperimentKind::OneHidden => one_hidden::run_live(&config, &events, &flag, &skip),
+                ExperimentKind::FashionMnist => {
+                    fashion_mnist::run_live(&config, &events, &flag, &skip, &run_dir)
+                }
             };
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.
             events.log(

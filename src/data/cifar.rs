@@ -1,9 +1,11 @@
 //! CIFAR-10's binary version: each record is one label byte then 3,072 pixel bytes
 //! (the R, G, B planes of a 32 × 32 image). Files: `data_batch_{1..5}.bin`,
-//! `test_batch.bin`.
+//! `test_batch.bin`. Each file's size is checked before it is read, and every label of
+//! every file read is checked, so errors name the file with the expected and found value.
 
 use super::ImageSet;
 use crate::{Error, Result};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 const SIDE: usize = 32;
@@ -11,7 +13,8 @@ const PIXELS: usize = 3 * SIDE * SIDE;
 const RECORD: usize = 1 + PIXELS;
 const CLASSES: usize = 10;
 
-/// Reads batch files in order; `limit` keeps only the first images overall.
+/// Reads batch files in order; `limit` keeps only the first images overall (files after
+/// the one that reaches it are not opened).
 pub fn read_batches(paths: &[PathBuf], limit: Option<usize>) -> Result<ImageSet> {
     let mut set = ImageSet {
         pixels: Vec::new(),
@@ -29,18 +32,62 @@ pub fn read_batches(paths: &[PathBuf], limit: Option<usize>) -> Result<ImageSet>
     Ok(set)
 }
 
-fn read_one(path: &Path, limit: usize, set: &mut ImageSet) -> Result<()> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
-        return Err(Error::data(
+fn open_error(path: &Path, e: io::Error) -> Error {
+    if e.kind() == io::ErrorKind::NotFound {
+        Error::data(
             path,
-            format!(
-                "expected a whole number of {RECORD}-byte CIFAR-10 records, found {} bytes",
-                bytes.len()
-            ),
+            "file not found: expected a CIFAR-10 binary batch here \
+             (fetch it with scripts/fetch-data.sh cifar)",
+        )
+    } else {
+        Error::io(path, e)
+    }
+}
+
+fn size_error(path: &Path, len: u64, head: &[u8]) -> Error {
+    let mut message =
+        format!("expected a whole number of {RECORD}-byte CIFAR-10 records, found {len} bytes");
+    if len == 0 {
+        message.push_str(" (an empty file)");
+    } else {
+        message.push_str(&format!(
+            " ({} whole records + {} bytes)",
+            len / RECORD as u64,
+            len % RECORD as u64
         ));
     }
-    for (i, record) in bytes.chunks_exact(RECORD).take(limit).enumerate() {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        message.push_str(
+            "; this is gzip data: extract data_batch_*.bin and test_batch.bin from \
+             cifar-10-binary.tar.gz first",
+        );
+    }
+    Error::data(path, message)
+}
+
+fn read_one(path: &Path, limit: usize, set: &mut ImageSet) -> Result<()> {
+    let mut file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut head = [0u8; 2];
+    let head = if len >= 2 {
+        file.read_exact(&mut head).map_err(|e| Error::io(path, e))?;
+        &head[..]
+    } else {
+        &[][..]
+    };
+    if len == 0 || len % RECORD as u64 != 0 {
+        return Err(size_error(path, len, head));
+    }
+    // The size is checked before reading, so a wrong (huge) file is never loaded whole.
+    let mut bytes = head.to_vec();
+    file.take(len - head.len() as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    // The file may have changed since its size was taken.
+    if bytes.len() as u64 != len {
+        return Err(size_error(path, bytes.len() as u64, head));
+    }
+    for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
         let label = record[0];
         if label as usize >= CLASSES {
             return Err(Error::data(
@@ -48,7 +95,9 @@ fn read_one(path: &Path, limit: usize, set: &mut ImageSet) -> Result<()> {
                 format!("record {i}: label {label}, expected 0..={}", CLASSES - 1),
             ));
         }
-        set.labels.push(label);
+    }
+    for record in bytes.chunks_exact(RECORD).take(limit) {
+        set.labels.push(record[0]);
         set.pixels.extend_from_slice(&record[1..]);
     }
     Ok(())

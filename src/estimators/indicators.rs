@@ -19,7 +19,7 @@ pub fn tr_h_sigma_iso(tr_h: f64, tr_sigma: f64, dim: usize) -> f64 {
 }
 
 /// â = (u1ᵀΣu1 · Tr H)/(λ1 · Tr Σ): how much of Σ lies along H's top eigenvector,
-/// relative to an isotropic Σ of the same trace (which gives â = 1·Tr H/(λ1·D)·D/… = Tr H/(λ1 D)·D… see SPEC §3).
+/// relative to the curvature's spread (SPEC §3). An isotropic Σ gives Tr H/(λ1·D).
 pub fn projection_coefficient(
     sigma: &GradientCovariance,
     u1: &[f64],

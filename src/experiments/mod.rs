@@ -1,5 +1,6 @@
 //! Experiment protocols (SPEC §4), one file each, and what their workers share.
 
+pub mod fashion_mnist;
 pub mod one_hidden;
 pub mod toy2d;
 
@@ -8,6 +9,15 @@ use crate::events::{Event, EventSender};
 use crate::{Error, Result};
 use crossbeam_channel::{Receiver, Sender};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// Checks what an experiment reads from disk before a run starts, so missing or
+/// corrupt data is an error naming the file, not a failed run.
+pub fn preflight(config: &crate::config::Config) -> Result<()> {
+    match config.experiment {
+        crate::config::ExperimentKind::FashionMnist => fashion_mnist::preflight(config),
+        _ => Ok(()),
+    }
+}
 
 /// At most `n` jobs compute at once, handed out in turn (FIFO), so every worker
 /// advances together whatever the number of cores.

@@ -64,7 +64,7 @@ impl RecordState {
     pub fn new(header: Header, config: Config) -> Self {
         let toy = match config.experiment {
             ExperimentKind::Toy2d => Some(ToyAssembly::new(&config)),
-            ExperimentKind::OneHidden => None,
+            ExperimentKind::OneHidden | ExperimentKind::FashionMnist => None,
         };
         RecordState {
             header,
@@ -218,6 +218,9 @@ impl RecordState {
                 outcome.table()
             );
         }
+        if self.config.experiment == ExperimentKind::FashionMnist {
+            return self.fashion_mnist_text(&partial);
+        }
         let mut out = format!(
             "Tr(HΣ)/Tr(HΣ̄) at the end of training, by hidden width (Fig. 2){partial}:\n{:<18} {:>8} {:>7} {:>14} {:>12} {:>12} {:>9} {:>9}\n",
             "dynamics", "width", "D", "Tr(HΣ)/Tr(HΣ̄)", "Tr(HΣ)", "Tr(HΣ̄)", "loss", "accuracy"
@@ -252,11 +255,43 @@ impl RecordState {
         out
     }
 
+    /// Figs. 4 and 6 in numbers: where each dynamics ended, against where it started
+    /// (θ_GD, its first measurement).
+    fn fashion_mnist_text(&self, partial: &str) -> String {
+        let mut out = format!(
+            "From θ_GD: final test accuracy and expected sharpness by dynamics (Figs. 4, 6){partial}:\n{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+            "dynamics", "test acc", "train acc", "sharpness", "Tr(HΣ)", "iteration"
+        );
+        for &kind in &self.config.dynamics {
+            let f = self.final_metrics(kind, 0);
+            let get = |m: Metric, fmt: &dyn Fn(f64) -> String| {
+                f.get(&m).map_or("-".to_string(), |x| fmt(*x))
+            };
+            let last = self
+                .metrics
+                .get(&(kind, 0))
+                .and_then(|m| m.get(&Metric::TestAccuracy))
+                .and_then(|v| v.last())
+                .map_or("-".to_string(), |p| p.0.to_string());
+            out += &format!(
+                "{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+                kind.label(),
+                get(Metric::TestAccuracy, &|x| format!("{x:.4}")),
+                get(Metric::TrainAccuracy, &|x| format!("{x:.4}")),
+                get(Metric::Sharpness, &|x| format!("{x:.4e}")),
+                get(Metric::TrHSigma, &|x| format!("{x:.4e}")),
+                last
+            );
+        }
+        out
+    }
+
     /// Names of the replicates when they are not seeds (the one-hidden widths).
     pub fn replicate_labels(&self) -> Vec<String> {
         match self.config.experiment {
             ExperimentKind::Toy2d => vec![],
             ExperimentKind::OneHidden => one_hidden::labels(&self.config.one_hidden()),
+            ExperimentKind::FashionMnist => crate::experiments::fashion_mnist::labels(),
         }
     }
 

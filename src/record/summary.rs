@@ -37,8 +37,44 @@ pub fn toy2d(outcome: &ToyOutcome, status: RunStatus) -> Value {
 pub fn of(state: &RecordState, status: RunStatus) -> Value {
     match state.toy_outcome() {
         Some(outcome) => toy2d(&outcome, status),
+        None if state.config.experiment == crate::config::ExperimentKind::FashionMnist => {
+            fashion_mnist(state, status)
+        }
         None => one_hidden(state, status),
     }
+}
+
+/// Figs. 4 and 6: per dynamics, the final train and test accuracy and expected sharpness
+/// (and the other final metrics), with the same at θ_GD (the first measurement).
+pub fn fashion_mnist(state: &RecordState, status: RunStatus) -> Value {
+    let cfg = state.config.fashion_mnist();
+    let mut dynamics = Map::new();
+    for &kind in &state.config.dynamics {
+        let mut entry = Map::new();
+        entry.insert("label".into(), json!(kind.label()));
+        if let Some(series) = state.metrics.get(&(kind, 0)) {
+            for (metric, points) in series {
+                if let (Some(first), Some(last)) = (points.first(), points.last()) {
+                    if last.1.is_finite() {
+                        entry.insert(format!("final_{}", metric.key()), json!(last.1));
+                    }
+                    if first.1.is_finite() {
+                        entry.insert(format!("initial_{}", metric.key()), json!(first.1));
+                    }
+                    entry.insert("last_iteration".into(), json!(last.0));
+                }
+            }
+        }
+        dynamics.insert(kind.key().to_string(), Value::Object(entry));
+    }
+    json!({
+        "experiment": "fashion_mnist",
+        "status": status.key(),
+        "iterations": cfg.iterations,
+        "train_samples": cfg.train_samples,
+        "corrupted": cfg.corrupted,
+        "dynamics": dynamics,
+    })
 }
 
 /// Fig. 2: per dynamics, the final Tr(HΣ)/Tr(HΣ̄) (and its parts, loss and accuracy) by width.

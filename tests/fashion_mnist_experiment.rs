@@ -1,0 +1,175 @@
+//! The FashionMNIST experiment end to end on the real subset (tiny settings): the
+//! corrupted training set is recorded, θ_GD is written and can be reused, every dynamics
+//! reports its metrics, bad settings and missing data are clear errors.
+
+use std::path::Path;
+use std::process::Command;
+
+fn subset() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data/fashion-mnist-subset")
+        .display()
+        .to_string()
+}
+
+fn run(out: &Path, extra: &[String]) -> std::process::Output {
+    let mut args: Vec<String> = [
+        "run",
+        "fashion_mnist",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "fashion_mnist.train_samples=100",
+        "--set",
+        "fashion_mnist.corrupted=20",
+        "--set",
+        "fashion_mnist.test_samples=200",
+        "--set",
+        "fashion_mnist.gd_iterations=30",
+        "--set",
+        "fashion_mnist.iterations=4",
+        "--set",
+        "fashion_mnist.metrics_every=2",
+        "--set",
+        "fashion_mnist.sharpness_samples=8",
+        "--set",
+        "fashion_mnist.trace_probes=2",
+        "--set",
+        "noise.gld_leading.k=4",
+        "--set",
+        "noise.gld_hessian.k=4",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push("--set".into());
+    args.push(format!("fashion_mnist.data_dir=\"{}\"", subset()));
+    args.extend(extra.iter().cloned());
+    Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn runs_records_and_reuses_theta_gd() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let o = run(&first, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Figs. 4, 6"), "{stdout}");
+
+    // The corrupted set: 20 distinct positions, each relabelled to a different class.
+    let c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("corrupted.json")).unwrap())
+            .unwrap();
+    let entries = c["corrupted"].as_array().unwrap();
+    assert_eq!(entries.len(), 20);
+    assert_eq!(c["picked_training_indices"].as_array().unwrap().len(), 100);
+    for e in entries {
+        assert_ne!(e["true_label"], e["assigned_label"]);
+        assert!(e["assigned_label"].as_u64().unwrap() < 10);
+    }
+    let theta_gd = first.join("theta_gd.f64");
+    assert_eq!(std::fs::metadata(&theta_gd).unwrap().len(), 8 * 11_330);
+
+    let summary = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+    };
+    let s1 = summary(&first);
+    assert_eq!(s1["status"], "finished");
+    for key in [
+        "gd",
+        "sgd",
+        "gld_const",
+        "gld_dynamic",
+        "gld_diag",
+        "gld_leading",
+        "gld_hessian",
+        "gld_eig1",
+    ] {
+        let d = &s1["dynamics"][key];
+        for m in [
+            "final_test_accuracy",
+            "final_train_accuracy",
+            "final_sharpness",
+            "final_tr_h_sigma",
+            "final_projection_coefficient",
+        ] {
+            assert!(d[m].is_number(), "{key}: {m} missing in {d}");
+        }
+        assert_eq!(d["last_iteration"], 4);
+    }
+
+    // A second run from the first one's θ_GD starts exactly there.
+    let second = tmp.path().join("second");
+    let o = run(
+        &second,
+        &[
+            "--set".into(),
+            format!("fashion_mnist.theta_gd=\"{}\"", theta_gd.display()),
+            "--set".into(),
+            "dynamics=[\"gd\"]".into(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(second.join("events.log")).unwrap();
+    assert!(log.contains("θ_GD read from"), "{log}");
+    let s2 = summary(&second);
+    for m in ["initial_test_accuracy", "initial_loss", "initial_sharpness"] {
+        assert_eq!(s1["dynamics"]["gd"][m], s2["dynamics"]["gd"][m], "{m}");
+    }
+}
+
+#[test]
+fn bad_settings_and_missing_data_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args([
+            "check",
+            "fashion_mnist",
+            "--set",
+            "fashion_mnist.corrupted=5000",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("fashion_mnist.corrupted") && err.contains("5000"),
+        "{err}"
+    );
+
+    let o = run(
+        &tmp.path().join("r"),
+        &[
+            "--set".into(),
+            "fashion_mnist.data_dir=\"/nonexistent/fashion\"".into(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/nonexistent/fashion/train-images-idx3-ubyte"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("r").exists(),
+        "no run directory for a run that cannot start"
+    );
+
+    let bad = tmp.path().join("short.f64");
+    std::fs::write(&bad, [0u8; 16]).unwrap();
+    let o = run(
+        &tmp.path().join("r2"),
+        &[
+            "--set".into(),
+            format!("fashion_mnist.theta_gd=\"{}\"", bad.display()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("short.f64") && err.contains("90640"), "{err}");
+}
