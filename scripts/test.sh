@@ -5,13 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# h5py for the record check: pip where it works, Debian's packages where pip is
-# locked by the system (PEP 668).
+# h5py for the record check and matplotlib for the figures: pip where it works,
+# Debian's packages where pip is locked by the system (PEP 668).
 py=python3
-if ! $py -c 'import h5py, numpy' 2>/dev/null; then
-  if ! $py -m pip install --quiet h5py numpy 2>/dev/null; then
+if ! $py -c 'import h5py, numpy, matplotlib' 2>/dev/null; then
+  if ! $py -m pip install --quiet h5py numpy matplotlib 2>/dev/null; then
     sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-h5py python3-numpy >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-h5py python3-numpy python3-matplotlib >/dev/null
     py=/usr/bin/python3
   fi
 fi
@@ -33,4 +33,18 @@ done
 kill -9 "$pid"; wait "$pid" 2>/dev/null || true
 $bin repair "$work/killed"
 $py scripts/check_run.py "$work/killed"
+
+# The paper's figures render from real runs of each experiment (small settings; the
+# FashionMNIST one on the real subset in ../shared/data).
+$bin run one_hidden --quiet --out "$work/one_hidden" --set 'one_hidden.widths=[8, 80]' \
+  --set one_hidden.iterations=100 --set one_hidden.metrics_every=50 >/dev/null
+$bin run fashion_mnist --quiet --out "$work/fashion" \
+  --set "fashion_mnist.data_dir=\"$PWD/../shared/data/fashion-mnist-subset\"" \
+  --set fashion_mnist.train_samples=100 --set fashion_mnist.corrupted=20 \
+  --set fashion_mnist.test_samples=200 --set fashion_mnist.gd_iterations=20 \
+  --set fashion_mnist.iterations=4 --set fashion_mnist.metrics_every=2 \
+  --set fashion_mnist.sharpness_samples=8 --set fashion_mnist.trace_probes=2 \
+  --set noise.gld_leading.k=4 --set noise.gld_hessian.k=4 >/dev/null
+$py scripts/plot_figures.py "$work/finished" "$work/one_hidden" "$work/fashion" -o "$work/figures"
+test "$(ls "$work/figures"/*.png | wc -l)" -ge 10
 rm -rf "$work"

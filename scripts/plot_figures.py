@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""The paper's figures from noiselab run directories (h5py + matplotlib only).
+
+    pip install h5py matplotlib
+    python3 scripts/plot_figures.py RUN_DIR [RUN_DIR ...] [-o OUT_DIR]
+
+Each run directory's run.h5 (layout: docs/SCHEMA.md) gives, by its experiment:
+- toy2d:         fig1a_trajectories.png, fig1b_success_rate.png, fig1c_tr_h_noise.png
+- one_hidden:    fig2_tr_h_sigma.png
+- fashion_mnist: fig3a_hessian_spectrum.png (when the run recorded it), fig3b_projection.png,
+                 fig3c_tr_h_sigma.png, fig4a_train_accuracy.png, fig4b_test_accuracy.png,
+                 fig4c_sharpness.png, fig5_gradient_and_noise_norm.png
+PNG files go to OUT_DIR (default: each run's directory, subfolder figures/).
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+ORDER = ["gd", "gld_const", "gld_dynamic", "gld_diag", "gld_leading", "gld_hessian", "gld_eig1", "sgd"]
+
+
+def dynamics(f):
+    keys = list(f["dynamics"].keys())
+    return sorted(keys, key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
+
+
+def label(f, key):
+    return f["dynamics"][key].attrs.get("label", key)
+
+
+def metrics(group):
+    """The metrics/ group of a dynamics (its first replicate when it has several)."""
+    if "metrics" in group:
+        return group["metrics"]
+    return group["replicates"]["0"]["metrics"]
+
+
+def save(fig, out, name):
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / name
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    print(path)
+
+
+def toy2d(f, out):
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for key in dynamics(f):
+        g = f["dynamics"][key]
+        if "trajectories" in g and len(g["trajectories"]):
+            path = g["trajectories"][0]
+            ax.plot(path[:, 0], path[:, 1], lw=1, label=label(f, key))
+    ax.plot([1], [1], "k^", ms=9)
+    ax.plot([-1], [-1], "kv", ms=9)
+    ax.annotate("sharp (1, 1)", (1, 1), textcoords="offset points", xytext=(6, 6))
+    ax.annotate("flat (−1, −1)", (-1, -1), textcoords="offset points", xytext=(6, -12))
+    ax.set_xlabel("θ₁")
+    ax.set_ylabel("θ₂")
+    ax.set_title("(a) one run of each dynamics")
+    ax.legend(fontsize=7)
+    save(fig, out, "fig1a_trajectories.png")
+
+    keys = dynamics(f)
+    rates = [f["dynamics"][k].attrs.get("success_rate", np.nan) for k in keys]
+    seeds = [f["dynamics"][k].attrs.get("seeds", 0) for k in keys]
+    err = [np.sqrt(r * (1 - r) / max(n, 1)) for r, n in zip(rates, seeds)]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.bar(range(len(keys)), rates, yerr=err, capsize=3)
+    ax.set_xticks(range(len(keys)), [label(f, k) for k in keys], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("success rate")
+    ax.set_title(f"(b) escaping to the flat basin, {max(seeds)} runs")
+    save(fig, out, "fig1b_success_rate.png")
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key in keys:
+        g = f["dynamics"][key]
+        if "tr_h_noise" in g and len(g["tr_h_noise"]):
+            ax.plot(g["tr_h_noise"][0], lw=1, label=label(f, key))
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("Tr(H_t Σ_t)")
+    ax.set_title("(c) Tr(HΣ) of each dynamics' noise, one run")
+    ax.legend(fontsize=7)
+    save(fig, out, "fig1c_tr_h_noise.png")
+
+
+def one_hidden(f, out):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in dynamics(f):
+        reps = f["dynamics"][key]["replicates"]
+        for i, r in enumerate(sorted(reps.keys(), key=int)):
+            m = reps[r]["metrics"]
+            color = f"C{i}"
+            name = reps[r].attrs.get("label", r)
+            ax.plot(m["iteration"][()], m["tr_h_sigma"][()], color=color, label=f"{name}: " + r"Tr($H\Sigma$)")
+            ax.plot(m["iteration"][()], m["tr_h_sigma_iso"][()], color=color, ls=":", label=f"{name}: " + r"Tr($H\bar\Sigma$)")
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_title(r"Fig. 2: Tr($H\Sigma$) (solid) vs isotropic Tr($H\bar\Sigma$) (dotted)")
+    ax.legend(fontsize=7)
+    save(fig, out, "fig2_tr_h_sigma.png")
+
+
+def series(f, key, metric):
+    m = metrics(f["dynamics"][key])
+    if metric not in m:
+        return None, None
+    return m["iteration"][()], m[metric][()]
+
+
+def fashion_mnist(f, out):
+    keys = dynamics(f)
+    for name, metric, title, ylabel in [
+        ("fig4a_train_accuracy.png", "train_accuracy", "(a) training accuracy", "training accuracy"),
+        ("fig4b_test_accuracy.png", "test_accuracy", "(b) test accuracy", "test accuracy"),
+        ("fig4c_sharpness.png", "sharpness", "(c) expected sharpness, E[L(θ+ν)] − L(θ)", "expected sharpness"),
+    ]:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for key in keys:
+            it, v = series(f, key, metric)
+            if it is not None:
+                ax.plot(it, v, marker=".", lw=1, label=label(f, key))
+        ax.axvline(0, color="k", ls="--", lw=0.8)
+        ax.set_xlabel("iteration after θ_GD")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"Fig. 4{title}")
+        ax.legend(fontsize=7)
+        save(fig, out, name)
+
+    if "sgd" in keys:
+        it, a_hat = series(f, "sgd", "projection_coefficient")
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(it, a_hat, marker=".")
+        ax.set_xlabel("iteration after θ_GD")
+        ax.set_ylabel("â")
+        ax.set_title("Fig. 3(b): projection coefficient along SGD")
+        save(fig, out, "fig3b_projection.png")
+
+        it, th = series(f, "sgd", "tr_h_sigma")
+        _, iso = series(f, "sgd", "tr_h_sigma_iso")
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(it, th, marker=".", label=r"Tr($H_t\Sigma_t$)")
+        ax.plot(it, iso, marker=".", ls=":", label=r"Tr($H_t\bar\Sigma_t$), isotropic")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration after θ_GD")
+        ax.set_title("Fig. 3(c): SGD noise vs isotropic noise of equal trace")
+        ax.legend()
+        save(fig, out, "fig3c_tr_h_sigma.png")
+
+        it, g = series(f, "sgd", "gradient_norm")
+        _, n = series(f, "sgd", "noise_norm")
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(it, g, marker=".", label="‖∇L(θ_t)‖")
+        ax.plot(it, n, marker=".", label="noise norm √Tr C_m")
+        ax.set_yscale("log")
+        ax.set_xlabel("iteration after θ_GD")
+        ax.set_title("Fig. 5: gradient mean vs noise, SGD")
+        ax.legend()
+        save(fig, out, "fig5_gradient_and_noise_norm.png")
+
+    spectra = [k for k in keys if "spectra" in f["dynamics"][k] and "hessian" in f["dynamics"][k]["spectra"]]
+    if spectra:
+        values = f["dynamics"][spectra[0]]["spectra"]["hessian"]["values"][0]
+        values = values[np.isfinite(values)]
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.plot(np.arange(1, len(values) + 1), values, ".")
+        ax.set_xlabel("order of eigenvalues")
+        ax.set_ylabel("eigenvalue")
+        ax.set_title(f"Fig. 3(a): top {len(values)} Hessian eigenvalues at θ_GD")
+        save(fig, out, "fig3a_hessian_spectrum.png")
+    else:
+        print("fig3a: this run recorded no Hessian spectrum at θ_GD", file=sys.stderr)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", type=Path)
+    ap.add_argument("-o", "--out", type=Path)
+    args = ap.parse_args()
+    status = 0
+    for run in args.runs:
+        path = run / "run.h5"
+        if not path.is_file():
+            print(f"{path}: no run.h5 (still running? `noiselab repair {run}` writes it)", file=sys.stderr)
+            status = 1
+            continue
+        with h5py.File(path, "r") as f:
+            experiment = f.attrs["experiment"]
+            out = args.out or run / "figures"
+            plot = {"toy2d": toy2d, "one_hidden": one_hidden, "fashion_mnist": fashion_mnist}.get(experiment)
+            if plot is None:
+                print(f"{path}: no figures for experiment {experiment!r}", file=sys.stderr)
+                status = 1
+                continue
+            plot(f, out)
+    sys.exit(status)
+
+
+if __name__ == "__main__":
+    main()
