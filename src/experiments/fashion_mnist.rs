@@ -9,7 +9,7 @@
 //! can start from it (`fashion_mnist.theta_gd`); which training images were picked and
 //! which were relabelled goes to `corrupted.json`.
 
-use super::report_end;
+use super::{end_trajectory, report_end};
 use crate::config::{Config, FashionMnistConfig, Precision};
 use crate::data::{idx, ImageSet};
 use crate::dynamics::{DynamicsKind, NoiseModel};
@@ -307,25 +307,14 @@ fn run_one<T: Float>(
             Ok(())
         },
     )?;
-    if let Some(d) = &end.diverged {
-        events.send(Event::Diverged {
-            dynamics: kind,
-            replicate: 0,
-            iteration: d.iteration as u64,
-            reason: d.reason.clone(),
-        });
-    } else {
-        let mut at = AtPoint::new(model, &end.theta);
+    end_trajectory(events, kind, 0, &end, |theta| {
+        let mut at = AtPoint::new(model, theta);
         publish(
             cfg.iterations,
             measure(model, data, &mut at, &noise, &cfg, &mut measure_rng)?,
         );
-    }
-    events.send(Event::TrajectoryFinished {
-        dynamics: kind,
-        replicate: 0,
-    });
-    Ok(())
+        Ok(())
+    })
 }
 
 fn run_with<T: Float>(

@@ -44,6 +44,31 @@ impl Tokens {
     }
 }
 
+/// Ends one trajectory: a divergence is reported as such, otherwise `measure_final`
+/// publishes the measurements at its last θ; then the trajectory is marked finished.
+pub fn end_trajectory(
+    events: &EventSender,
+    kind: DynamicsKind,
+    replicate: usize,
+    end: &crate::engine::Trajectory,
+    measure_final: impl FnOnce(&[f64]) -> Result<()>,
+) -> Result<()> {
+    match &end.diverged {
+        Some(d) => events.send(Event::Diverged {
+            dynamics: kind,
+            replicate,
+            iteration: d.iteration as u64,
+            reason: d.reason.clone(),
+        }),
+        None => measure_final(&end.theta)?,
+    }
+    events.send(Event::TrajectoryFinished {
+        dynamics: kind,
+        replicate,
+    });
+    Ok(())
+}
+
 /// Publishes how one dynamics' worker ended: finished, stopped on request, or failed
 /// (counted in `failed`; the other dynamics go on).
 pub fn report_end(

@@ -5,7 +5,7 @@
 //! minibatch gradients of size `sigma_batch_size` (scaled to per-sample units), Tr H from
 //! Hutchinson probes, Tr(HΣ) from one HVP per centred gradient (SPEC §3).
 
-use super::{report_end, Tokens};
+use super::{end_trajectory, report_end, Tokens};
 use crate::config::{Config, OneHiddenConfig, OneHiddenOptimizer, PointsLayout};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
@@ -171,21 +171,9 @@ pub fn run_one(
             Ok(())
         })?,
     };
-    if let Some(d) = &end.diverged {
-        events.send(Event::Diverged {
-            dynamics: kind,
-            replicate: w,
-            iteration: d.iteration as u64,
-            reason: d.reason.clone(),
-        });
-    } else {
-        publish(cfg.iterations, &end.theta, &mut measure_rng)?;
-    }
-    events.send(Event::TrajectoryFinished {
-        dynamics: kind,
-        replicate: w,
-    });
-    Ok(())
+    end_trajectory(events, kind, w, &end, |theta| {
+        publish(cfg.iterations, theta, &mut measure_rng)
+    })
 }
 
 /// One worker per dynamics; its widths run side by side, at most `threads` at a time.
