@@ -44,6 +44,7 @@ $bin run fashion_mnist --quiet --out "$work/fashion" \
   --set fashion_mnist.test_samples=200 --set fashion_mnist.gd_iterations=20 \
   --set fashion_mnist.iterations=4 --set fashion_mnist.metrics_every=2 \
   --set fashion_mnist.sharpness_samples=8 --set fashion_mnist.trace_probes=2 \
+  --set fashion_mnist.hessian_spectrum=20 \
   --set noise.gld_leading.k=4 --set noise.gld_hessian.k=4 >/dev/null
 $py scripts/plot_figures.py "$work/finished" "$work/one_hidden" "$work/fashion" -o "$work/figures"
 test "$(ls "$work/figures"/*.png | wc -l)" -ge 10

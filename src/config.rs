@@ -113,6 +113,8 @@ pub struct FashionMnistConfig {
     pub sharpness_abs: bool,
     /// Hutchinson probes for Tr H.
     pub trace_probes: usize,
+    /// Top Hessian eigenvalues computed at θ_GD (Fig. 3a; Lanczos); 0 skips them.
+    pub hessian_spectrum: usize,
     /// `f32` or `f64` arithmetic in the network.
     pub precision: Precision,
 }
@@ -142,6 +144,7 @@ impl Default for FashionMnistConfig {
             sharpness_delta: 0.01,
             sharpness_abs: false,
             trace_probes: 20,
+            hessian_spectrum: 400,
             precision: Precision::F32,
         }
     }
@@ -172,6 +175,12 @@ impl FashionMnistConfig {
         at_least("fashion_mnist.sharpness_samples", self.sharpness_samples, 2)?;
         positive("fashion_mnist.sharpness_delta", self.sharpness_delta)?;
         at_least("fashion_mnist.trace_probes", self.trace_probes, 1)?;
+        check(
+            self.hessian_spectrum <= 2000,
+            "fashion_mnist.hessian_spectrum",
+            self.hessian_spectrum,
+            "at most 2000 eigenvalues (0 to skip)",
+        )?;
         let m = config.noise.batch_size;
         check(
             m <= self.train_samples,

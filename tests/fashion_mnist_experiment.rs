@@ -36,6 +36,8 @@ fn run(out: &Path, extra: &[String]) -> std::process::Output {
         "--set",
         "fashion_mnist.trace_probes=2",
         "--set",
+        "fashion_mnist.hessian_spectrum=6",
+        "--set",
         "noise.gld_leading.k=4",
         "--set",
         "noise.gld_hessian.k=4",
@@ -102,6 +104,17 @@ fn runs_records_and_reuses_theta_gd() {
         }
         assert_eq!(d["last_iteration"], 4);
     }
+
+    // Fig. 3a: the top Hessian eigenvalues at θ_GD, descending, under GD's spectra.
+    let f = hdf5::File::open(first.join("run.h5")).unwrap();
+    let values = f
+        .dataset("dynamics/gd/spectra/hessian/values")
+        .unwrap()
+        .read_2d::<f64>()
+        .unwrap();
+    assert_eq!(values.shape(), &[1, 6]);
+    assert!(values.row(0).windows(2).into_iter().all(|w| w[0] >= w[1]));
+    assert!(values[[0, 0]] > 0.0);
 
     // A second run from the first one's θ_GD starts exactly there.
     let second = tmp.path().join("second");

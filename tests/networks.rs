@@ -513,3 +513,33 @@ fn native_kernels_match_candle_on_cifar_images() {
     let e2 = native.evaluate(&theta, &test).unwrap();
     assert!((e1.loss - e2.loss).abs() < 1e-12 * e1.loss && e1.accuracy == e2.accuracy);
 }
+
+/// Chunks are summed in a fixed order whatever the thread count: gradients, HVPs and
+/// per-sample rows are bitwise the same on 1 and on 2 threads, and from run to run.
+#[test]
+fn native_results_do_not_depend_on_the_thread_count() {
+    let data = fashion(300);
+    let model = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data).unwrap();
+    let mut rng = ChaCha12Rng::seed_from_u64(8);
+    let theta = model.arch().init_theta(&mut rng);
+    let v = model.arch().init_theta(&mut rng);
+    let compute = || {
+        let (l, g) = model.loss_and_gradient(&theta).unwrap();
+        let h = model.hvp(&theta, &v).unwrap();
+        let b = model
+            .batch_gradients(&theta, &(0..300).collect::<Vec<_>>(), 20)
+            .unwrap();
+        (l, g, h, b.row(7).to_vec())
+    };
+    let pool = |n| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .unwrap()
+    };
+    let one = pool(1).install(compute);
+    let two = pool(2).install(compute);
+    let again = pool(2).install(compute);
+    assert_eq!(one, two);
+    assert_eq!(two, again);
+}

@@ -255,6 +255,54 @@ fn theta_gd<T: Float>(
     Ok(theta)
 }
 
+/// Fig. 3a: the top `hessian_spectrum` eigenvalues of H at θ_GD by Lanczos, published
+/// as GD's Hessian spectrum at iteration 0 (where every dynamics starts).
+fn hessian_spectrum<T: Float>(
+    config: &Config,
+    model: &NativeClassifier<T>,
+    theta: &[f64],
+    events: &EventSender,
+) -> Result<()> {
+    let k = config.fashion_mnist().hessian_spectrum.min(model.dim());
+    if k == 0 {
+        return Ok(());
+    }
+    let start = std::time::Instant::now();
+    let options = crate::estimators::lanczos::LanczosOptions {
+        tol: model.hvp_tolerance(),
+        max_products: 3 * k + 20,
+        ..crate::estimators::lanczos::LanczosOptions::new(k)
+    };
+    let found = crate::estimators::lanczos::top_eigenpairs(
+        model.dim(),
+        |v| model.hvp(theta, v),
+        &options,
+        None,
+    )?;
+    let values = found.pairs.values;
+    events.log(
+        None,
+        format!(
+            "Hessian at θ_GD: top {} eigenvalues by Lanczos ({} HVPs, {:.0} s, max residual {:.1e}): λ1 = {:.4e}, λ{} = {:.4e}",
+            values.len(),
+            found.products,
+            start.elapsed().as_secs_f64(),
+            found.max_residual,
+            values.first().copied().unwrap_or(f64::NAN),
+            values.len(),
+            values.last().copied().unwrap_or(f64::NAN)
+        ),
+    );
+    events.send(Event::Spectrum {
+        dynamics: DynamicsKind::Gd,
+        replicate: 0,
+        iteration: 0,
+        of: crate::events::SpectrumOf::Hessian,
+        values,
+    });
+    Ok(())
+}
+
 fn write_corrupted(data: &Data, run_dir: &Path) -> Result<()> {
     let json = serde_json::json!({
         "picked_training_indices": data.picked,
@@ -327,6 +375,7 @@ fn run_with<T: Float>(
 ) -> Result<usize> {
     let model = NativeClassifier::<T>::new(lenet::architecture()?, &data.train)?;
     let theta0 = theta_gd(config, &model, &data.train, events, stop, run_dir)?;
+    hessian_spectrum(config, &model, &theta0, events)?;
     let failed = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for &kind in config.dynamics.iter().filter(|&&k| !skip.contains(&(k, 0))) {

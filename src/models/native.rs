@@ -656,6 +656,9 @@ pub struct NativeClassifier<T: Float> {
 /// 53 ms with 4–16 MB chunks, 94 ms with 256 MB ones — page faults and cache misses).
 const CHUNK_BYTES: usize = 8 << 20;
 
+/// Samples per chunk at most, so that small networks still spread over the cores.
+const MAX_CHUNK: usize = 64;
+
 /// Images (N × C × H × W bytes) as N × H × W × C values in [0, 1].
 fn nhwc<T: Float>(data: &ImageSet) -> Vec<T> {
     let (c, h, w) = data.shape;
@@ -697,14 +700,13 @@ impl<T: Float> NativeClassifier<T> {
             })
             .sum();
         let per_sample = (arch.activations_per_sample() + patches) * 3 * std::mem::size_of::<T>();
-        let threads = rayon::current_num_threads().max(1);
         let budget = std::env::var("NOISELAB_CHUNK_BYTES")
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(CHUNK_BYTES);
-        let chunk = (budget / per_sample.max(1))
-            .min(data.len().div_ceil(threads))
-            .max(1);
+        // The partition into chunks fixes the order of every sum, so it must not depend
+        // on the thread count: results are bitwise the same on any number of cores.
+        let chunk = (budget / per_sample.max(1)).clamp(1, MAX_CHUNK);
         Ok(NativeClassifier {
             x: nhwc(data),
             labels: data.labels.clone(),
@@ -732,7 +734,9 @@ impl<T: Float> NativeClassifier<T> {
         Tape::forward(&self.plan, weights, xs, idx.len())
     }
 
-    /// Runs `f` on consecutive chunks of `indices` in parallel and sums the results.
+    /// Runs `f` on consecutive chunks of `indices` in parallel and sums the results in
+    /// chunk order: rayon's own reduction tree follows work stealing, and floating-point
+    /// sums in a varying order would make runs differ in their last bits.
     fn chunked<R: Send>(
         &self,
         indices: &[usize],
@@ -740,7 +744,8 @@ impl<T: Float> NativeClassifier<T> {
         f: impl Fn(&[usize]) -> R + Sync + Send,
         reduce: impl Fn(R, R) -> R + Sync + Send,
     ) -> Option<R> {
-        indices.par_chunks(chunk.max(1)).map(f).reduce_with(reduce)
+        let parts: Vec<R> = indices.par_chunks(chunk.max(1)).map(f).collect();
+        parts.into_iter().reduce(reduce)
     }
 
     /// Mean loss and accuracy on `data`.
