@@ -63,6 +63,9 @@ enum Command {
         /// Worker threads (same as --set threads=N).
         #[arg(long)]
         threads: Option<usize>,
+        /// Dataset directory (same as --set fashion_mnist.data_dir="DIR").
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
         #[command(flatten)]
         display: Display,
     },
@@ -127,13 +130,15 @@ fn main() -> ExitCode {
             runs_dir,
             mut overrides,
             threads,
+            data_dir,
             display,
         } => {
             if let Some(t) = threads {
                 overrides.push(format!("threads={t}"));
             }
-            config::load(&config, &overrides)
-                .map_err(Error::from)
+            data_dir_override(&config, &overrides, data_dir.as_deref())
+                .map(|o| overrides.extend(o))
+                .and_then(|()| config::load(&config, &overrides).map_err(Error::from))
                 .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &display))
         }
         Command::Resume { run, display } => resume(&run, &display),
@@ -191,6 +196,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--data-dir DIR` as the override of the experiment's data directory key.
+fn data_dir_override(
+    config: &str,
+    overrides: &[String],
+    dir: Option<&Path>,
+) -> noiselab::Result<Option<String>> {
+    let Some(dir) = dir else { return Ok(None) };
+    let loaded = config::load(config, overrides)?;
+    let key = match loaded.config.experiment {
+        config::ExperimentKind::FashionMnist => "fashion_mnist.data_dir",
+        other => {
+            return Err(Error::Config(config::ConfigError {
+                source: loaded.source,
+                key: Some("--data-dir".into()),
+                problem: format!(
+                    "experiment \"{}\" reads no dataset; --data-dir applies to fashion_mnist",
+                    other.key()
+                ),
+            }))
+        }
+    };
+    let value = toml::Value::String(dir.display().to_string());
+    Ok(Some(format!("{key}={value}")))
 }
 
 /// A line on stderr that may be gone (hung-up terminal): best effort, never a panic.

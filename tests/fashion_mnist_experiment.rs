@@ -173,6 +173,20 @@ fn bad_settings_and_missing_data_are_named() {
         "no run directory for a run that cannot start"
     );
 
+    // --data-dir overrides the config's directory.
+    let o = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args([
+            "run",
+            "fashion_mnist",
+            "-q",
+            "--data-dir",
+            "/nonexistent/other",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/other/train-images"));
+
     let bad = tmp.path().join("short.f64");
     std::fs::write(&bad, [0u8; 16]).unwrap();
     let o = run(
