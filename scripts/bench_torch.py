@@ -13,39 +13,20 @@ Prints `<name>\t<median seconds>\t<detail>` lines, as the Rust side.
     python3 scripts/bench_torch.py [--threads T] [--repeats R]
 """
 import argparse
-import gzip
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse.linalg as sla
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+from torch_lenet import LeNet, read_idx  # noqa: E402
 N = 1200
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 10, 5)
-        self.conv2 = nn.Conv2d(10, 10, 5)
-        self.fc1 = nn.Linear(160, 50)
-        self.fc2 = nn.Linear(50, 10)
-
-    def forward(self, x):
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
-
-
-def read_idx(path, dims):
-    raw = gzip.open(path).read()
-    return np.frombuffer(raw[4 * (1 + dims):], dtype=np.uint8)
 
 
 def median(fn, repeats):
@@ -64,8 +45,8 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     data = ROOT.parent / "shared/data/fashion-mnist-subset"
-    x = torch.tensor(read_idx(data / "train-images-idx3-ubyte.gz", 3)[: N * 784].reshape(N, 1, 28, 28) / 255.0)
-    y = torch.tensor(read_idx(data / "train-labels-idx1-ubyte.gz", 1)[:N].astype(np.int64))
+    x = torch.tensor(read_idx(data / "train-images-idx3-ubyte.gz", 0x803, 3)[1][: N * 784].reshape(N, 1, 28, 28) / 255.0)
+    y = torch.tensor(read_idx(data / "train-labels-idx1-ubyte.gz", 0x801, 1)[1][:N].astype(np.int64))
     blob = np.fromfile(ROOT / "tests/fixtures/lenet_reference.f64", dtype="<f8")
     d = 11330
     theta, v = torch.tensor(blob[:d]), torch.tensor(blob[d:2 * d])

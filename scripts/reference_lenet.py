@@ -14,40 +14,19 @@ they need no PyTorch.
 Output: lenet_reference.json (metadata, labels, loss, logits) and lenet_reference.f64
 (little-endian float64: theta, v, grad, hvp, batch_grads[0], batch_grads[1]; D each).
 """
-import gzip
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from torch_lenet import LeNet, read_idx  # noqa: E402
 
 N = 16
 BATCH = 8
-
-
-def read_idx(path, magic, dims):
-    raw = gzip.open(path).read()
-    header = np.frombuffer(raw[: 4 * (1 + dims)], dtype=">u4")
-    assert header[0] == magic, f"{path}: magic {header[0]:#x}"
-    return header[1:].astype(int), np.frombuffer(raw[4 * (1 + dims):], dtype=np.uint8)
-
-
-class LeNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 10, 5)
-        self.conv2 = nn.Conv2d(10, 10, 5)
-        self.fc1 = nn.Linear(160, 50)
-        self.fc2 = nn.Linear(50, 10)
-
-    def forward(self, x):
-        x = F.relu(F.max_pool2d(self.conv1(x), 2))
-        x = F.relu(F.max_pool2d(self.conv2(x), 2))
-        x = F.relu(self.fc1(x.flatten(1)))
-        return self.fc2(x)
 
 
 def main():
