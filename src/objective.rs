@@ -65,6 +65,17 @@ pub trait Objective: Send + Sync {
     }
 }
 
+/// Checks that a flat vector (θ, an HVP direction) has the model's D entries, with an
+/// error naming the model and both lengths.
+pub fn check_len(model: &str, what: &str, len: usize, dim: usize) -> Result<()> {
+    if len != dim {
+        return Err(crate::Error::Numerics(format!(
+            "{model}: {what} has {len} entries, expected D = {dim}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the contract of [`Objective::batch_gradients`] so every implementation
 /// reports a bad request the same way.
 pub fn check_batches(indices: &[usize], batch_size: usize, num_samples: usize) -> Result<()> {

@@ -110,21 +110,32 @@ pub fn load_data(config: &Config) -> Result<Data> {
 pub fn preflight(config: &Config) -> Result<()> {
     load_data(config)?;
     if let Some(path) = &config.fashion_mnist().theta_gd {
-        let len = std::fs::metadata(path)
-            .map_err(|e| Error::io(path, e))?
-            .len();
-        let want = 8 * lenet::PARAMETERS as u64;
-        if len != want {
-            return Err(Error::data(
-                path,
-                format!(
-                    "a θ_GD file of LeNet holds {} f64 ({want} bytes), found {len} bytes",
-                    lenet::PARAMETERS
-                ),
-            ));
-        }
+        read_theta_gd(path, lenet::PARAMETERS)?;
     }
     Ok(())
+}
+
+/// A `theta_gd.f64` file: `dim` little-endian f64, all finite.
+fn read_theta_gd(path: &str, dim: usize) -> Result<Vec<f64>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.len() != 8 * dim {
+        return Err(Error::data(
+            path,
+            format!(
+                "a θ_GD file of LeNet holds {dim} f64 ({} bytes), found {} bytes",
+                8 * dim,
+                bytes.len()
+            ),
+        ));
+    }
+    let theta: Vec<f64> = bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    if let Some(bad) = theta.iter().find(|x| !x.is_finite()) {
+        return Err(Error::data(path, format!("θ_GD holds {bad}")));
+    }
+    Ok(theta)
 }
 
 /// Loss, accuracies, sharpness, Tr(HΣ), Tr(HΣ̄), their ratio, â, ‖g0‖ and the noise
@@ -194,24 +205,7 @@ fn theta_gd<T: Float>(
     let cfg = config.fashion_mnist();
     let dim = model.dim();
     if let Some(path) = &cfg.theta_gd {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        if bytes.len() != 8 * dim {
-            return Err(Error::data(
-                path,
-                format!(
-                    "a θ_GD file of LeNet holds {dim} f64 ({} bytes), found {} bytes",
-                    8 * dim,
-                    bytes.len()
-                ),
-            ));
-        }
-        let theta: Vec<f64> = bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        if let Some(bad) = theta.iter().find(|x| !x.is_finite()) {
-            return Err(Error::data(path, format!("θ_GD holds {bad}")));
-        }
+        let theta = read_theta_gd(path, dim)?;
         events.log(None, format!("θ_GD read from {path}"));
         return Ok(theta);
     }

@@ -16,7 +16,7 @@ use super::network::{
 };
 use crate::data::ImageSet;
 use crate::linalg::GradientMatrix;
-use crate::objective::{check_batches, Objective};
+use crate::objective::{check_batches, check_len, Objective};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
 
@@ -33,7 +33,8 @@ pub struct Classifier {
     x: Tensor,
     /// N × classes, in the network's dtype.
     one_hot: Tensor,
-    n: usize,
+    /// N labels (the one-hot rows' classes); N = its length.
+    labels: Vec<u8>,
     /// Samples per forward/backward pass.
     chunk: usize,
 }
@@ -96,7 +97,7 @@ impl Classifier {
         Ok(Classifier {
             x: images(data, &net)?,
             one_hot: one_hot(&data.labels, net.arch.classes, &net)?,
-            n: data.len(),
+            labels: data.labels.clone(),
             chunk: (PASS_BYTES / bytes.max(1)).max(1),
             net,
         })
@@ -113,9 +114,9 @@ impl Classifier {
     }
 
     fn chunks(&self, step: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
-        (0..self.n)
+        (0..self.labels.len())
             .step_by(step)
-            .map(move |s| (s, step.min(self.n - s)))
+            .map(move |s| (s, step.min(self.labels.len() - s)))
     }
 
     /// Mean loss and accuracy on `data` (e.g. the test set).
@@ -142,22 +143,16 @@ impl Classifier {
     /// Mean loss and accuracy on the training set.
     pub fn evaluate_train(&self, theta: &[f64]) -> Result<Evaluation> {
         let params = self.net.tensors(theta)?;
-        let labels = self
-            .one_hot
-            .argmax(1)
-            .and_then(|t| t.to_vec1::<u32>())
-            .map_err(candle)?;
         let (mut loss, mut right) = (0.0, 0usize);
         for (s, len) in self.chunks(self.chunk) {
             let x = self.x.narrow(0, s, len).map_err(candle)?;
-            let lab: Vec<u8> = labels[s..s + len].iter().map(|&l| l as u8).collect();
-            let (l, r) = self.loss_and_right(&params, &x, &lab)?;
+            let (l, r) = self.loss_and_right(&params, &x, &self.labels[s..s + len])?;
             loss += l;
             right += r;
         }
         Ok(Evaluation {
-            loss: loss / self.n as f64,
-            accuracy: right as f64 / self.n as f64,
+            loss: loss / self.labels.len() as f64,
+            accuracy: right as f64 / self.labels.len() as f64,
         })
     }
 
@@ -187,7 +182,7 @@ impl Classifier {
         let x = self.x.narrow(0, s, len)?;
         let oh = self.one_hot.narrow(0, s, len)?;
         let (logits, _) = self.net.forward(params, &x, None)?;
-        cross_entropy(&logits, &oh)?.sum_all()? * (1.0 / self.n as f64)
+        cross_entropy(&logits, &oh)?.sum_all()? * (1.0 / self.labels.len() as f64)
     }
 
     /// Adds the gradients of `vars` in `grads` to `acc` (θ order, f64).
@@ -219,7 +214,7 @@ impl Objective for Classifier {
     }
 
     fn num_samples(&self) -> usize {
-        self.n
+        self.labels.len()
     }
 
     fn loss(&self, theta: &[f64]) -> Result<f64> {
@@ -249,7 +244,7 @@ impl Objective for Classifier {
         indices: &[usize],
         batch_size: usize,
     ) -> Result<GradientMatrix> {
-        check_batches(indices, batch_size, self.n)?;
+        check_batches(indices, batch_size, self.labels.len())?;
         let params = self.net.tensors(theta)?;
         let groups = indices.len() / batch_size;
         let mut out = GradientMatrix::zeros(groups, self.dim());
@@ -315,19 +310,13 @@ impl Objective for Classifier {
     }
 
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>> {
-        if v.len() != self.dim() {
-            return Err(Error::Numerics(format!(
-                "HVP vector has {} entries, expected D = {}",
-                v.len(),
-                self.dim()
-            )));
-        }
+        check_len(self.net.arch.name, "HVP vector", v.len(), self.dim())?;
         if !second_order_available() {
             return Err(second_order_error());
         }
         let vars = self.net.vars(theta)?;
         let params: Vec<Tensor> = vars.iter().map(|x| x.as_tensor().clone()).collect();
-        let dirs = self.net.like_theta(v)?;
+        let dirs = self.net.tensors(v)?;
         let mut hv = vec![0.0; self.dim()];
         for (s, len) in self.chunks(self.chunk) {
             let run = || -> candle_core::Result<_> {

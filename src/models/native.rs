@@ -15,7 +15,7 @@ use crate::data::ImageSet;
 use crate::kernels::conv::{self, ConvShape};
 use crate::kernels::{matmul, pool, Float, Mat};
 use crate::linalg::GradientMatrix;
-use crate::objective::{check_batches, Objective};
+use crate::objective::{check_batches, check_len, Objective};
 use crate::{Error, Result};
 use rayon::prelude::*;
 
@@ -783,15 +783,7 @@ impl<T: Float> NativeClassifier<T> {
     }
 
     fn check_theta(&self, theta: &[f64]) -> Result<()> {
-        if theta.len() != self.plan.arch.dim() {
-            return Err(Error::Numerics(format!(
-                "{}: θ has {} entries, expected D = {}",
-                self.plan.arch.name,
-                theta.len(),
-                self.plan.arch.dim()
-            )));
-        }
-        Ok(())
+        check_len(self.plan.arch.name, "θ", theta.len(), self.plan.arch.dim())
     }
 
     fn labels_of(&self, idx: &[usize]) -> Vec<u8> {
@@ -904,13 +896,7 @@ impl<T: Float> Objective for NativeClassifier<T> {
 
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>> {
         self.check_theta(theta)?;
-        if v.len() != self.dim() {
-            return Err(Error::Numerics(format!(
-                "HVP vector has {} entries, expected D = {}",
-                v.len(),
-                self.dim()
-            )));
-        }
+        check_len(self.plan.arch.name, "HVP vector", v.len(), self.dim())?;
         let weights = self.plan.weights::<T>(theta);
         let dir = self.plan.weights::<T>(v);
         let n = self.num_samples();

@@ -254,16 +254,10 @@ impl Network {
         })
     }
 
-    /// θ split into the parameter tensors, in the network's dtype.
+    /// θ (or any vector in θ's layout) split into the parameter tensors, in the
+    /// network's dtype.
     pub(crate) fn tensors(&self, theta: &[f64]) -> Result<Vec<Tensor>> {
-        let dim = self.arch.dim();
-        if theta.len() != dim {
-            return Err(Error::Numerics(format!(
-                "{}: θ has {} entries, expected D = {dim}",
-                self.arch.name,
-                theta.len()
-            )));
-        }
+        crate::objective::check_len(self.arch.name, "θ", theta.len(), self.arch.dim())?;
         self.arch
             .parameters
             .iter()
@@ -285,11 +279,6 @@ impl Network {
             .iter()
             .map(|t| Var::from_tensor(t).map_err(candle))
             .collect()
-    }
-
-    /// A flat vector (θ order) split like θ, in the network's dtype.
-    pub(crate) fn like_theta(&self, flat: &[f64]) -> Result<Vec<Tensor>> {
-        self.tensors(flat)
     }
 
     /// Zero leaves added to the pre-activations of every layer with parameters, for `n`

@@ -18,7 +18,7 @@
 //! that form, without materialising the N × D Jacobian.
 
 use crate::linalg::GradientMatrix;
-use crate::objective::{check_batches, Objective};
+use crate::objective::{check_batches, check_len, Objective};
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
@@ -166,13 +166,7 @@ impl OneHidden {
     }
 
     fn params(&self, theta: &[f64]) -> Result<(Var, Var)> {
-        if theta.len() != 3 * self.width {
-            return Err(Error::Numerics(format!(
-                "one_hidden: θ has {} entries, D = {}",
-                theta.len(),
-                3 * self.width
-            )));
-        }
+        check_len("one_hidden", "θ", theta.len(), 3 * self.width)?;
         let (w, b) = theta.split_at(2 * self.width);
         let dev = Device::Cpu;
         Ok((
@@ -316,11 +310,7 @@ impl Objective for OneHidden {
     }
 
     fn hvp(&self, theta: &[f64], vec: &[f64]) -> Result<Vec<f64>> {
-        if vec.len() != self.dim() {
-            return Err(Error::Numerics(
-                "one_hidden: HVP vector has the wrong length".into(),
-            ));
-        }
+        check_len("one_hidden", "HVP vector", vec.len(), self.dim())?;
         let (w, b) = self.params(theta)?;
         let h = self.width;
         let dev = Device::Cpu;
