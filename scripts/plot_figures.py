@@ -10,6 +10,7 @@ Each run directory's run.h5 (layout: docs/SCHEMA.md) gives, by its experiment:
 - fashion_mnist: fig3a_hessian_spectrum.png (when the run recorded it), fig3b_projection.png,
                  fig3c_tr_h_sigma.png, fig4a_train_accuracy.png, fig4b_test_accuracy.png,
                  fig4c_sharpness.png, fig5_gradient_and_noise_norm.png
+- cifar10:       fig7a_train_accuracy.png, fig7b_test_accuracy.png, fig7c_sharpness.png
 PNG files go to OUT_DIR (default: each run's directory, subfolder figures/).
 """
 import argparse
@@ -115,30 +116,50 @@ def series(f, key, metric):
     return m["iteration"][()], m[metric][()]
 
 
-def fashion_mnist(f, out):
+def theta_gd_iteration(f, keys):
+    """Where phase 2 starts: the first measurement of the dynamics other than GD (GD's
+    curve also holds the GD phase before it), else GD's spectrum at θ_GD."""
+    starts = [series(f, k, "test_accuracy")[0] for k in keys if k != "gd"]
+    starts = [int(it[0]) for it in starts if it is not None and len(it)]
+    if starts:
+        return min(starts)
+    g = f["dynamics"].get("gd")
+    if g is not None and "spectra" in g and "hessian" in g["spectra"]:
+        return int(g["spectra"]["hessian"]["iteration"][0])
+    return 0
+
+
+def classification(f, out, number):
+    """Fig. 4 (FashionMNIST) or Fig. 7 (CIFAR-10): accuracies and sharpness along the GD
+    phase and then every dynamics from θ_GD (dashed line), as the paper draws them."""
     keys = dynamics(f)
+    start = theta_gd_iteration(f, keys)
     for name, metric, title, ylabel in [
-        ("fig4a_train_accuracy.png", "train_accuracy", "(a) training accuracy", "training accuracy"),
-        ("fig4b_test_accuracy.png", "test_accuracy", "(b) test accuracy", "test accuracy"),
-        ("fig4c_sharpness.png", "sharpness", "(c) expected sharpness, E[L(θ+ν)] − L(θ)", "expected sharpness"),
+        ("a_train_accuracy.png", "train_accuracy", "(a) training accuracy", "training accuracy"),
+        ("b_test_accuracy.png", "test_accuracy", "(b) test accuracy", "test accuracy"),
+        ("c_sharpness.png", "sharpness", "(c) expected sharpness, E[L(θ+ν)] − L(θ)", "expected sharpness"),
     ]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for key in keys:
             it, v = series(f, key, metric)
             if it is not None:
                 ax.plot(it, v, marker=".", lw=1, label=label(f, key))
-        ax.axvline(0, color="k", ls="--", lw=0.8)
-        ax.set_xlabel("iteration after θ_GD")
+        ax.axvline(start, color="k", ls="--", lw=0.8)
+        ax.set_xlabel(f"iteration (θ_GD at {start}, dashed)")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"Fig. 4{title}")
+        ax.set_title(f"Fig. {number}{title}")
         ax.legend(fontsize=7)
-        save(fig, out, name)
+        save(fig, out, f"fig{number}{name}")
 
-    if "sgd" in keys:
+
+def fashion_mnist(f, out):
+    classification(f, out, 4)
+    keys = dynamics(f)
+    if "sgd" in keys and series(f, "sgd", "projection_coefficient")[0] is not None:
         it, a_hat = series(f, "sgd", "projection_coefficient")
         fig, ax = plt.subplots(figsize=(5, 3.5))
         ax.plot(it, a_hat, marker=".")
-        ax.set_xlabel("iteration after θ_GD")
+        ax.set_xlabel("iteration")
         ax.set_ylabel("â")
         ax.set_title("Fig. 3(b): projection coefficient along SGD")
         save(fig, out, "fig3b_projection.png")
@@ -149,7 +170,7 @@ def fashion_mnist(f, out):
         ax.plot(it, th, marker=".", label=r"Tr($H_t\Sigma_t$)")
         ax.plot(it, iso, marker=".", ls=":", label=r"Tr($H_t\bar\Sigma_t$), isotropic")
         ax.set_yscale("log")
-        ax.set_xlabel("iteration after θ_GD")
+        ax.set_xlabel("iteration")
         ax.set_title("Fig. 3(c): SGD noise vs isotropic noise of equal trace")
         ax.legend()
         save(fig, out, "fig3c_tr_h_sigma.png")
@@ -160,7 +181,7 @@ def fashion_mnist(f, out):
         ax.plot(it, g, marker=".", label="‖∇L(θ_t)‖")
         ax.plot(it, n, marker=".", label="noise norm √Tr C_m")
         ax.set_yscale("log")
-        ax.set_xlabel("iteration after θ_GD")
+        ax.set_xlabel("iteration")
         ax.set_title("Fig. 5: gradient mean vs noise, SGD")
         ax.legend()
         save(fig, out, "fig5_gradient_and_noise_norm.png")
@@ -194,7 +215,12 @@ def main():
         with h5py.File(path, "r") as f:
             experiment = f.attrs["experiment"]
             out = args.out or run / "figures"
-            plot = {"toy2d": toy2d, "one_hidden": one_hidden, "fashion_mnist": fashion_mnist}.get(experiment)
+            plot = {
+                "toy2d": toy2d,
+                "one_hidden": one_hidden,
+                "fashion_mnist": fashion_mnist,
+                "cifar10": lambda f, out: classification(f, out, 7),
+            }.get(experiment)
             if plot is None:
                 print(f"{path}: no figures for experiment {experiment!r}", file=sys.stderr)
                 status = 1

@@ -45,7 +45,16 @@ $bin run fashion_mnist --quiet --out "$work/fashion" \
   --set fashion_mnist.iterations=4 --set fashion_mnist.metrics_every=2 \
   --set fashion_mnist.sharpness_samples=8 --set fashion_mnist.trace_probes=2 \
   --set fashion_mnist.hessian_spectrum=20 \
+  --set fashion_mnist.gd_metrics_every=10 \
   --set noise.gld_leading.k=4 --set noise.gld_hessian.k=4 >/dev/null
-$py scripts/plot_figures.py "$work/finished" "$work/one_hidden" "$work/fashion" -o "$work/figures"
-test "$(ls "$work/figures"/*.png | wc -l)" -ge 10
+$bin run cifar10_vgg11 --quiet --out "$work/cifar10" \
+  --data-dir "$PWD/../shared/data/cifar10-subset" \
+  --set cifar10.train_samples=16 --set cifar10.test_samples=8 --set noise.batch_size=4 \
+  --set cifar10.gd_iterations=2 --set cifar10.gd_metrics_every=1 \
+  --set cifar10.iterations=2 --set cifar10.metrics_every=1 \
+  --set cifar10.sharpness_samples=4 >/dev/null
+$py scripts/plot_figures.py "$work/finished" "$work/one_hidden" "$work/fashion" "$work/cifar10" \
+  -o "$work/figures"
+# Figs. 1a/b/c, 2, 3a/b/c, 4a/b/c, 5 and 7a/b/c.
+test "$(ls "$work/figures"/*.png | wc -l)" -eq 16
 rm -rf "$work"

@@ -8,6 +8,7 @@ use crate::dynamics::{
 pub use crate::models::one_hidden::{OutputLoss, OutputWeights};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::marker::PhantomData;
 use std::path::Path;
 
 /// A configuration problem. `source` is the file (or `--set`), `key` the dotted key.
@@ -43,6 +44,8 @@ pub enum ExperimentKind {
     OneHidden,
     /// LeNet on FashionMNIST with corrupted labels (SPEC §4.3, Figs. 3–6).
     FashionMnist,
+    /// VGG11 on CIFAR-10 (SPEC §4.4, Fig. 7): the same protocol, GPU-sized.
+    Cifar10,
 }
 
 impl ExperimentKind {
@@ -51,6 +54,7 @@ impl ExperimentKind {
             ExperimentKind::Toy2d => "toy2d",
             ExperimentKind::OneHidden => "one_hidden",
             ExperimentKind::FashionMnist => "fashion_mnist",
+            ExperimentKind::Cifar10 => "cifar10",
         }
     }
 }
@@ -80,16 +84,19 @@ pub struct Config {
     pub one_hidden: Option<OneHiddenConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fashion_mnist: Option<FashionMnistConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cifar10: Option<Cifar10Config>,
 }
 
-/// SPEC §4.3: LeNet, 1,200 training images of which 200 relabelled wrongly, GD to a
-/// sharp minimum θ_GD, then every dynamics from θ_GD.
+/// The image-classification protocol of SPEC §4.3–§4.4, shared by its datasets: GD to a
+/// sharp minimum θ_GD on a training set (some of it relabelled wrongly), then every
+/// dynamics from θ_GD. `D` names the dataset: its config section and its defaults.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct FashionMnistConfig {
-    /// Directory with the official IDX files (`.gz` or raw).
+#[serde(deny_unknown_fields, default, bound = "")]
+pub struct ImageConfig<D: ImageDataset> {
+    /// Directory with the dataset's official files.
     pub data_dir: String,
-    /// Training images drawn from the training set by the run's seed …
+    /// Training images drawn from the training set by the run's seed (0 = all of it) …
     pub train_samples: usize,
     /// … of which this many get a random wrong label.
     pub corrupted: usize,
@@ -98,6 +105,9 @@ pub struct FashionMnistConfig {
     /// Phase 1: GD step and iterations to θ_GD.
     pub gd_eta: f64,
     pub gd_iterations: usize,
+    /// Measure phase 1 every this many iterations (0 = not at all): Fig. 4's GD curve
+    /// before θ_GD.
+    pub gd_metrics_every: usize,
     /// A θ_GD file (`theta_gd.f64` of an earlier run) to start from instead of phase 1.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub theta_gd: Option<String>,
@@ -111,12 +121,110 @@ pub struct FashionMnistConfig {
     pub sharpness_samples: usize,
     pub sharpness_delta: f64,
     pub sharpness_abs: bool,
+    /// Also measure Tr(HΣ), Tr(HΣ̄), their ratio, â and Tr H (K + trace_probes + Lanczos
+    /// Hessian-vector products per measurement); Fig. 7 needs none of them.
+    pub curvature_metrics: bool,
     /// Hutchinson probes for Tr H.
     pub trace_probes: usize,
     /// Top Hessian eigenvalues computed at θ_GD (Fig. 3a; Lanczos); 0 skips them.
     pub hessian_spectrum: usize,
     /// `f32` or `f64` arithmetic in the network.
     pub precision: Precision,
+    #[serde(skip)]
+    pub dataset: PhantomData<D>,
+}
+
+/// What the record's summaries need of an [`ImageConfig`], whatever its dataset.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClassificationOutline {
+    pub train_samples: usize,
+    pub corrupted: usize,
+    /// Phase 2 (every dynamics from θ_GD) starts at this iteration.
+    pub gd_iterations: usize,
+    pub iterations: usize,
+}
+
+/// What differs between the datasets of [`ImageConfig`] as far as the config goes.
+pub trait ImageDataset: Clone + fmt::Debug + PartialEq + Send + Sync + 'static {
+    /// The experiment key and config section.
+    const SECTION: &'static str;
+    /// Images in the official training set.
+    const TRAINING_SET: usize;
+    fn defaults() -> ImageConfig<Self>;
+}
+
+/// SPEC §4.3: LeNet, 1,200 FashionMNIST training images of which 200 relabelled wrongly.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FashionMnist;
+
+/// SPEC §4.4: VGG11 on the standard (clean) CIFAR-10 training set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cifar10;
+
+pub type FashionMnistConfig = ImageConfig<FashionMnist>;
+pub type Cifar10Config = ImageConfig<Cifar10>;
+
+impl ImageDataset for FashionMnist {
+    const SECTION: &'static str = "fashion_mnist";
+    const TRAINING_SET: usize = 60_000;
+    fn defaults() -> ImageConfig<Self> {
+        ImageConfig {
+            data_dir: "/usr/share/datasets/fashion-mnist".into(),
+            train_samples: 1200,
+            corrupted: 200,
+            test_samples: 0,
+            gd_eta: 0.1,
+            gd_iterations: 3000,
+            gd_metrics_every: 500,
+            theta_gd: None,
+            eta: 0.07,
+            iterations: 15_000,
+            metrics_every: 500,
+            sharpness_samples: 1000,
+            sharpness_delta: 0.01,
+            sharpness_abs: false,
+            curvature_metrics: true,
+            trace_probes: 20,
+            hessian_spectrum: 400,
+            precision: Precision::F32,
+            dataset: PhantomData,
+        }
+    }
+}
+
+impl ImageDataset for Cifar10 {
+    const SECTION: &'static str = "cifar10";
+    const TRAINING_SET: usize = 50_000;
+    fn defaults() -> ImageConfig<Self> {
+        ImageConfig {
+            // Where scripts/fetch-data.sh cifar puts the batches.
+            data_dir: "data".into(),
+            train_samples: 0,
+            corrupted: 0,
+            test_samples: 0,
+            gd_eta: 0.05,
+            gd_iterations: 3000,
+            gd_metrics_every: 500,
+            theta_gd: None,
+            eta: 0.05,
+            iterations: 15_000,
+            metrics_every: 500,
+            sharpness_samples: 100,
+            sharpness_delta: 0.01,
+            sharpness_abs: false,
+            curvature_metrics: false,
+            trace_probes: 20,
+            hessian_spectrum: 0,
+            precision: Precision::F32,
+            dataset: PhantomData,
+        }
+    }
+}
+
+impl<D: ImageDataset> Default for ImageConfig<D> {
+    fn default() -> Self {
+        D::defaults()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -127,83 +235,81 @@ pub enum Precision {
     F64,
 }
 
-impl Default for FashionMnistConfig {
-    fn default() -> Self {
-        FashionMnistConfig {
-            data_dir: "/usr/share/datasets/fashion-mnist".into(),
-            train_samples: 1200,
-            corrupted: 200,
-            test_samples: 0,
-            gd_eta: 0.1,
-            gd_iterations: 3000,
-            theta_gd: None,
-            eta: 0.07,
-            iterations: 15_000,
-            metrics_every: 500,
-            sharpness_samples: 1000,
-            sharpness_delta: 0.01,
-            sharpness_abs: false,
-            trace_probes: 20,
-            hessian_spectrum: 400,
-            precision: Precision::F32,
+impl<D: ImageDataset> ImageConfig<D> {
+    /// `section.name`, for error messages.
+    fn key(name: &str) -> String {
+        format!("{}.{name}", D::SECTION)
+    }
+
+    fn validate(&self, config: &Config) -> Result<(), Invalid> {
+        let key = Self::key;
+        check(
+            self.train_samples == 0 || (2..=D::TRAINING_SET).contains(&self.train_samples),
+            &key("train_samples"),
+            self.train_samples,
+            &format!(
+                "0 (the whole training set) or 2 to {} (the training set's size)",
+                D::TRAINING_SET
+            ),
+        )?;
+        // The training set's size when all of it is used is checked against the data.
+        let n = if self.train_samples == 0 {
+            D::TRAINING_SET
+        } else {
+            self.train_samples
+        };
+        check(
+            self.corrupted <= n,
+            &key("corrupted"),
+            self.corrupted,
+            &format!("at most the {n} training images"),
+        )?;
+        positive(&key("gd_eta"), self.gd_eta)?;
+        positive(&key("eta"), self.eta)?;
+        at_least(&key("iterations"), self.iterations, 1)?;
+        at_least(&key("metrics_every"), self.metrics_every, 1)?;
+        at_least(&key("sharpness_samples"), self.sharpness_samples, 2)?;
+        positive(&key("sharpness_delta"), self.sharpness_delta)?;
+        at_least(&key("trace_probes"), self.trace_probes, 1)?;
+        check(
+            self.hessian_spectrum <= 2000,
+            &key("hessian_spectrum"),
+            self.hessian_spectrum,
+            "at most 2000 eigenvalues (0 to skip)",
+        )?;
+        check_batch_size(config, n, &key("train_samples"))
+    }
+
+    /// Training images used, given the number in the dataset.
+    pub fn training_images(&self, available: usize) -> usize {
+        if self.train_samples == 0 {
+            available
+        } else {
+            self.train_samples
         }
     }
 }
 
-impl FashionMnistConfig {
-    fn validate(&self, config: &Config) -> Result<(), Invalid> {
-        at_least("fashion_mnist.train_samples", self.train_samples, 2)?;
+/// SGD's batch size against the `n` training samples (named by `samples_key`).
+pub fn check_batch_size(config: &Config, n: usize, samples_key: &str) -> Result<(), Invalid> {
+    let m = config.noise.batch_size;
+    check(
+        m <= n,
+        "noise.batch_size",
+        m,
+        &format!("at most the {n} training samples ({samples_key})"),
+    )?;
+    if config.noise.covariance == crate::dynamics::CovarianceSource::Minibatches {
         check(
-            self.train_samples <= 60_000,
-            "fashion_mnist.train_samples",
-            self.train_samples,
-            "at most 60000 (the training set)",
-        )?;
-        check(
-            self.corrupted <= self.train_samples,
-            "fashion_mnist.corrupted",
-            self.corrupted,
-            &format!(
-                "at most fashion_mnist.train_samples = {}",
-                self.train_samples
-            ),
-        )?;
-        positive("fashion_mnist.gd_eta", self.gd_eta)?;
-        positive("fashion_mnist.eta", self.eta)?;
-        at_least("fashion_mnist.iterations", self.iterations, 1)?;
-        at_least("fashion_mnist.metrics_every", self.metrics_every, 1)?;
-        at_least("fashion_mnist.sharpness_samples", self.sharpness_samples, 2)?;
-        positive("fashion_mnist.sharpness_delta", self.sharpness_delta)?;
-        at_least("fashion_mnist.trace_probes", self.trace_probes, 1)?;
-        check(
-            self.hessian_spectrum <= 2000,
-            "fashion_mnist.hessian_spectrum",
-            self.hessian_spectrum,
-            "at most 2000 eigenvalues (0 to skip)",
-        )?;
-        let m = config.noise.batch_size;
-        check(
-            m <= self.train_samples,
+            n / m >= 2,
             "noise.batch_size",
             m,
             &format!(
-                "at most fashion_mnist.train_samples = {}",
-                self.train_samples
+                "at most half the {n} training samples ({samples_key}): Σ needs at least two minibatches"
             ),
         )?;
-        if config.noise.covariance == crate::dynamics::CovarianceSource::Minibatches {
-            check(
-                self.train_samples / m >= 2,
-                "noise.batch_size",
-                m,
-                &format!(
-                    "at most fashion_mnist.train_samples / 2 = {} (Σ needs at least two minibatches)",
-                    self.train_samples / 2
-                ),
-            )?;
-        }
-        Ok(())
     }
+    Ok(())
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -488,6 +594,10 @@ pub const PRESETS: &[(&str, &str)] = &[
         "one_hidden_released",
         include_str!("../configs/one_hidden_released.toml"),
     ),
+    (
+        "cifar10_vgg11",
+        include_str!("../configs/cifar10_vgg11.toml"),
+    ),
 ];
 
 /// Loads `name_or_path`: a file if one exists there, else an embedded preset name.
@@ -730,6 +840,7 @@ impl Config {
             ExperimentKind::Toy2d => self.toy2d().validate(self)?,
             ExperimentKind::OneHidden => self.one_hidden().validate(self)?,
             ExperimentKind::FashionMnist => self.fashion_mnist().validate(self)?,
+            ExperimentKind::Cifar10 => self.cifar10().validate(self)?,
         }
         for (key, given, used) in [
             (
@@ -747,6 +858,11 @@ impl Config {
                 self.fashion_mnist.is_some(),
                 self.experiment == ExperimentKind::FashionMnist,
             ),
+            (
+                "cifar10",
+                self.cifar10.is_some(),
+                self.experiment == ExperimentKind::Cifar10,
+            ),
         ] {
             check(
                 !given || used,
@@ -763,6 +879,28 @@ impl Config {
         self.fashion_mnist.clone().unwrap_or_default()
     }
 
+    /// The image-classification protocol's outline, for experiments that run it.
+    pub fn classification(&self) -> Option<ClassificationOutline> {
+        fn outline<D: ImageDataset>(c: ImageConfig<D>) -> ClassificationOutline {
+            ClassificationOutline {
+                train_samples: c.train_samples,
+                corrupted: c.corrupted,
+                gd_iterations: c.gd_iterations,
+                iterations: c.iterations,
+            }
+        }
+        match self.experiment {
+            ExperimentKind::FashionMnist => Some(outline(self.fashion_mnist())),
+            ExperimentKind::Cifar10 => Some(outline(self.cifar10())),
+            ExperimentKind::Toy2d | ExperimentKind::OneHidden => None,
+        }
+    }
+
+    /// The CIFAR-10 experiment's settings (defaults when the table is absent).
+    pub fn cifar10(&self) -> Cifar10Config {
+        self.cifar10.clone().unwrap_or_default()
+    }
+
     /// The one-hidden-layer experiment's settings (defaults when the table is absent).
     pub fn one_hidden(&self) -> OneHiddenConfig {
         self.one_hidden.clone().unwrap_or_default()
@@ -773,7 +911,7 @@ impl Config {
         match self.experiment {
             ExperimentKind::Toy2d => self.toy2d().seeds,
             ExperimentKind::OneHidden => self.one_hidden().widths.len(),
-            ExperimentKind::FashionMnist => 1,
+            ExperimentKind::FashionMnist | ExperimentKind::Cifar10 => 1,
         }
     }
 

@@ -63,7 +63,7 @@ enum Command {
         /// Worker threads (same as --set threads=N).
         #[arg(long)]
         threads: Option<usize>,
-        /// Dataset directory (same as --set fashion_mnist.data_dir="DIR").
+        /// Dataset directory (same as --set fashion_mnist.data_dir="DIR", or cifar10.data_dir).
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
         #[command(flatten)]
@@ -208,12 +208,13 @@ fn data_dir_override(
     let loaded = config::load(config, overrides)?;
     let key = match loaded.config.experiment {
         config::ExperimentKind::FashionMnist => "fashion_mnist.data_dir",
+        config::ExperimentKind::Cifar10 => "cifar10.data_dir",
         other => {
             return Err(Error::Config(config::ConfigError {
                 source: loaded.source,
                 key: Some("--data-dir".into()),
                 problem: format!(
-                    "experiment \"{}\" reads no dataset; --data-dir applies to fashion_mnist",
+                    "experiment \"{}\" reads no dataset; --data-dir applies to fashion_mnist and cifar10",
                     other.key()
                 ),
             }))

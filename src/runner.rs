@@ -1,9 +1,10 @@
 //! Starts an experiment's workers in the background and reports how the run ended.
 
+use crate::config::{Cifar10, FashionMnist};
 use crate::config::{ExperimentKind, LoadedConfig};
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, EventSender, RunInfo, RunStatus};
-use crate::experiments::{fashion_mnist, one_hidden, toy2d};
+use crate::experiments::{classification, one_hidden, toy2d};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,6 +34,21 @@ impl RunHandle {
 }
 
 /// What a run is, for the observers.
+/// D, iterations (phase 1 and 2: the record counts from phase 1's start), one
+/// trajectory per dynamics, its label and the metrics measured.
+fn classification_info<D: classification::Dataset>(
+    config: &crate::config::Config,
+) -> (usize, u64, usize, Vec<String>, Vec<crate::events::Metric>) {
+    let cfg = D::settings(config);
+    (
+        D::PARAMETERS,
+        (cfg.gd_iterations + cfg.iterations) as u64,
+        1,
+        classification::labels(),
+        classification::metrics(cfg.curvature_metrics),
+    )
+}
+
 pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo {
     let config = &loaded.config;
     let (dim, iterations, replicates, replicate_labels, metrics) = match config.experiment {
@@ -57,16 +73,8 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
                 one_hidden::METRICS.to_vec(),
             )
         }
-        ExperimentKind::FashionMnist => {
-            let cfg = config.fashion_mnist();
-            (
-                crate::models::lenet::PARAMETERS,
-                cfg.iterations as u64,
-                1,
-                fashion_mnist::labels(),
-                fashion_mnist::METRICS.to_vec(),
-            )
-        }
+        ExperimentKind::FashionMnist => classification_info::<FashionMnist>(config),
+        ExperimentKind::Cifar10 => classification_info::<Cifar10>(config),
     };
     RunInfo {
         experiment: config.experiment.key().to_string(),
@@ -106,8 +114,11 @@ pub fn start(
             let result = match config.experiment {
                 ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag, &skip),
                 ExperimentKind::OneHidden => one_hidden::run_live(&config, &events, &flag, &skip),
-                ExperimentKind::FashionMnist => {
-                    fashion_mnist::run_live(&config, &events, &flag, &skip, &run_dir)
+                ExperimentKind::FashionMnist => classification::run_live::<FashionMnist>(
+                    &config, &events, &flag, &skip, &run_dir,
+                ),
+                ExperimentKind::Cifar10 => {
+                    classification::run_live::<Cifar10>(&config, &events, &flag, &skip, &run_dir)
                 }
             };
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.
@@ -116,6 +127,10 @@ pub fn start(
                 format!("workers done in {:.3} s", start.elapsed().as_secs_f64()),
             );
             let status = match result {
+                // Stopped during a shared phase (e.g. the GD phase to θ_GD).
+                Err(crate::Error::Stopped) if flag.load(Ordering::Relaxed) => {
+                    RunStatus::Interrupted
+                }
                 Err(e) => {
                     events.log(None, format!("run failed: {e}"));
                     RunStatus::Failed

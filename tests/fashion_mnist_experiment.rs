@@ -28,6 +28,8 @@ fn run(out: &Path, extra: &[String]) -> std::process::Output {
         "--set",
         "fashion_mnist.gd_iterations=30",
         "--set",
+        "fashion_mnist.gd_metrics_every=10",
+        "--set",
         "fashion_mnist.iterations=4",
         "--set",
         "fashion_mnist.metrics_every=2",
@@ -102,8 +104,10 @@ fn runs_records_and_reuses_theta_gd() {
         ] {
             assert!(d[m].is_number(), "{key}: {m} missing in {d}");
         }
-        assert_eq!(d["last_iteration"], 4);
+        // Iterations count from the start of the GD phase: θ_GD is iteration 30.
+        assert_eq!(d["last_iteration"], 34);
     }
+    assert_eq!(s1["gd_iterations"], 30);
 
     // Fig. 3a: the top Hessian eigenvalues at θ_GD, descending, under GD's spectra.
     let f = hdf5::File::open(first.join("run.h5")).unwrap();
@@ -113,6 +117,31 @@ fn runs_records_and_reuses_theta_gd() {
         .read_2d::<f64>()
         .unwrap();
     assert_eq!(values.shape(), &[1, 6]);
+    let spectrum_at = f
+        .dataset("dynamics/gd/spectra/hessian/iteration")
+        .unwrap()
+        .read_raw::<u64>()
+        .unwrap();
+    assert_eq!(spectrum_at, vec![30]);
+    // Fig. 4: GD's curve holds the GD phase (every 10 iterations) before θ_GD; the
+    // other dynamics start at θ_GD.
+    let iterations = |kind: &str| {
+        f.dataset(&format!("dynamics/{kind}/replicates/0/metrics/iteration"))
+            .unwrap()
+            .read_raw::<u64>()
+            .unwrap()
+    };
+    assert_eq!(iterations("gd"), vec![0, 10, 20, 30, 32, 34]);
+    assert_eq!(iterations("sgd"), vec![30, 32, 34]);
+    let gd_sharpness = f
+        .dataset("dynamics/gd/replicates/0/metrics/sharpness")
+        .unwrap()
+        .read_raw::<f64>()
+        .unwrap();
+    assert!(
+        gd_sharpness.iter().all(|x| x.is_finite()),
+        "{gd_sharpness:?}"
+    );
     assert!(values.row(0).windows(2).into_iter().all(|w| w[0] >= w[1]));
     assert!(values[[0, 0]] > 0.0);
 

@@ -32,6 +32,39 @@ pub fn read_batches(paths: &[PathBuf], limit: Option<usize>) -> Result<ImageSet>
     Ok(set)
 }
 
+/// The official training batches, in order.
+pub const TRAINING_BATCHES: [&str; 5] = [
+    "data_batch_1.bin",
+    "data_batch_2.bin",
+    "data_batch_3.bin",
+    "data_batch_4.bin",
+    "data_batch_5.bin",
+];
+
+/// One split from a directory holding the official file names. The training split is
+/// `data_batch_1.bin` and those of `data_batch_2..5.bin` that follow it without a gap
+/// (the real subsets ship only the first); the files read are returned with the set.
+pub fn read_split(
+    dir: &Path,
+    split: super::Split,
+    limit: Option<usize>,
+) -> Result<(ImageSet, Vec<PathBuf>)> {
+    let paths: Vec<PathBuf> = match split {
+        super::Split::Test => vec![dir.join("test_batch.bin")],
+        super::Split::Train => {
+            let mut found = vec![dir.join(TRAINING_BATCHES[0])];
+            found.extend(
+                TRAINING_BATCHES[1..]
+                    .iter()
+                    .map(|name| dir.join(name))
+                    .take_while(|p| p.is_file()),
+            );
+            found
+        }
+    };
+    Ok((read_batches(&paths, limit)?, paths))
+}
+
 fn open_error(path: &Path, e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::NotFound {
         Error::data(

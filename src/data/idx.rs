@@ -24,19 +24,13 @@ const MAX_IMAGE_PIXELS: usize = 1 << 20;
 /// training images are 47 MB). Larger files, and gzip bombs, are refused with an error.
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
-/// Which half of the dataset.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Test,
-}
+pub use super::Split;
 
-impl Split {
-    fn stem(self) -> &'static str {
-        match self {
-            Split::Train => "train",
-            Split::Test => "t10k",
-        }
+/// The official file names' prefix of a split.
+fn stem(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train",
+        Split::Test => "t10k",
     }
 }
 
@@ -309,8 +303,8 @@ fn locate(dir: &Path, stem: &str) -> Result<PathBuf> {
 
 /// One split of (Fashion-)MNIST from a directory holding the official file names.
 pub fn read_split(dir: &Path, split: Split, limit: Option<usize>) -> Result<ImageSet> {
-    let images = locate(dir, &format!("{}-images-idx3-ubyte", split.stem()))?;
-    let labels = locate(dir, &format!("{}-labels-idx1-ubyte", split.stem()))?;
+    let images = locate(dir, &format!("{}-images-idx3-ubyte", stem(split)))?;
+    let labels = locate(dir, &format!("{}-labels-idx1-ubyte", stem(split)))?;
     read_pair(&images, &labels, limit)
 }
 

@@ -3,6 +3,13 @@
 pub mod cifar;
 pub mod idx;
 
+/// Which half of a dataset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
 /// Images as one flat `N × C × H × W` array of raw 8-bit pixels (row-major, channel
 /// planes first), with integer labels. Models scale them to [0, 1] in their own
 /// floating-point type (as PyTorch's `ToTensor`: x / 255).

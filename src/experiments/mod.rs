@@ -1,9 +1,10 @@
 //! Experiment protocols (SPEC §4), one file each, and what their workers share.
 
-pub mod fashion_mnist;
+pub mod classification;
 pub mod one_hidden;
 pub mod toy2d;
 
+use crate::config::{Cifar10, ExperimentKind, FashionMnist};
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, EventSender};
 use crate::{Error, Result};
@@ -14,8 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 /// corrupt data is an error naming the file, not a failed run.
 pub fn preflight(config: &crate::config::Config) -> Result<()> {
     match config.experiment {
-        crate::config::ExperimentKind::FashionMnist => fashion_mnist::preflight(config),
-        _ => Ok(()),
+        ExperimentKind::FashionMnist => classification::preflight::<FashionMnist>(config),
+        ExperimentKind::Cifar10 => classification::preflight::<Cifar10>(config),
+        ExperimentKind::Toy2d | ExperimentKind::OneHidden => Ok(()),
     }
 }
 

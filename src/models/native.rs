@@ -659,6 +659,9 @@ const CHUNK_BYTES: usize = 8 << 20;
 /// Samples per chunk at most, so that small networks still spread over the cores.
 const MAX_CHUNK: usize = 64;
 
+/// Chunks computed at once before their results are summed (in chunk order).
+const WAVE: usize = 16;
+
 /// Images (N × C × H × W bytes) as N × H × W × C values in [0, 1].
 fn nhwc<T: Float>(data: &ImageSet) -> Vec<T> {
     let (c, h, w) = data.shape;
@@ -703,7 +706,10 @@ impl<T: Float> NativeClassifier<T> {
         let budget = std::env::var("NOISELAB_CHUNK_BYTES")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(CHUNK_BYTES);
+            .unwrap_or(CHUNK_BYTES)
+            // A chunk's result can be a whole gradient: for wide networks (VGG11: 39 MB of
+            // f32 parameters) chunks of one sample would spend their time adding those.
+            .max(2 * arch.dim() * std::mem::size_of::<T>());
         // The partition into chunks fixes the order of every sum, so it must not depend
         // on the thread count: results are bitwise the same on any number of cores.
         let chunk = (budget / per_sample.max(1)).clamp(1, MAX_CHUNK);
@@ -744,8 +750,19 @@ impl<T: Float> NativeClassifier<T> {
         f: impl Fn(&[usize]) -> R + Sync + Send,
         reduce: impl Fn(R, R) -> R + Sync + Send,
     ) -> Option<R> {
-        let parts: Vec<R> = indices.par_chunks(chunk.max(1)).map(f).collect();
-        parts.into_iter().reduce(reduce)
+        // Waves of a fixed number of chunks bound the memory held at once (a chunk's
+        // result may be a whole gradient: 78 MB for VGG11) without changing the order.
+        let mut total: Option<R> = None;
+        for wave in indices.chunks(chunk.max(1) * WAVE) {
+            let parts: Vec<R> = wave.par_chunks(chunk.max(1)).map(&f).collect();
+            for part in parts {
+                total = Some(match total {
+                    None => part,
+                    Some(acc) => reduce(acc, part),
+                });
+            }
+        }
+        total
     }
 
     /// Mean loss and accuracy on `data`.

@@ -64,7 +64,9 @@ impl RecordState {
     pub fn new(header: Header, config: Config) -> Self {
         let toy = match config.experiment {
             ExperimentKind::Toy2d => Some(ToyAssembly::new(&config)),
-            ExperimentKind::OneHidden | ExperimentKind::FashionMnist => None,
+            ExperimentKind::OneHidden | ExperimentKind::FashionMnist | ExperimentKind::Cifar10 => {
+                None
+            }
         };
         RecordState {
             header,
@@ -218,8 +220,8 @@ impl RecordState {
                 outcome.table()
             );
         }
-        if self.config.experiment == ExperimentKind::FashionMnist {
-            return self.fashion_mnist_text(&partial);
+        if self.config.classification().is_some() {
+            return self.classification_text(&partial);
         }
         let mut out = format!(
             "Tr(HΣ)/Tr(HΣ̄) at the end of training, by hidden width (Fig. 2){partial}:\n{:<18} {:>8} {:>7} {:>14} {:>12} {:>12} {:>9} {:>9}\n",
@@ -255,11 +257,10 @@ impl RecordState {
         out
     }
 
-    /// Figs. 4 and 6 in numbers: where each dynamics ended, against where it started
-    /// (θ_GD, its first measurement).
-    fn fashion_mnist_text(&self, partial: &str) -> String {
+    /// Figs. 4, 6 and 7 in numbers: where each dynamics ended.
+    fn classification_text(&self, partial: &str) -> String {
         let mut out = format!(
-            "From θ_GD: final test accuracy and expected sharpness by dynamics (Figs. 4, 6){partial}:\n{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+            "From θ_GD: final test accuracy and expected sharpness by dynamics (Figs. 4, 6, 7){partial}:\n{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
             "dynamics", "test acc", "train acc", "sharpness", "Tr(HΣ)", "iteration"
         );
         for &kind in &self.config.dynamics {
@@ -291,7 +292,9 @@ impl RecordState {
         match self.config.experiment {
             ExperimentKind::Toy2d => vec![],
             ExperimentKind::OneHidden => one_hidden::labels(&self.config.one_hidden()),
-            ExperimentKind::FashionMnist => crate::experiments::fashion_mnist::labels(),
+            ExperimentKind::FashionMnist | ExperimentKind::Cifar10 => {
+                crate::experiments::classification::labels()
+            }
         }
     }
 

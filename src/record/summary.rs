@@ -37,24 +37,27 @@ pub fn toy2d(outcome: &ToyOutcome, status: RunStatus) -> Value {
 pub fn of(state: &RecordState, status: RunStatus) -> Value {
     match state.toy_outcome() {
         Some(outcome) => toy2d(&outcome, status),
-        None if state.config.experiment == crate::config::ExperimentKind::FashionMnist => {
-            fashion_mnist(state, status)
-        }
+        None if state.config.classification().is_some() => classification(state, status),
         None => one_hidden(state, status),
     }
 }
 
-/// Figs. 4 and 6: per dynamics, the final train and test accuracy and expected sharpness
-/// (and the other final metrics), with the same at θ_GD (the first measurement).
-pub fn fashion_mnist(state: &RecordState, status: RunStatus) -> Value {
-    let cfg = state.config.fashion_mnist();
+/// Figs. 4, 6 and 7: per dynamics, the final train and test accuracy and expected
+/// sharpness (and the other final metrics), with the same at θ_GD (the first measurement
+/// of phase 2; GD's earlier ones are phase 1's).
+pub fn classification(state: &RecordState, status: RunStatus) -> Value {
+    let cfg = state
+        .config
+        .classification()
+        .expect("called for classification experiments");
     let mut dynamics = Map::new();
     for &kind in &state.config.dynamics {
         let mut entry = Map::new();
         entry.insert("label".into(), json!(kind.label()));
         if let Some(series) = state.metrics.get(&(kind, 0)) {
             for (metric, points) in series {
-                if let (Some(first), Some(last)) = (points.first(), points.last()) {
+                let at_theta_gd = points.iter().find(|p| p.0 >= cfg.gd_iterations as u64);
+                if let (Some(first), Some(last)) = (at_theta_gd, points.last()) {
                     if last.1.is_finite() {
                         entry.insert(format!("final_{}", metric.key()), json!(last.1));
                     }
@@ -68,8 +71,9 @@ pub fn fashion_mnist(state: &RecordState, status: RunStatus) -> Value {
         dynamics.insert(kind.key().to_string(), Value::Object(entry));
     }
     json!({
-        "experiment": "fashion_mnist",
+        "experiment": state.config.experiment.key(),
         "status": status.key(),
+        "gd_iterations": cfg.gd_iterations,
         "iterations": cfg.iterations,
         "train_samples": cfg.train_samples,
         "corrupted": cfg.corrupted,
