@@ -237,7 +237,7 @@ pub enum Precision {
 
 impl<D: ImageDataset> ImageConfig<D> {
     /// `section.name`, for error messages.
-    fn key(name: &str) -> String {
+    pub(crate) fn key(name: &str) -> String {
         format!("{}.{name}", D::SECTION)
     }
 
@@ -253,11 +253,7 @@ impl<D: ImageDataset> ImageConfig<D> {
             ),
         )?;
         // The training set's size when all of it is used is checked against the data.
-        let n = if self.train_samples == 0 {
-            D::TRAINING_SET
-        } else {
-            self.train_samples
-        };
+        let n = self.training_images(D::TRAINING_SET);
         check(
             self.corrupted <= n,
             &key("corrupted"),
@@ -290,8 +286,13 @@ impl<D: ImageDataset> ImageConfig<D> {
     }
 }
 
-/// SGD's batch size against the `n` training samples (named by `samples_key`).
-pub fn check_batch_size(config: &Config, n: usize, samples_key: &str) -> Result<(), Invalid> {
+/// SGD's batch size against the `n` training samples (named by `samples_key`); also run
+/// on the number of images found when the whole training set is used.
+pub(crate) fn check_batch_size(
+    config: &Config,
+    n: usize,
+    samples_key: &str,
+) -> Result<(), Invalid> {
     let m = config.noise.batch_size;
     check(
         m <= n,

@@ -19,6 +19,23 @@ fn noiselab(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `noiselab run cifar10_vgg11 -q --out OUT --data-dir DIR --set S …`
+fn run_preset(out: &Path, data_dir: &str, sets: &[&str]) -> Output {
+    let mut args = vec![
+        "run",
+        "cifar10_vgg11",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+        "--data-dir",
+        data_dir,
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    noiselab(&args)
+}
+
 #[test]
 fn preset_validates_and_takes_steps_on_the_subset() {
     let o = noiselab(&["check", "cifar10_vgg11"]);
@@ -26,32 +43,20 @@ fn preset_validates_and_takes_steps_on_the_subset() {
 
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("runs");
-    let data = subset();
-    let o = noiselab(&[
-        "run",
-        "cifar10_vgg11",
-        "-q",
-        "--out",
-        out.to_str().unwrap(),
-        "--data-dir",
-        &data,
-        "--set",
-        "cifar10.train_samples=16",
-        "--set",
-        "cifar10.test_samples=8",
-        "--set",
-        "noise.batch_size=4",
-        "--set",
-        "cifar10.gd_iterations=2",
-        "--set",
-        "cifar10.gd_metrics_every=1",
-        "--set",
-        "cifar10.iterations=2",
-        "--set",
-        "cifar10.metrics_every=1",
-        "--set",
-        "cifar10.sharpness_samples=4",
-    ]);
+    let o = run_preset(
+        &out,
+        &subset(),
+        &[
+            "cifar10.train_samples=16",
+            "cifar10.test_samples=8",
+            "noise.batch_size=4",
+            "cifar10.gd_iterations=2",
+            "cifar10.gd_metrics_every=1",
+            "cifar10.iterations=2",
+            "cifar10.metrics_every=1",
+            "cifar10.sharpness_samples=4",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let run_dir = out;
     assert_eq!(
@@ -98,15 +103,7 @@ fn preset_validates_and_takes_steps_on_the_subset() {
 fn missing_data_and_runs_that_cannot_fit_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("runs");
-    let o = noiselab(&[
-        "run",
-        "cifar10_vgg11",
-        "-q",
-        "--out",
-        out.to_str().unwrap(),
-        "--data-dir",
-        "/nonexistent/cifar",
-    ]);
+    let o = run_preset(&out, "/nonexistent/cifar", &[]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -115,18 +112,7 @@ fn missing_data_and_runs_that_cannot_fit_are_refused() {
     );
 
     // Σ from 4,000 per-sample gradients of 9.75 M parameters: 312 GB per dynamics.
-    let data = subset();
-    let o = noiselab(&[
-        "run",
-        "cifar10_vgg11",
-        "-q",
-        "--out",
-        out.to_str().unwrap(),
-        "--data-dir",
-        &data,
-        "--set",
-        "noise.covariance=\"per_sample\"",
-    ]);
+    let o = run_preset(&out, &subset(), &["noise.covariance=\"per_sample\""]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

@@ -14,9 +14,7 @@
 //! which were relabelled goes to `corrupted.json`.
 
 use super::{end_trajectory, report_end};
-use crate::config::{
-    Cifar10, Config, ExperimentKind, FashionMnist, ImageConfig, ImageDataset, Precision,
-};
+use crate::config::{Cifar10, Config, FashionMnist, ImageConfig, ImageDataset, Precision};
 use crate::data::{cifar, idx, ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
@@ -39,7 +37,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// A dataset and the network the protocol trains on it.
 pub trait Dataset: ImageDataset {
-    const EXPERIMENT: ExperimentKind;
     /// The network's parameter count D.
     const PARAMETERS: usize;
     fn architecture() -> Result<Architecture>;
@@ -49,7 +46,6 @@ pub trait Dataset: ImageDataset {
 }
 
 impl Dataset for FashionMnist {
-    const EXPERIMENT: ExperimentKind = ExperimentKind::FashionMnist;
     const PARAMETERS: usize = lenet::PARAMETERS;
     fn architecture() -> Result<Architecture> {
         lenet::architecture()
@@ -66,7 +62,6 @@ impl Dataset for FashionMnist {
 }
 
 impl Dataset for Cifar10 {
-    const EXPERIMENT: ExperimentKind = ExperimentKind::Cifar10;
     const PARAMETERS: usize = vgg11::PARAMETERS;
     fn architecture() -> Result<Architecture> {
         vgg11::architecture()
@@ -147,7 +142,7 @@ pub fn load_data<D: Dataset>(config: &Config) -> Result<Data> {
     let dir = Path::new(&cfg.data_dir);
     let (full, train_source) = D::read(dir, Split::Train, None)?;
     let n = cfg.training_images(full.len());
-    let key = |name: &str| format!("{}.{name}", D::SECTION);
+    let key = ImageConfig::<D>::key;
     if full.len() < n.max(2) || cfg.corrupted > n {
         return Err(Error::data(
             dir,
@@ -161,21 +156,11 @@ pub fn load_data<D: Dataset>(config: &Config) -> Result<Data> {
             ),
         ));
     }
-    // With the whole set (train_samples = 0) the batch size is checked against the data.
-    let m = config.noise.batch_size;
-    let batches_needed = match config.noise.covariance {
-        crate::dynamics::CovarianceSource::Minibatches => 2,
-        crate::dynamics::CovarianceSource::PerSample => 1,
-    };
-    if n / m < batches_needed {
-        return Err(Error::data(
-            dir,
-            format!(
-                "{n} training images are too few for noise.batch_size = {m} \
-                 (Σ needs {batches_needed} minibatch(es) of it)"
-            ),
-        ));
-    }
+    // With the whole set (train_samples = 0) the batch size is checked against the data:
+    // the config's own check, on the number of images found.
+    crate::config::check_batch_size(config, n, &key("train_samples")).map_err(
+        |(key, problem)| Error::data(dir, format!("{n} training images here; {key}: {problem}")),
+    )?;
     let mut rng = rng::stream(config.seed, 0, Purpose::Data);
     let picked = if cfg.train_samples == 0 {
         (0..n).collect()
