@@ -1,4 +1,4 @@
-//! LeNet workloads of the paper on 1,200 real FashionMNIST images (SPEC §4.3), timed for
+//! LeNet workloads of the paper on 1,200 real FashionMNIST images (METHOD.md §4.3), timed for
 //! the side-by-side comparison with PyTorch (`scripts/bench_networks.sh` runs this and
 //! `scripts/bench_torch.py` in one go and prints the table of docs/BENCHMARKS.md).
 //!

@@ -1,4 +1,4 @@
-//! What the paper's FashionMNIST protocol (SPEC §4.3) costs on this machine, measured
+//! What the paper's FashionMNIST protocol (docs/METHOD.md §4.3) costs on this machine, measured
 //! piece by piece on LeNet with 1,200 real images and projected to the whole run:
 //! 3,000 GD iterations, then 8 dynamics × 15,000 iterations, plus a metrics evaluation
 //! (train and test loss/accuracy, expected sharpness with M = 1000 and δ = 0.01,
@@ -89,7 +89,6 @@ fn main() {
             engine::run(
                 &model,
                 theta.clone(),
-                0.07,
                 iterations,
                 &mut model_noise,
                 |_, _, _| Ok(()),
@@ -114,10 +113,7 @@ fn main() {
                 let (model, theta, noise) = (&model, &theta, &noise);
                 scope.spawn(move || {
                     let mut m = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
-                    engine::run(model, theta.clone(), 0.07, iterations, &mut m, |_, _, _| {
-                        Ok(())
-                    })
-                    .unwrap()
+                    engine::run(model, theta.clone(), iterations, &mut m, |_, _, _| Ok(())).unwrap()
                 });
             }
         })

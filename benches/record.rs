@@ -1,11 +1,12 @@
 //! Record write throughput (`cargo bench --bench record`): θ checkpoints of LeNet's size
-//! (D = 11,330, with a GLD Hessian noise state: two RNG streams and a top-20 factor) each
-//! synced to disk as the recorder does, and the toy's replicate records as the journal
-//! takes them (handed to the OS, synced at the end).
+//! (D = 11,330, with a GLD Hessian noise state: two RNG streams and a top-20 factor) as
+//! the recorder writes them (a journal frame synced, then the checkpoint file replaced
+//! atomically), and the toy's replicate records as the journal takes them (handed to
+//! the OS, synced at the end).
 
 use noiselab::config::NoiseConfig;
 use noiselab::dynamics::{DynamicsKind, NoiseModel, NoiseShape};
-use noiselab::engine::Checkpoint;
+use noiselab::engine::{Checkpoint, StepRule};
 use noiselab::events::Event;
 use noiselab::linalg::Eigenpairs;
 use noiselab::record::journal::{self, Body};
@@ -31,6 +32,8 @@ fn main() {
         iteration: 1000,
         theta: (0..d).map(|i| (i as f64).cos()).collect(),
         noise: state,
+        step: StepRule::Plain,
+        measurements: None,
     };
     let n = if smoke { 5 } else { 200 };
     let path = dir.join("checkpoints.bin");
@@ -41,11 +44,15 @@ fn main() {
         bytes += w
             .write(Body::Checkpoint {
                 dynamics: DynamicsKind::GldHessian,
-                replicate: i,
-                checkpoint: Box::new(checkpoint.clone()),
+                replicate: i % 8,
+                iteration: checkpoint.iteration as u64,
             })
             .unwrap();
         w.sync().unwrap();
+        noiselab::record::checkpoint::write(&dir, DynamicsKind::GldHessian, i % 8, &checkpoint)
+            .unwrap();
+        let file = noiselab::record::checkpoint::path(&dir, DynamicsKind::GldHessian, i % 8);
+        bytes += std::fs::metadata(file).unwrap().len() as usize;
     }
     let secs = start.elapsed().as_secs_f64();
     println!(
@@ -63,7 +70,15 @@ fn main() {
     .unwrap();
     let run =
         noiselab::experiments::toy2d::run_one(&loaded.config, 0, DynamicsKind::GldEig1).unwrap();
-    let run = Arc::new(run);
+    let summary = Arc::new(
+        run.summary(
+            loaded
+                .config
+                .settings::<noiselab::experiments::toy2d::Toy2dConfig>()
+                .unwrap()
+                .success_below,
+        ),
+    );
     let path = dir.join("replicates.bin");
     let mut w = journal::Writer::create(&path).unwrap();
     let m = if smoke { 10 } else { 2000 };
@@ -73,7 +88,7 @@ fn main() {
         bytes += w
             .write(Body::Event(Event::ReplicateFinished {
                 dynamics: DynamicsKind::GldEig1,
-                run: run.clone(),
+                summary: summary.clone(),
             }))
             .unwrap();
         w.flush().unwrap();

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference values for noiselab's LeNet (SPEC §4.3), written as a test fixture.
+"""PyTorch reference values for noiselab's LeNet (METHOD.md §4.3), written as a test fixture.
 
 Computes, in float64 with PyTorch's own layers (F.conv2d, F.max_pool2d, F.linear,
 F.cross_entropy), on the first 16 training images of the real FashionMNIST subset:

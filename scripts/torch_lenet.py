@@ -1,4 +1,4 @@
-"""What the PyTorch-side scripts share: the paper's LeNet (SPEC §4.3) in PyTorch's own
+"""What the PyTorch-side scripts share: the paper's LeNet (METHOD.md §4.3) in PyTorch's own
 layers, and a reader of (Fashion-)MNIST IDX .gz files. Imported by
 scripts/reference_lenet.py and scripts/bench_torch.py."""
 import gzip

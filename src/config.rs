@@ -5,10 +5,9 @@
 use crate::dynamics::{
     CovarianceSource, DynamicsKind, Magnitude, NoiseSpec, ScaleRule, ShapeSource, Units,
 };
-pub use crate::models::one_hidden::{OutputLoss, OutputWeights};
+pub use crate::experiments::Settings;
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::marker::PhantomData;
 use std::path::Path;
 
 /// A configuration problem. `source` is the file (or `--set`), `key` the dotted key.
@@ -34,283 +33,39 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The experiments noiselab knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExperimentKind {
-    /// The two-basin toy of SPEC §4.1 (Fig. 1).
-    Toy2d,
-    /// One hidden layer with a fixed output layer, several widths (SPEC §4.2, Fig. 2).
-    OneHidden,
-    /// LeNet on FashionMNIST with corrupted labels (SPEC §4.3, Figs. 3–6).
-    FashionMnist,
-    /// VGG11 on CIFAR-10 (SPEC §4.4, Fig. 7): the same protocol, GPU-sized.
-    Cifar10,
-}
-
-impl ExperimentKind {
-    pub fn key(self) -> &'static str {
-        match self {
-            ExperimentKind::Toy2d => "toy2d",
-            ExperimentKind::OneHidden => "one_hidden",
-            ExperimentKind::FashionMnist => "fashion_mnist",
-            ExperimentKind::Cifar10 => "cifar10",
-        }
-    }
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A run's configuration: the chosen experiment with its section, and what every
+/// experiment shares.
+#[derive(Clone, Debug, PartialEq)]
 pub struct Config {
-    pub experiment: ExperimentKind,
+    /// `experiment = "<key>"` and its `[<key>]` section.
+    pub experiment: Settings,
     /// Prefix of the run directory `runs/<name>-<UTC time>`; defaults to the experiment.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Master seed: every (replicate, dynamics) draws from its own stream of it.
-    #[serde(default)]
     pub seed: u64,
     /// Worker threads; defaults to the available cores.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// Dynamics to run, by config key (SPEC §2).
+    /// Dynamics to run, by config key (docs/METHOD.md §2).
     pub dynamics: Vec<DynamicsKind>,
-    #[serde(default)]
     pub noise: NoiseConfig,
-    #[serde(default)]
     pub record: RecordConfig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub toy2d: Option<Toy2dConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub one_hidden: Option<OneHiddenConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fashion_mnist: Option<FashionMnistConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cifar10: Option<Cifar10Config>,
 }
 
-/// The image-classification protocol of SPEC §4.3–§4.4, shared by its datasets: GD to a
-/// sharp minimum θ_GD on a training set (some of it relabelled wrongly), then every
-/// dynamics from θ_GD. `D` names the dataset: its config section and its defaults.
+/// The keys every experiment shares, as they are read (unknown keys refused).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, bound = "")]
-pub struct ImageConfig<D: ImageDataset> {
-    /// Directory with the dataset's official files.
-    pub data_dir: String,
-    /// Training images drawn from the training set by the run's seed (0 = all of it) …
-    pub train_samples: usize,
-    /// … of which this many get a random wrong label.
-    pub corrupted: usize,
-    /// Test images (the first ones of the test set); 0 = all of it.
-    pub test_samples: usize,
-    /// Phase 1: GD step and iterations to θ_GD.
-    pub gd_eta: f64,
-    pub gd_iterations: usize,
-    /// Measure phase 1 every this many iterations (0 = not at all): Fig. 4's GD curve
-    /// before θ_GD.
-    pub gd_metrics_every: usize,
-    /// A θ_GD file (`theta_gd.f64` of an earlier run) to start from instead of phase 1.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub theta_gd: Option<String>,
-    /// Phase 2: the dynamics' step and iterations.
-    pub eta: f64,
-    pub iterations: usize,
-    /// Measure every this many iterations of phase 2 (and at its end).
-    pub metrics_every: usize,
-    /// Expected sharpness: Monte Carlo samples M, perturbation δ, |rise| as the released
-    /// code does (`abs`) or the signed rise.
-    pub sharpness_samples: usize,
-    pub sharpness_delta: f64,
-    pub sharpness_abs: bool,
-    /// Also measure Tr(HΣ), Tr(HΣ̄), their ratio, â and Tr H (K + trace_probes + Lanczos
-    /// Hessian-vector products per measurement); Fig. 7 needs none of them.
-    pub curvature_metrics: bool,
-    /// Hutchinson probes for Tr H.
-    pub trace_probes: usize,
-    /// Top Hessian eigenvalues computed at θ_GD (Fig. 3a; Lanczos); 0 skips them.
-    pub hessian_spectrum: usize,
-    /// `f32` or `f64` arithmetic in the network.
-    pub precision: Precision,
-    #[serde(skip)]
-    pub dataset: PhantomData<D>,
-}
-
-/// What the record's summaries need of an [`ImageConfig`], whatever its dataset.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ClassificationOutline {
-    pub train_samples: usize,
-    pub corrupted: usize,
-    /// Phase 2 (every dynamics from θ_GD) starts at this iteration.
-    pub gd_iterations: usize,
-    pub iterations: usize,
-}
-
-/// What differs between the datasets of [`ImageConfig`] as far as the config goes.
-pub trait ImageDataset: Clone + fmt::Debug + PartialEq + Send + Sync + 'static {
-    /// The experiment key and config section.
-    const SECTION: &'static str;
-    /// Images in the official training set.
-    const TRAINING_SET: usize;
-    fn defaults() -> ImageConfig<Self>;
-}
-
-/// SPEC §4.3: LeNet, 1,200 FashionMNIST training images of which 200 relabelled wrongly.
-#[derive(Clone, Debug, PartialEq)]
-pub struct FashionMnist;
-
-/// SPEC §4.4: VGG11 on the standard (clean) CIFAR-10 training set.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Cifar10;
-
-pub type FashionMnistConfig = ImageConfig<FashionMnist>;
-pub type Cifar10Config = ImageConfig<Cifar10>;
-
-impl ImageDataset for FashionMnist {
-    const SECTION: &'static str = "fashion_mnist";
-    const TRAINING_SET: usize = 60_000;
-    fn defaults() -> ImageConfig<Self> {
-        ImageConfig {
-            data_dir: "/usr/share/datasets/fashion-mnist".into(),
-            train_samples: 1200,
-            corrupted: 200,
-            test_samples: 0,
-            gd_eta: 0.1,
-            gd_iterations: 3000,
-            gd_metrics_every: 500,
-            theta_gd: None,
-            eta: 0.07,
-            iterations: 15_000,
-            metrics_every: 500,
-            sharpness_samples: 1000,
-            sharpness_delta: 0.01,
-            sharpness_abs: false,
-            curvature_metrics: true,
-            trace_probes: 20,
-            hessian_spectrum: 400,
-            precision: Precision::F32,
-            dataset: PhantomData,
-        }
-    }
-}
-
-impl ImageDataset for Cifar10 {
-    const SECTION: &'static str = "cifar10";
-    const TRAINING_SET: usize = 50_000;
-    fn defaults() -> ImageConfig<Self> {
-        ImageConfig {
-            // Where scripts/fetch-data.sh cifar puts the batches.
-            data_dir: "data".into(),
-            train_samples: 0,
-            corrupted: 0,
-            test_samples: 0,
-            gd_eta: 0.05,
-            gd_iterations: 3000,
-            gd_metrics_every: 500,
-            theta_gd: None,
-            eta: 0.05,
-            iterations: 15_000,
-            metrics_every: 500,
-            sharpness_samples: 100,
-            sharpness_delta: 0.01,
-            sharpness_abs: false,
-            curvature_metrics: false,
-            trace_probes: 20,
-            hessian_spectrum: 0,
-            precision: Precision::F32,
-            dataset: PhantomData,
-        }
-    }
-}
-
-impl<D: ImageDataset> Default for ImageConfig<D> {
-    fn default() -> Self {
-        D::defaults()
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Precision {
-    #[default]
-    F32,
-    F64,
-}
-
-impl<D: ImageDataset> ImageConfig<D> {
-    /// `section.name`, for error messages.
-    pub(crate) fn key(name: &str) -> String {
-        format!("{}.{name}", D::SECTION)
-    }
-
-    fn validate(&self, config: &Config) -> Result<(), Invalid> {
-        let key = Self::key;
-        check(
-            self.train_samples == 0 || (2..=D::TRAINING_SET).contains(&self.train_samples),
-            &key("train_samples"),
-            self.train_samples,
-            &format!(
-                "0 (the whole training set) or 2 to {} (the training set's size)",
-                D::TRAINING_SET
-            ),
-        )?;
-        // The training set's size when all of it is used is checked against the data.
-        let n = self.training_images(D::TRAINING_SET);
-        check(
-            self.corrupted <= n,
-            &key("corrupted"),
-            self.corrupted,
-            &format!("at most the {n} training images"),
-        )?;
-        positive(&key("gd_eta"), self.gd_eta)?;
-        positive(&key("eta"), self.eta)?;
-        at_least(&key("iterations"), self.iterations, 1)?;
-        at_least(&key("metrics_every"), self.metrics_every, 1)?;
-        at_least(&key("sharpness_samples"), self.sharpness_samples, 2)?;
-        positive(&key("sharpness_delta"), self.sharpness_delta)?;
-        at_least(&key("trace_probes"), self.trace_probes, 1)?;
-        check(
-            self.hessian_spectrum <= 2000,
-            &key("hessian_spectrum"),
-            self.hessian_spectrum,
-            "at most 2000 eigenvalues (0 to skip)",
-        )?;
-        check_batch_size(config, n, &key("train_samples"))
-    }
-
-    /// Training images used, given the number in the dataset.
-    pub fn training_images(&self, available: usize) -> usize {
-        if self.train_samples == 0 {
-            available
-        } else {
-            self.train_samples
-        }
-    }
-}
-
-/// SGD's batch size against the `n` training samples (named by `samples_key`); also run
-/// on the number of images found when the whole training set is used.
-pub(crate) fn check_batch_size(
-    config: &Config,
-    n: usize,
-    samples_key: &str,
-) -> Result<(), Invalid> {
-    let m = config.noise.batch_size;
-    check(
-        m <= n,
-        "noise.batch_size",
-        m,
-        &format!("at most the {n} training samples ({samples_key})"),
-    )?;
-    if config.noise.covariance == crate::dynamics::CovarianceSource::Minibatches {
-        check(
-            n / m >= 2,
-            "noise.batch_size",
-            m,
-            &format!(
-                "at most half the {n} training samples ({samples_key}): Σ needs at least two minibatches"
-            ),
-        )?;
-    }
-    Ok(())
+#[serde(deny_unknown_fields)]
+struct Common {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    threads: Option<usize>,
+    dynamics: Vec<DynamicsKind>,
+    #[serde(default)]
+    noise: NoiseConfig,
+    #[serde(default)]
+    record: RecordConfig,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -395,11 +150,18 @@ pub struct RecordConfig {
     /// Metrics reach the journal on disk at least this often; a `kill -9` loses at most
     /// this much of them. Lifecycle events and checkpoints are written at once.
     pub flush_seconds: f64,
+    /// Each unfinished trajectory's θ and noise state are checkpointed every this many
+    /// iterations (0 = never); `resume` continues from the latest. Presets set it to
+    /// about five minutes of work.
+    pub checkpoint_every: usize,
 }
 
 impl Default for RecordConfig {
     fn default() -> Self {
-        RecordConfig { flush_seconds: 2.0 }
+        RecordConfig {
+            flush_seconds: 2.0,
+            checkpoint_every: 500,
+        }
     }
 }
 
@@ -409,113 +171,7 @@ impl RecordConfig {
     }
 }
 
-/// SPEC §4.2 with the defaults it names for what the paper leaves open.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct OneHiddenConfig {
-    /// Hidden widths h, one trajectory each (D = 3h).
-    pub widths: Vec<usize>,
-    /// N: linearly separable points in [−1, 1]².
-    pub samples: usize,
-    /// Points closer than this to the separating line are redrawn.
-    pub margin: f64,
-    pub eta: f64,
-    pub iterations: usize,
-    /// Measure Tr(HΣ), Tr(HΣ̄), loss and accuracy every this many iterations.
-    pub metrics_every: usize,
-    /// Σ from this many random minibatch gradients …
-    pub sigma_batches: usize,
-    /// … of this size.
-    pub sigma_batch_size: usize,
-    /// Rademacher probes of the Hutchinson estimate of Tr H.
-    pub trace_probes: usize,
-    /// `separable` (ours: [−1, 1]², a random line, `margin`) or `diagonal` (the released
-    /// code: [−2, 2]², label 1[x₁ ≥ x₂]).
-    pub points: PointsLayout,
-    /// `scaled` (±1/√h alternating) or `unit` (+1 for half the units, −1 for the rest).
-    pub output_weights: OutputWeights,
-    /// `logistic` or `clipped_squared` (output clipped to [1e-3, 1 − 1e-3], squared loss).
-    pub loss: OutputLoss,
-    /// `dynamics` (the configured dynamics with step `eta`) or `adam` (full-batch Adam with
-    /// learning rate `eta`: the released recipe; needs dynamics = ["gd"]).
-    pub optimizer: OneHiddenOptimizer,
-    /// With `adam`: the learning rate decays linearly to 0 over this many last iterations.
-    pub decay_last: usize,
-}
-
-/// Where the one-hidden experiment's points come from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PointsLayout {
-    #[default]
-    Separable,
-    Diagonal,
-}
-
-/// What moves θ in the one-hidden experiment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OneHiddenOptimizer {
-    #[default]
-    Dynamics,
-    Adam,
-}
-
-impl Default for OneHiddenConfig {
-    fn default() -> Self {
-        OneHiddenConfig {
-            widths: vec![20, 200, 2000],
-            samples: 1000,
-            margin: 0.1,
-            eta: 0.1,
-            iterations: 2000,
-            metrics_every: 100,
-            sigma_batches: 100,
-            sigma_batch_size: 10,
-            trace_probes: 100,
-            points: PointsLayout::Separable,
-            output_weights: OutputWeights::Scaled,
-            loss: OutputLoss::Logistic,
-            optimizer: OneHiddenOptimizer::Dynamics,
-            decay_last: 0,
-        }
-    }
-}
-
-/// SPEC §4.1.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Toy2dConfig {
-    /// Independent replicates (data set + noise), each from its own RNG streams.
-    pub seeds: usize,
-    /// N data points per replicate.
-    pub samples: usize,
-    pub eta: f64,
-    pub iterations: usize,
-    pub start: [f64; 2],
-    /// φ in radians.
-    pub angle: f64,
-    /// The data spread: x = data_scale·(√10·z1, z2)·K.
-    pub data_scale: f64,
-    /// Success = both final coordinates below this (the released code's −0.5).
-    pub success_below: f64,
-}
-
-impl Default for Toy2dConfig {
-    fn default() -> Self {
-        Toy2dConfig {
-            seeds: 100,
-            samples: 100,
-            eta: 0.005,
-            iterations: 500,
-            start: [1.0, 1.0],
-            angle: std::f64::consts::FRAC_PI_4,
-            data_scale: 0.01,
-            success_below: -0.5,
-        }
-    }
-}
-
+/// METHOD.md §4.2 with the defaults it names for what the paper leaves open.
 impl NoiseConfig {
     /// The noise of `kind` as this config defines it, for learning rate `eta`.
     pub fn spec(&self, kind: DynamicsKind, eta: f64) -> NoiseSpec {
@@ -650,25 +306,96 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
         }
         None => {}
     }
-    let config: Config =
+    let with_overrides = || {
+        if overrides.is_empty() {
+            source.to_string()
+        } else {
+            format!("{source} (with --set overrides)")
+        }
+    };
+    let problem = |key: Option<String>, problem: String| ConfigError {
+        source: with_overrides(),
+        key,
+        problem,
+    };
+    let experiments = Settings::KEYS
+        .iter()
+        .map(|k| format!("\"{k}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let key = match table.remove("experiment") {
+        Some(toml::Value::String(key)) => key,
+        Some(other) => {
+            return Err(problem(
+                Some("experiment".into()),
+                format!("value {other} is invalid: expected one of {experiments}"),
+            ))
+        }
+        None => {
+            return Err(problem(
+                None,
+                format!("missing field `experiment` (one of {experiments})"),
+            ))
+        }
+    };
+    if !Settings::KEYS.contains(&key.as_str()) {
+        return Err(problem(
+            Some("experiment".into()),
+            format!("unknown experiment `{key}`, expected one of {experiments}"),
+        ));
+    }
+    let section = table
+        .remove(&key)
+        .unwrap_or_else(|| toml::Value::Table(toml::Table::new()));
+    if let Some(other) = Settings::KEYS.iter().find(|k| table.contains_key(**k)) {
+        return Err(problem(
+            Some((*other).into()),
+            format!("value (a table) is invalid: expected no `[{other}]` table: it is only read when experiment = \"{other}\""),
+        ));
+    }
+    let experiment = match Settings::parse(&key, section) {
+        None => {
+            return Err(problem(
+                Some("experiment".into()),
+                format!("unknown experiment `{key}`, expected one of {experiments}"),
+            ))
+        }
+        Some(Err(e)) => {
+            let path = e.path().to_string();
+            return Err(problem(
+                Some(if path == "." {
+                    key
+                } else {
+                    format!("{key}.{path}")
+                }),
+                tidy_serde_message(&e.into_inner().to_string()),
+            ));
+        }
+        Some(Ok(settings)) => settings,
+    };
+    let common: Common =
         serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
             let path = e.path().to_string();
-            ConfigError {
-                source: if overrides.is_empty() {
-                    source.to_string()
-                } else {
-                    format!("{source} (with --set overrides)")
-                },
-                key: (path != ".").then_some(path),
-                problem: tidy_serde_message(&e.into_inner().to_string()),
-            }
+            problem(
+                (path != ".").then_some(path),
+                tidy_serde_message(&e.into_inner().to_string()),
+            )
         })?;
+    let config = Config {
+        experiment,
+        name: common.name,
+        seed: common.seed,
+        threads: common.threads,
+        dynamics: common.dynamics,
+        noise: common.noise,
+        record: common.record,
+    };
     config.validate().map_err(|(key, problem)| ConfigError {
         source: source.to_string(),
         key: Some(key),
         problem,
     })?;
-    let resolved_toml = toml::to_string(&config).expect("a Config always serializes");
+    let resolved_toml = config.to_toml();
     Ok(LoadedConfig {
         config,
         source: source.to_string(),
@@ -741,9 +468,15 @@ fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<(), Confi
     Ok(())
 }
 
-type Invalid = (String, String);
+/// A validation failure: (dotted key, what is wrong with its value).
+pub type Invalid = (String, String);
 
-fn check(ok: bool, key: &str, value: impl fmt::Display, expected: &str) -> Result<(), Invalid> {
+pub(crate) fn check(
+    ok: bool,
+    key: &str,
+    value: impl fmt::Display,
+    expected: &str,
+) -> Result<(), Invalid> {
     if ok {
         Ok(())
     } else {
@@ -754,11 +487,11 @@ fn check(ok: bool, key: &str, value: impl fmt::Display, expected: &str) -> Resul
     }
 }
 
-fn positive(key: &str, v: f64) -> Result<(), Invalid> {
+pub(crate) fn positive(key: &str, v: f64) -> Result<(), Invalid> {
     check(v.is_finite() && v > 0.0, key, v, "a finite number > 0")
 }
 
-fn at_least(key: &str, v: usize, min: usize) -> Result<(), Invalid> {
+pub(crate) fn at_least(key: &str, v: usize, min: usize) -> Result<(), Invalid> {
     check(v >= min, key, v, &format!("an integer ≥ {min}"))
 }
 
@@ -837,228 +570,37 @@ impl Config {
         ] {
             at_least(key, v, 1)?;
         }
-        match self.experiment {
-            ExperimentKind::Toy2d => self.toy2d().validate(self)?,
-            ExperimentKind::OneHidden => self.one_hidden().validate(self)?,
-            ExperimentKind::FashionMnist => self.fashion_mnist().validate(self)?,
-            ExperimentKind::Cifar10 => self.cifar10().validate(self)?,
-        }
-        for (key, given, used) in [
-            (
-                "toy2d",
-                self.toy2d.is_some(),
-                self.experiment == ExperimentKind::Toy2d,
-            ),
-            (
-                "one_hidden",
-                self.one_hidden.is_some(),
-                self.experiment == ExperimentKind::OneHidden,
-            ),
-            (
-                "fashion_mnist",
-                self.fashion_mnist.is_some(),
-                self.experiment == ExperimentKind::FashionMnist,
-            ),
-            (
-                "cifar10",
-                self.cifar10.is_some(),
-                self.experiment == ExperimentKind::Cifar10,
-            ),
-        ] {
-            check(
-                !given || used,
-                key,
-                "(a table)",
-                &format!("no `[{key}]` table: it is only read when experiment = \"{key}\""),
-            )?;
-        }
-        Ok(())
+        self.experiment.experiment().validate(self)
     }
 
-    /// The FashionMNIST experiment's settings (defaults when the table is absent).
-    pub fn fashion_mnist(&self) -> FashionMnistConfig {
-        self.fashion_mnist.clone().unwrap_or_default()
+    /// The resolved config as TOML: `experiment`, the shared keys, then its section.
+    pub fn to_toml(&self) -> String {
+        let common = Common {
+            name: self.name.clone(),
+            seed: self.seed,
+            threads: self.threads,
+            dynamics: self.dynamics.clone(),
+            noise: self.noise.clone(),
+            record: self.record.clone(),
+        };
+        let key = self.experiment.key();
+        let mut section = toml::Table::new();
+        section.insert(key.into(), self.experiment.to_toml());
+        format!(
+            "experiment = {}\n{}{}",
+            toml::Value::String(key.into()),
+            toml::to_string(&common).expect("a Config always serializes"),
+            toml::to_string(&section).expect("a Config always serializes")
+        )
     }
 
-    /// The image-classification protocol's outline, for experiments that run it.
-    pub fn classification(&self) -> Option<ClassificationOutline> {
-        fn outline<D: ImageDataset>(c: ImageConfig<D>) -> ClassificationOutline {
-            ClassificationOutline {
-                train_samples: c.train_samples,
-                corrupted: c.corrupted,
-                gd_iterations: c.gd_iterations,
-                iterations: c.iterations,
-            }
-        }
-        match self.experiment {
-            ExperimentKind::FashionMnist => Some(outline(self.fashion_mnist())),
-            ExperimentKind::Cifar10 => Some(outline(self.cifar10())),
-            ExperimentKind::Toy2d | ExperimentKind::OneHidden => None,
-        }
+    /// The settings of the chosen experiment as their own type, if it is `T`.
+    pub fn settings<T: 'static>(&self) -> Option<&T> {
+        self.experiment.get::<T>()
     }
 
-    /// The CIFAR-10 experiment's settings (defaults when the table is absent).
-    pub fn cifar10(&self) -> Cifar10Config {
-        self.cifar10.clone().unwrap_or_default()
-    }
-
-    /// The one-hidden-layer experiment's settings (defaults when the table is absent).
-    pub fn one_hidden(&self) -> OneHiddenConfig {
-        self.one_hidden.clone().unwrap_or_default()
-    }
-
-    /// Trajectories per dynamics: the toy's seeds, the one-hidden experiment's widths.
-    pub fn replicates(&self) -> usize {
-        match self.experiment {
-            ExperimentKind::Toy2d => self.toy2d().seeds,
-            ExperimentKind::OneHidden => self.one_hidden().widths.len(),
-            ExperimentKind::FashionMnist | ExperimentKind::Cifar10 => 1,
-        }
-    }
-
-    /// The toy's settings (defaults when the table is absent).
-    pub fn toy2d(&self) -> Toy2dConfig {
-        self.toy2d.clone().unwrap_or_default()
-    }
-
-    /// Worker threads to use.
     pub fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-    }
-}
-
-impl OneHiddenConfig {
-    fn validate(&self, config: &Config) -> Result<(), Invalid> {
-        check(
-            !self.widths.is_empty(),
-            "one_hidden.widths",
-            "[]",
-            "at least one width",
-        )?;
-        for (i, &h) in self.widths.iter().enumerate() {
-            check(
-                (1..=100_000).contains(&h),
-                &format!("one_hidden.widths[{i}]"),
-                h,
-                "a width in 1 ..= 100000",
-            )?;
-        }
-        at_least("one_hidden.samples", self.samples, 2)?;
-        check(
-            self.margin.is_finite() && (0.0..0.5).contains(&self.margin),
-            "one_hidden.margin",
-            self.margin,
-            "a number in [0, 0.5)",
-        )?;
-        positive("one_hidden.eta", self.eta)?;
-        at_least("one_hidden.iterations", self.iterations, 1)?;
-        at_least("one_hidden.metrics_every", self.metrics_every, 1)?;
-        at_least("one_hidden.sigma_batches", self.sigma_batches, 2)?;
-        at_least("one_hidden.trace_probes", self.trace_probes, 1)?;
-        check(
-            self.decay_last <= self.iterations,
-            "one_hidden.decay_last",
-            self.decay_last,
-            &format!("at most one_hidden.iterations = {}", self.iterations),
-        )?;
-        if self.optimizer == OneHiddenOptimizer::Adam {
-            check(
-                config.dynamics == [DynamicsKind::Gd],
-                "dynamics",
-                format!("{:?}", config.dynamics),
-                "[\"gd\"] with one_hidden.optimizer = \"adam\" (full-batch Adam adds no noise)",
-            )?;
-        }
-        check(
-            (1..=self.samples).contains(&self.sigma_batch_size),
-            "one_hidden.sigma_batch_size",
-            self.sigma_batch_size,
-            &format!("an integer in 1 ..= one_hidden.samples = {}", self.samples),
-        )?;
-        check(
-            config.noise.batch_size <= self.samples,
-            "noise.batch_size",
-            config.noise.batch_size,
-            &format!("at most one_hidden.samples = {}", self.samples),
-        )?;
-        let dim = 3 * self.widths.iter().copied().min().unwrap_or(1);
-        for (kind, key, k) in [
-            (
-                DynamicsKind::GldLeading,
-                "noise.gld_leading.k",
-                config.noise.gld_leading.k,
-            ),
-            (
-                DynamicsKind::GldHessian,
-                "noise.gld_hessian.k",
-                config.noise.gld_hessian.k,
-            ),
-        ] {
-            if config.dynamics.contains(&kind) {
-                check(
-                    k <= dim,
-                    key,
-                    k,
-                    &format!("at most D = 3·(smallest width) = {dim}"),
-                )?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl Toy2dConfig {
-    fn validate(&self, config: &Config) -> Result<(), Invalid> {
-        at_least("toy2d.seeds", self.seeds, 1)?;
-        at_least("toy2d.samples", self.samples, 2)?;
-        at_least("toy2d.iterations", self.iterations, 1)?;
-        positive("toy2d.eta", self.eta)?;
-        positive("toy2d.data_scale", self.data_scale)?;
-        check(
-            self.angle.is_finite(),
-            "toy2d.angle",
-            self.angle,
-            "a finite angle in radians",
-        )?;
-        check(
-            self.success_below.is_finite(),
-            "toy2d.success_below",
-            self.success_below,
-            "a finite number",
-        )?;
-        for (i, s) in self.start.iter().enumerate() {
-            check(
-                s.is_finite(),
-                &format!("toy2d.start[{i}]"),
-                s,
-                "a finite number",
-            )?;
-        }
-        let n = &config.noise;
-        check(
-            n.batch_size <= self.samples,
-            "noise.batch_size",
-            n.batch_size,
-            &format!("at most toy2d.samples = {}", self.samples),
-        )?;
-        let dim = 2;
-        for (kind, key, k) in [
-            (
-                DynamicsKind::GldLeading,
-                "noise.gld_leading.k",
-                n.gld_leading.k,
-            ),
-            (
-                DynamicsKind::GldHessian,
-                "noise.gld_hessian.k",
-                n.gld_hessian.k,
-            ),
-        ] {
-            if config.dynamics.contains(&kind) {
-                check(k <= dim, key, k, &format!("at most D = {dim} for the toy"))?;
-            }
-        }
-        Ok(())
     }
 }

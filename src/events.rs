@@ -12,93 +12,228 @@
 //! terminal exists.
 
 use crate::dynamics::DynamicsKind;
-use crate::experiments::toy2d::ToyRun;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// A scalar measured along a trajectory.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Metric {
-    Loss,
-    TrainAccuracy,
-    TestAccuracy,
-    /// Expected sharpness E[L(θ+ν)] − L(θ) (SPEC §3).
-    Sharpness,
-    /// Tr(HΣ), Σ the gradient covariance (SPEC §3).
-    TrHSigma,
-    /// Tr(HΣ̄) = Tr H·Tr Σ / D, the isotropic reference.
-    TrHSigmaIso,
-    /// Tr(H·Cov n), the indicator of the dynamics' own noise.
-    TrHNoise,
-    /// Tr(HΣ)/Tr(HΣ̄): how much more than an isotropic Σ the noise is aligned with H.
-    IsotropyRatio,
-    /// Fraction of replicates in the flat basin at this iteration (toy).
-    EscapedFraction,
-    /// Mean loss on the test set.
-    TestLoss,
-    /// ‖g0‖, the full-batch gradient's norm (Fig. 5).
-    GradientNorm,
-    /// √Tr C_m: the expected norm of SGD's gradient noise g_B − g0 (Fig. 5).
-    NoiseNorm,
-    /// â = u1ᵀΣu1·Tr H/(λ1·Tr Σ) (SPEC §3, Fig. 3b).
-    ProjectionCoefficient,
-}
+/// A scalar measured along a trajectory, named by its stable key (the record's dataset
+/// name and the journal's tag). Experiments define their own with [`Metric::new`]; the
+/// ones several experiments share are the constants below.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Metric(&'static str);
 
 impl Metric {
-    pub fn label(self) -> &'static str {
-        match self {
-            Metric::Loss => "loss",
-            Metric::TrainAccuracy => "train acc",
-            Metric::TestAccuracy => "test acc",
-            Metric::Sharpness => "sharpness",
-            Metric::TrHSigma => "Tr(HΣ)",
-            Metric::TrHSigmaIso => "Tr(HΣ̄)",
-            Metric::TrHNoise => "Tr(H·Cov n)",
-            Metric::IsotropyRatio => "Tr(HΣ)/Tr(HΣ̄)",
-            Metric::EscapedFraction => "escaped",
-            Metric::TestLoss => "test loss",
-            Metric::GradientNorm => "‖g0‖",
-            Metric::NoiseNorm => "noise norm",
-            Metric::ProjectionCoefficient => "â",
+    pub const LOSS: Metric = Metric("loss");
+    pub const TRAIN_ACCURACY: Metric = Metric("train_accuracy");
+    pub const TEST_ACCURACY: Metric = Metric("test_accuracy");
+    /// Expected sharpness E[L(θ+ν)] − L(θ) (docs/METHOD.md §3).
+    pub const SHARPNESS: Metric = Metric("sharpness");
+    /// Tr(HΣ), Σ the gradient covariance (docs/METHOD.md §3).
+    pub const TR_H_SIGMA: Metric = Metric("tr_h_sigma");
+    /// Tr(HΣ̄) = Tr H·Tr Σ / D, the isotropic reference.
+    pub const TR_H_SIGMA_ISO: Metric = Metric("tr_h_sigma_iso");
+    /// Tr(H·Cov n), the indicator of the dynamics' own noise.
+    pub const TR_H_NOISE: Metric = Metric("tr_h_noise");
+    /// Tr(HΣ)/Tr(HΣ̄): how much more than an isotropic Σ the noise is aligned with H.
+    pub const ISOTROPY_RATIO: Metric = Metric("tr_h_sigma_ratio");
+    /// Fraction of replicates in the flat basin at this iteration (toy).
+    pub const ESCAPED_FRACTION: Metric = Metric("escaped_fraction");
+    pub const TEST_LOSS: Metric = Metric("test_loss");
+    /// ‖g0‖, the full-batch gradient's norm (Fig. 5).
+    pub const GRADIENT_NORM: Metric = Metric("gradient_norm");
+    /// √Tr C_m: the expected norm of SGD's gradient noise g_B − g0 (Fig. 5).
+    pub const NOISE_NORM: Metric = Metric("noise_norm");
+    /// â = u1ᵀΣu1·Tr H/(λ1·Tr Σ) (docs/METHOD.md §3, Fig. 3b).
+    pub const PROJECTION_COEFFICIENT: Metric = Metric("projection_coefficient");
+
+    /// The shared vocabulary: key, label, unit, log scale.
+    const CATALOG: [(Metric, &'static str, &'static str, bool); 13] = [
+        (Metric::LOSS, "loss", "", true),
+        (Metric::TRAIN_ACCURACY, "train acc", "fraction", false),
+        (Metric::TEST_ACCURACY, "test acc", "fraction", false),
+        (Metric::SHARPNESS, "sharpness", "", false),
+        (Metric::TR_H_SIGMA, "Tr(HΣ)", "", true),
+        (Metric::TR_H_SIGMA_ISO, "Tr(HΣ̄)", "", true),
+        (Metric::TR_H_NOISE, "Tr(H·Cov n)", "", true),
+        (Metric::ISOTROPY_RATIO, "Tr(HΣ)/Tr(HΣ̄)", "ratio", true),
+        (Metric::ESCAPED_FRACTION, "escaped", "fraction", false),
+        (Metric::TEST_LOSS, "test loss", "", true),
+        (Metric::GRADIENT_NORM, "‖g0‖", "", true),
+        (Metric::NOISE_NORM, "noise norm", "", true),
+        (Metric::PROJECTION_COEFFICIENT, "â", "", false),
+    ];
+
+    /// A metric named `key` (letters, digits and `_`: it is a dataset name).
+    pub const fn new(key: &'static str) -> Self {
+        Metric(key)
+    }
+
+    /// The metric of a key read back from a file: the same value as the constant of
+    /// that key (keys outside the catalog are interned once per process).
+    pub fn from_key(key: &str) -> Self {
+        if let Some((m, ..)) = Self::CATALOG.iter().find(|c| c.0 .0 == key) {
+            return *m;
+        }
+        static INTERNED: std::sync::Mutex<std::collections::BTreeSet<&'static str>> =
+            std::sync::Mutex::new(std::collections::BTreeSet::new());
+        let mut set = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        match set.get(key) {
+            Some(k) => Metric(k),
+            None => {
+                let k: &'static str = Box::leak(key.to_string().into_boxed_str());
+                set.insert(k);
+                Metric(k)
+            }
         }
     }
 
     /// The record's dataset name.
     pub fn key(self) -> &'static str {
-        match self {
-            Metric::Loss => "loss",
-            Metric::TrainAccuracy => "train_accuracy",
-            Metric::TestAccuracy => "test_accuracy",
-            Metric::Sharpness => "sharpness",
-            Metric::TrHSigma => "tr_h_sigma",
-            Metric::TrHSigmaIso => "tr_h_sigma_iso",
-            Metric::TrHNoise => "tr_h_noise",
-            Metric::IsotropyRatio => "tr_h_sigma_ratio",
-            Metric::EscapedFraction => "escaped_fraction",
-            Metric::TestLoss => "test_loss",
-            Metric::GradientNorm => "gradient_norm",
-            Metric::NoiseNorm => "noise_norm",
-            Metric::ProjectionCoefficient => "projection_coefficient",
+        self.0
+    }
+
+    /// The shared definition of this metric; a plain one for metrics outside the catalog.
+    pub fn def(self) -> MetricDef {
+        match Self::CATALOG.iter().find(|c| c.0 == self) {
+            Some(&(metric, label, unit, log_scale)) => MetricDef {
+                metric,
+                label: label.into(),
+                unit: unit.into(),
+                log_scale,
+            },
+            None => MetricDef {
+                metric: self,
+                label: self.0.into(),
+                unit: String::new(),
+                log_scale: false,
+            },
         }
+    }
+
+    pub fn label(self) -> String {
+        self.def().label
     }
 
     /// Quantities that span decades are shown on a log scale.
     pub fn log_scale(self) -> bool {
-        matches!(
-            self,
-            Metric::TrHSigma
-                | Metric::TrHSigmaIso
-                | Metric::TrHNoise
-                | Metric::Loss
-                | Metric::TestLoss
-                | Metric::IsotropyRatio
-                | Metric::GradientNorm
-                | Metric::NoiseNorm
-        )
+        self.def().log_scale
     }
+}
+
+impl fmt::Debug for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Metric({})", self.0)
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let key = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(Metric::from_key(&key))
+    }
+}
+
+/// How a metric is shown: announced with the run, so an observer needs no list of its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MetricDef {
+    pub metric: Metric,
+    pub label: String,
+    /// Empty when the quantity has no unit of its own.
+    pub unit: String,
+    pub log_scale: bool,
+}
+
+/// One replicate's outcome, published when it finishes (the toy's seeds): what the
+/// record stacks over replicates and what the dashboard averages.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateSummary {
+    pub replicate: usize,
+    /// The experiment's yes/no outcome (the toy: escaped to the flat basin).
+    pub success: Option<bool>,
+    pub diverged: bool,
+    /// Values at iterations 0 … T−1; their mean over replicates is the dynamics' metric.
+    pub series: Vec<(Metric, Vec<f64>)>,
+    /// Arrays stored stacked over replicates, e.g. the θ path `[T+1, 2]`.
+    pub arrays: Vec<NamedArray>,
+}
+
+impl ReplicateSummary {
+    pub fn array(&self, name: &str) -> Option<&NamedArray> {
+        self.arrays.iter().find(|a| a.name == name)
+    }
+
+    pub fn series(&self, metric: Metric) -> Option<&[f64]> {
+        self.series
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// A row-major array with its shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedArray {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+/// Per-iteration means of replicate series over the replicates finished so far, kept
+/// as running sums (the dashboard's curves and the record's `metrics/` group).
+#[derive(Clone, Debug, Default)]
+pub struct ReplicateMeans {
+    sums: BTreeMap<Metric, Vec<(f64, f64)>>,
+}
+
+impl ReplicateMeans {
+    pub fn add(&mut self, summary: &ReplicateSummary) {
+        for (metric, values) in &summary.series {
+            let sums = self.sums.entry(*metric).or_default();
+            if sums.len() < values.len() {
+                sums.resize(values.len(), (0.0, 0.0));
+            }
+            for (s, v) in sums.iter_mut().zip(values) {
+                s.0 += v;
+                s.1 += 1.0;
+            }
+        }
+    }
+
+    /// (iteration, mean) of every metric.
+    pub fn means(&self) -> impl Iterator<Item = (Metric, Vec<(u64, f64)>)> + '_ {
+        self.sums.iter().map(|(m, s)| {
+            let points = s.iter().enumerate();
+            (*m, points.map(|(t, (v, c))| (t as u64, v / c)).collect())
+        })
+    }
+}
+
+/// A 2-D parameter plane the dashboard can draw trajectories on (the toy's θ plane):
+/// the replicate array to draw and the landmarks around it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plane {
+    /// Name of the replicate array holding the path, shape `[points, 2]`.
+    pub path: String,
+    /// Drawn as dots: the edge between regions.
+    pub outline: Vec<(f64, f64)>,
+    /// Labelled points (minima).
+    pub marks: Vec<(f64, f64, String)>,
+    /// The success region is w1, w2 < this corner (drawn as its two edges).
+    pub success_corner: Option<f64>,
+    /// What `success` means, as a heading.
+    pub success_label: String,
+    /// Half-width of the drawn square around the origin.
+    pub bound: f64,
 }
 
 /// Which matrix a spectrum belongs to.
@@ -159,13 +294,32 @@ pub struct RunInfo {
     /// Names of the replicates when they differ in kind (e.g. `h = 200` for the widths
     /// of the one-hidden experiment); empty when they are seeds.
     pub replicate_labels: Vec<String>,
-    /// The metrics this experiment reports, in display order.
-    pub metrics: Vec<Metric>,
+    /// What one replicate is called ("seed", "width", "trajectory").
+    pub replicate_noun: String,
+    /// The metrics this experiment reports, in display order, with how to show them.
+    pub metrics: Vec<MetricDef>,
+    /// The θ plane to draw trajectories on, for two-parameter experiments.
+    pub plane: Option<Plane>,
     /// UTC start time.
     pub started: String,
 }
 
+impl RunInfo {
+    /// The announced definition of `metric` (the shared one if it was not announced).
+    pub fn def(&self, metric: Metric) -> MetricDef {
+        self.metrics
+            .iter()
+            .find(|d| d.metric == metric)
+            .cloned()
+            .unwrap_or_else(|| metric.def())
+    }
+}
+
+/// Everything a run publishes. Each variant and field is tagged by its name in the
+/// journal (`record/journal.rs`), so reordering or adding variants never misreads an
+/// old journal; renaming one is a format change.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Event {
     RunStarted(Arc<RunInfo>),
     /// Metric values of one dynamics at one iteration.
@@ -204,10 +358,11 @@ pub enum Event {
         iteration: u64,
         reason: String,
     },
-    /// One toy replicate completed, with everything it measured.
+    /// One replicate completed, with its summary (experiments with many short
+    /// replicates, e.g. the toy's seeds).
     ReplicateFinished {
         dynamics: DynamicsKind,
-        run: Arc<ToyRun>,
+        summary: Arc<ReplicateSummary>,
     },
     /// One trajectory (a replicate) of a dynamics completed.
     TrajectoryFinished {
@@ -379,7 +534,7 @@ mod tests {
                 dynamics: DynamicsKind::Sgd,
                 replicate: 0,
                 iteration: i as u64,
-                values: vec![(Metric::Loss, 1.0)],
+                values: vec![(Metric::LOSS, 1.0)],
             });
         }
         tx.send(Event::Finished {

@@ -1,9 +1,9 @@
 //! noiselab: run GD, SGD and Langevin-type dynamics side by side and watch how the
 //! *shape* of their noise lets them escape sharp minima.
 //!
-//! The math is decoded in `SPEC.md` (shared with the project); section numbers in
-//! comments (`SPEC §2`) refer to it. Data flows one way:
-//! config → experiment → [`engine`] (θ ← θ − η·g0 + n) → results → record.
+//! The method as implemented, with the paper's equation numbers, is `docs/METHOD.md`;
+//! section numbers in comments (`METHOD.md §2`) refer to it. Data flows one way:
+//! config → experiment → [`engine`] (θ ← θ − η·g0 + n) → events → record and dashboard.
 
 pub mod config;
 pub mod data;
@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod estimators;
 pub mod events;
+pub mod experiment;
 pub mod experiments;
 pub mod kernels;
 pub mod linalg;

@@ -2,14 +2,13 @@
 
 use clap::{Args, Parser, Subcommand};
 use noiselab::config::{self, LoadedConfig};
-use noiselab::dynamics::DynamicsKind;
 use noiselab::events::{self, Event, RunStatus};
+use noiselab::experiment::Prior;
 use noiselab::record::journal::{self, Body};
 use noiselab::record::{recorder, run_dir, state, view};
 use noiselab::tui::app::App;
 use noiselab::tui::{self, headless, input, FrameStats};
 use noiselab::{runner, signals, Error};
-use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -206,19 +205,28 @@ fn data_dir_override(
 ) -> noiselab::Result<Option<String>> {
     let Some(dir) = dir else { return Ok(None) };
     let loaded = config::load(config, overrides)?;
-    let key = match loaded.config.experiment {
-        config::ExperimentKind::FashionMnist => "fashion_mnist.data_dir",
-        config::ExperimentKind::Cifar10 => "cifar10.data_dir",
-        other => {
-            return Err(Error::Config(config::ConfigError {
-                source: loaded.source,
-                key: Some("--data-dir".into()),
-                problem: format!(
-                    "experiment \"{}\" reads no dataset; --data-dir applies to fashion_mnist and cifar10",
-                    other.key()
-                ),
-            }))
-        }
+    let experiment = loaded.config.experiment.experiment();
+    let Some(key) = experiment.data_dir_key() else {
+        let readers: Vec<&str> = config::Settings::KEYS
+            .iter()
+            .copied()
+            .filter(|k| {
+                // Each experiment with its defaults: does it read a dataset?
+                let defaults = toml::Value::Table(toml::Table::new());
+                config::Settings::parse(k, defaults)
+                    .and_then(Result::ok)
+                    .is_some_and(|s| s.experiment().data_dir_key().is_some())
+            })
+            .collect();
+        return Err(Error::Config(config::ConfigError {
+            source: loaded.source,
+            key: Some("--data-dir".into()),
+            problem: format!(
+                "experiment \"{}\" reads no dataset; --data-dir applies to {}",
+                loaded.config.experiment.key(),
+                readers.join(" and ")
+            ),
+        }));
     };
     let value = toml::Value::String(dir.display().to_string());
     Ok(Some(format!("{key}={value}")))
@@ -237,7 +245,7 @@ fn run(
 ) -> noiselab::Result<ExitCode> {
     let config = &loaded.config;
     // Missing or corrupt data is the user's to fix: say so before a run directory exists.
-    noiselab::experiments::preflight(config)?;
+    config.experiment.experiment().preflight(config)?;
     let dir = match out {
         Some(dir) => run_dir::create_exact(dir)?,
         None => run_dir::create_timestamped(
@@ -247,7 +255,7 @@ fn run(
     };
     let created = run_dir::utc_now();
     let setup = recorder::new_run(loaded, &dir, &created)?;
-    execute(loaded, setup, BTreeSet::new(), vec![], &created, display)
+    execute(loaded, setup, Prior::default(), vec![], &created, display)
 }
 
 fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
@@ -271,28 +279,35 @@ fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let loaded = state::loaded_config(&prior.header, &path)?;
-    let skip = prior.finished_replicates();
+    let done = prior.prior();
+    let checkpointed = prior
+        .checkpoints
+        .keys()
+        .filter(|k| !done.finished.contains(k))
+        .count();
     let prior_events: Vec<Event> = contents.events().cloned().collect();
     say(&format!(
-        "resuming {}: {} replicate(s) already recorded, {} to run",
+        "resuming {}: {} trajectory(ies) already recorded, {} to run ({} from a checkpoint)",
         dir.display(),
-        skip.len(),
-        expected_replicates(&loaded).saturating_sub(skip.len())
+        done.finished.len(),
+        expected_trajectories(&loaded).saturating_sub(done.finished.len()),
+        checkpointed
     ));
     let setup = recorder::resume(dir)?;
     let created = setup.state.header.created.clone();
-    execute(&loaded, setup, skip, prior_events, &created, display)
+    execute(&loaded, setup, done, prior_events, &created, display)
 }
 
-fn expected_replicates(loaded: &LoadedConfig) -> usize {
-    loaded.config.replicates() * loaded.config.dynamics.len()
+fn expected_trajectories(loaded: &LoadedConfig) -> usize {
+    let config = &loaded.config;
+    config.experiment.experiment().outline(config).replicates * config.dynamics.len()
 }
 
 /// Runs the workers with the recorder and a display, then prints the result.
 fn execute(
     loaded: &LoadedConfig,
     setup: recorder::Setup,
-    skip: BTreeSet<(DynamicsKind, usize)>,
+    done: Prior,
     prior: Vec<Event>,
     created: &str,
     display: &Display,
@@ -303,7 +318,7 @@ fn execute(
     let (events, receivers) = events::channel(!display.quiet);
     let recorder = recorder::spawn(setup, receivers.recorder);
     let info = runner::run_info(loaded, &dir, created);
-    let handle = runner::start(loaded, info, events, skip);
+    let handle = runner::start(loaded, info, events, done);
 
     let mut dashboard_error = None;
     match receivers.display {
@@ -421,16 +436,7 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
                         Body::Event(Event::RunEnded { .. })
                             if last_resume.is_some_and(|j| i < j) => {}
                         Body::Event(e) => sender.send(e),
-                        Body::Checkpoint {
-                            dynamics,
-                            replicate,
-                            checkpoint,
-                        } => sender.send(Event::Checkpoint {
-                            dynamics,
-                            replicate,
-                            checkpoint: Arc::new(*checkpoint),
-                        }),
-                        Body::Header(_) | Body::Resumed { .. } => {}
+                        Body::Checkpoint { .. } | Body::Header(_) | Body::Resumed { .. } => {}
                     }
                 }
                 if follow_stop.load(Ordering::Relaxed) {

@@ -1,6 +1,6 @@
 //! The `Objective` seam: what every model offers the engine and the estimators.
 //!
-//! θ is one flat `f64` vector (SPEC §1) in the model's documented parameter order. The
+//! θ is one flat `f64` vector (METHOD.md §1) in the model's documented parameter order. The
 //! closed-form toy computes in f64 directly; network objectives may compute in f32
 //! internally and convert at this boundary (D·8 bytes per call, small next to a
 //! forward/backward pass).
@@ -16,7 +16,7 @@ pub trait Objective: Send + Sync {
     /// Number of training samples N.
     fn num_samples(&self) -> usize;
 
-    /// Full-batch loss L(θ) and gradient g0(θ) (SPEC §1).
+    /// Full-batch loss L(θ) and gradient g0(θ) (METHOD.md §1).
     fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)>;
 
     /// L(θ) alone.

@@ -1,12 +1,12 @@
 //! Adam (Kingma & Ba 2015) with PyTorch's defaults, for the authors' released
-//! one-hidden-layer recipe (SPEC §4.2), which trains by full-batch Adam instead of SGD.
+//! one-hidden-layer recipe (docs/METHOD.md §4.2), which trains by full-batch Adam instead of SGD.
 
 /// PyTorch's `torch.optim.Adam` defaults.
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const EPSILON: f64 = 1e-8;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Adam {
     m: Vec<f64>,
     v: Vec<f64>,

@@ -1,11 +1,9 @@
 //! Starts an experiment's workers in the background and reports how the run ended.
+//! Knows experiments only through [`crate::experiment::Experiment`].
 
-use crate::config::{Cifar10, FashionMnist};
-use crate::config::{ExperimentKind, LoadedConfig};
-use crate::dynamics::DynamicsKind;
+use crate::config::LoadedConfig;
 use crate::events::{Event, EventSender, RunInfo, RunStatus};
-use crate::experiments::{classification, one_hidden, toy2d};
-use std::collections::BTreeSet;
+use crate::experiment::{Prior, RunContext};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,75 +31,33 @@ impl RunHandle {
     }
 }
 
-/// What a run is, for the observers.
-/// D, iterations (phase 1 and 2: the record counts from phase 1's start), one
-/// trajectory per dynamics, its label and the metrics measured.
-fn classification_info<D: classification::Dataset>(
-    config: &crate::config::Config,
-) -> (usize, u64, usize, Vec<String>, Vec<crate::events::Metric>) {
-    let cfg = D::settings(config);
-    (
-        D::PARAMETERS,
-        (cfg.gd_iterations + cfg.iterations) as u64,
-        1,
-        classification::labels(),
-        classification::metrics(cfg.curvature_metrics),
-    )
-}
-
+/// What a run is, for the observers: the experiment's outline and where it runs.
 pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo {
     let config = &loaded.config;
-    let (dim, iterations, replicates, replicate_labels, metrics) = match config.experiment {
-        ExperimentKind::Toy2d => {
-            let toy = config.toy2d();
-            (
-                2,
-                toy.iterations as u64,
-                toy.seeds,
-                vec![],
-                toy2d::METRICS.to_vec(),
-            )
-        }
-        ExperimentKind::OneHidden => {
-            let cfg = config.one_hidden();
-            let widest = cfg.widths.iter().copied().max().unwrap_or(0);
-            (
-                3 * widest,
-                cfg.iterations as u64,
-                cfg.widths.len(),
-                one_hidden::labels(&cfg),
-                one_hidden::METRICS.to_vec(),
-            )
-        }
-        ExperimentKind::FashionMnist => classification_info::<FashionMnist>(config),
-        ExperimentKind::Cifar10 => classification_info::<Cifar10>(config),
-    };
+    let outline = config.experiment.experiment().outline(config);
     RunInfo {
         experiment: config.experiment.key().to_string(),
         run_dir: run_dir.to_path_buf(),
         config_toml: loaded.resolved_toml.clone(),
         config_source: loaded.source.clone(),
-        dim,
+        dim: outline.dim,
         device: "cpu".into(),
         threads: config.threads(),
         dynamics: config.dynamics.clone(),
-        iterations,
-        replicates,
-        replicate_labels,
-        metrics,
+        iterations: outline.iterations,
+        replicates: outline.replicates,
+        replicate_labels: outline.replicate_labels,
+        replicate_noun: outline.replicate_noun.into(),
+        metrics: outline.metrics,
+        plane: outline.plane,
         started: started.to_string(),
     }
 }
 
 /// Announces the run, starts its workers on a background thread and, when they have
-/// all stopped, publishes [`Event::RunEnded`] with the status.
-/// `skip`: (dynamics, replicate) already in the record (a resumed run).
-pub fn start(
-    loaded: &LoadedConfig,
-    info: RunInfo,
-    events: EventSender,
-    skip: BTreeSet<(DynamicsKind, usize)>,
-) -> RunHandle {
+/// all stopped, publishes [`Event::RunEnded`] with the status. `prior`: what an
+/// earlier attempt recorded (a resumed run), which the experiment does not redo.
+pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender, prior: Prior) -> RunHandle {
     let stop = Arc::new(AtomicBool::new(false));
     let config = loaded.config.clone();
     let flag = stop.clone();
@@ -111,16 +67,14 @@ pub fn start(
         .spawn(move || {
             events.send(Event::RunStarted(Arc::new(info)));
             let start = std::time::Instant::now();
-            let result = match config.experiment {
-                ExperimentKind::Toy2d => toy2d::run_live(&config, &events, &flag, &skip),
-                ExperimentKind::OneHidden => one_hidden::run_live(&config, &events, &flag, &skip),
-                ExperimentKind::FashionMnist => classification::run_live::<FashionMnist>(
-                    &config, &events, &flag, &skip, &run_dir,
-                ),
-                ExperimentKind::Cifar10 => {
-                    classification::run_live::<Cifar10>(&config, &events, &flag, &skip, &run_dir)
-                }
+            let ctx = RunContext {
+                config: &config,
+                events: &events,
+                stop: &flag,
+                run_dir: &run_dir,
+                prior: &prior,
             };
+            let result = config.experiment.experiment().run(&ctx);
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.
             events.log(
                 None,

@@ -1,4 +1,4 @@
-//! The CIFAR-10 / VGG11 preset (SPEC §4.4) on CPU: it validates, starts and takes steps
+//! The CIFAR-10 / VGG11 preset (METHOD.md §4.4) on CPU: it validates, starts and takes steps
 //! of every dynamics on the real CIFAR-10 subset; runs that cannot work are refused
 //! before they start, naming the file or key.
 

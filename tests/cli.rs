@@ -79,7 +79,14 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
     let file = hdf5::File::open(out.join("run.h5")).unwrap();
     let config: hdf5::types::VarLenUnicode = file.attr("config").unwrap().read_scalar().unwrap();
     let reparsed = noiselab::config::parse(config.as_str(), "run.h5", &[]).unwrap();
-    assert_eq!(reparsed.config.toy2d().seeds, 8);
+    assert_eq!(
+        reparsed
+            .config
+            .settings::<noiselab::experiments::toy2d::Toy2dConfig>()
+            .unwrap()
+            .seeds,
+        8
+    );
     let traj = file.dataset("dynamics/gld_eig1/trajectories").unwrap();
     assert_eq!(traj.shape(), vec![8, 501, 2]);
     let success: Vec<u8> = file

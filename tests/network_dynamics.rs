@@ -29,7 +29,7 @@ fn lenet_model(n: usize) -> Classifier {
     Classifier::new(net, &data).unwrap()
 }
 
-/// The released code's conventions (SPEC §4.3), with small k and refresh so the test is
+/// The released code's conventions (METHOD.md §4.3), with small k and refresh so the test is
 /// quick.
 fn noise_config(covariance: CovarianceSource, units: Units) -> NoiseConfig {
     let mut c = NoiseConfig {
@@ -59,7 +59,7 @@ fn every_dynamics_runs_on_lenet_and_is_reproducible() {
     for kind in DynamicsKind::ALL {
         let run = || {
             let mut noise = NoiseModel::new(config.spec(kind, ETA), 7, 0);
-            engine::run(&model, theta0.clone(), ETA, 3, &mut noise, |_, _, _| Ok(())).unwrap()
+            engine::run(&model, theta0.clone(), 3, &mut noise, |_, _, _| Ok(())).unwrap()
         };
         let a = run();
         assert!(a.diverged.is_none(), "{kind:?}: {:?}", a.diverged);

@@ -1,4 +1,4 @@
-//! Every noise's empirical covariance over ≥ 10⁴ draws matches its target (SPEC §2,
+//! Every noise's empirical covariance over ≥ 10⁴ draws matches its target (METHOD.md §2,
 //! §5), and E‖n‖² its norm-matched value. Targets are built independently: Σ in closed
 //! form from the quadratic's data (Σ = H·S·H), eigenpairs from nalgebra.
 

@@ -1,6 +1,6 @@
 //! Objectives against independent oracles: central finite differences for gradients,
 //! Hessians and per-sample gradients; direct sums for closed forms; the toy's data
-//! statistics against SPEC §4.1's Cov(x) = 0.02·H_s⁻¹.
+//! statistics against METHOD.md §4.1's Cov(x) = 0.02·H_s⁻¹.
 
 mod common;
 
@@ -126,7 +126,7 @@ fn toy_basins_have_the_documented_curvatures() {
 
 #[test]
 fn toy_data_spread_is_the_inverse_sharp_curvature() {
-    // Cov(x) = 0.02·H_s⁻¹ (SPEC §4.1), so at the sharp minimum Σ ≈ 0.02·H_s.
+    // Cov(x) = 0.02·H_s⁻¹ (METHOD.md §4.1), so at the sharp minimum Σ ≈ 0.02·H_s.
     let n = 50_000;
     let mut rng = ChaCha12Rng::seed_from_u64(3);
     let xs: Vec<Vec<f64>> = Toy2d::draw_samples(n, 0.01, FRAC_PI_4, &mut rng)

@@ -1,4 +1,4 @@
-//! The one-hidden-layer network (SPEC §4.2) against independent oracles: finite
+//! The one-hidden-layer network (METHOD.md §4.2) against independent oracles: finite
 //! differences of its loss and gradient, per-sample gradients from single-sample passes,
 //! and the dense covariance of those gradients.
 
@@ -145,7 +145,7 @@ fn bad_shapes_are_errors_not_panics() {
     assert!(OneHidden::new(&data, 0).is_err());
 }
 
-/// The released recipe's variant (SPEC §4.2): [−2, 2]² points labelled 1[x₁ ≥ x₂], unit
+/// The released recipe's variant (METHOD.md §4.2): [−2, 2]² points labelled 1[x₁ ≥ x₂], unit
 /// output weights, squared loss of the clipped output. Gradient and HVP against finite
 /// differences (the clip and the relus are piecewise linear: the Gauss–Newton form is
 /// exact away from their kinks).

@@ -1,4 +1,4 @@
-//! The Fig. 2 experiment end to end (SPEC §4.2): the ratio Tr(HΣ)/Tr(HΣ̄) after SGD grows
+//! The Fig. 2 experiment end to end (METHOD.md §4.2): the ratio Tr(HΣ)/Tr(HΣ̄) after SGD grows
 //! markedly with the hidden width; the run's files and commands carry it.
 
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! SPEC §3 / Prop. 2: for dθ = −Hθ dt + Σ^½ dW started at the minimum,
+//! METHOD.md §3 / Prop. 2: for dθ = −Hθ dt + Σ^½ dW started at the minimum,
 //! E[L_t − L_0] = ¼·Tr((I − e^{−2Ht})·Σ). The engine's own update loop (θ − η·g0 + n with
 //! Cov n = η·Σ, an Euler–Maruyama step of length η) must reproduce it.
 
@@ -54,14 +54,9 @@ fn engine_reproduces_the_ou_closed_form() {
     let rises: Vec<f64> = (0..replicates)
         .map(|r| {
             let mut noise = NoiseModel::new(spec.clone(), 3, r as u64);
-            let end = engine::run(
-                &objective,
-                minimum.clone(),
-                eta,
-                steps,
-                &mut noise,
-                |_, _, _| Ok(()),
-            )
+            let end = engine::run(&objective, minimum.clone(), steps, &mut noise, |_, _, _| {
+                Ok(())
+            })
             .unwrap();
             objective.loss(&end.theta).unwrap() - l0
         })

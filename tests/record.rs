@@ -5,11 +5,11 @@
 
 use noiselab::config::{self, NoiseConfig};
 use noiselab::dynamics::{DynamicsKind, NoiseModel};
-use noiselab::engine::{self, Checkpoint};
+use noiselab::engine;
 use noiselab::events::{self, Event, Metric};
 use noiselab::models::quadratic::Quadratic;
 use noiselab::record::journal;
-use noiselab::record::{h5, recorder};
+use noiselab::record::{checkpoint, h5, recorder};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
@@ -347,7 +347,7 @@ fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
         dynamics: DynamicsKind::Sgd,
         replicate: 0,
         iteration: 1,
-        values: vec![(Metric::Loss, 0.5)],
+        values: vec![(Metric::LOSS, 0.5)],
     });
     std::thread::sleep(Duration::from_millis(100));
     let early = on_disk();
@@ -370,6 +370,39 @@ fn metrics_reach_the_disk_within_the_flush_interval_and_lifecycle_at_once() {
     handle.join().unwrap().unwrap();
 }
 
+/// Records Tr(H·Cov n) at every step; at the first checkpoint writes it as a checkpoint
+/// file and stops the trajectory.
+struct Cut<'a> {
+    obs: Vec<(usize, u64)>,
+    dir: &'a Path,
+    kind: DynamicsKind,
+}
+
+impl<O: noiselab::objective::Objective + ?Sized> engine::Observer<O> for Cut<'_> {
+    fn observe(
+        &mut self,
+        t: usize,
+        at: &mut noiselab::estimators::AtPoint<'_, O>,
+        n: &mut NoiseModel,
+    ) -> noiselab::Result<()> {
+        let h = at.hessian()?.clone();
+        self.obs.push((t, n.tr_h_noise(at, &h)?.to_bits()));
+        Ok(())
+    }
+
+    fn checkpoint_every(&self) -> usize {
+        37
+    }
+
+    fn checkpoint(&mut self, step: usize, c: engine::Checkpoint) -> noiselab::Result<()> {
+        if step > 37 {
+            return Ok(());
+        }
+        checkpoint::write(self.dir, self.kind, 3, &c)?;
+        Err(noiselab::Error::Stopped)
+    }
+}
+
 #[test]
 fn a_trajectory_continues_bitwise_from_a_serialised_checkpoint() {
     let h = common::random_spd(5, 0.2, 3.0, 7);
@@ -388,52 +421,35 @@ fn a_trajectory_continues_bitwise_from_a_serialised_checkpoint() {
         let theta0 = vec![0.4; 5];
         let mut straight_obs = vec![];
         let mut noise = NoiseModel::new(spec.clone(), 11, 3);
-        let straight = engine::run(&obj, theta0.clone(), 0.05, 100, &mut noise, |t, at, n| {
+        let straight = engine::run(&obj, theta0.clone(), 100, &mut noise, |t, at, n| {
             let h = at.hessian()?.clone();
             straight_obs.push((t, n.tr_h_noise(at, &h)?.to_bits()));
             Ok(())
         })
         .unwrap();
-        // Stop after 37 steps (not a refresh boundary), serialise, restore, go on.
-        let mut cut: Option<Vec<u8>> = None;
-        let mut obs = vec![];
-        let mut noise = NoiseModel::new(spec.clone(), 11, 3);
-        engine::run_segment(
-            &obj,
-            theta0,
-            0..37,
-            0.05,
-            &mut noise,
-            |t, at, n| {
-                let h = at.hessian()?.clone();
-                obs.push((t, n.tr_h_noise(at, &h)?.to_bits()));
-                Ok(())
-            },
-            Some(37),
-            |c| {
-                cut = Some(postcard::to_stdvec(&c).unwrap());
-                Ok(())
-            },
-        )
-        .unwrap();
-        let c: Checkpoint = postcard::from_bytes(&cut.expect("a checkpoint at 37")).unwrap();
+        // Stop after 37 steps (not a refresh boundary), write the checkpoint file, read
+        // it back, go on.
+        let dir = tempfile::tempdir().unwrap();
+        let mut first = Cut {
+            obs: vec![],
+            dir: dir.path(),
+            kind,
+        };
+        let start = engine::Start::plain(theta0, NoiseModel::new(spec.clone(), 11, 3));
+        let stopped = engine::run_from(&obj, start, 100, &mut first);
+        assert!(matches!(stopped, Err(noiselab::Error::Stopped)));
+        let c = checkpoint::read(dir.path(), kind, 3)
+            .unwrap()
+            .expect("a checkpoint at 37");
         assert_eq!(c.iteration, 37);
-        let mut noise = NoiseModel::restore(spec, c.noise);
-        let rest = engine::run_segment(
-            &obj,
-            c.theta,
-            37..100,
-            0.05,
-            &mut noise,
-            |t, at, n| {
-                let h = at.hessian()?.clone();
-                obs.push((t, n.tr_h_noise(at, &h)?.to_bits()));
-                Ok(())
-            },
-            None,
-            |_| Ok(()),
-        )
-        .unwrap();
+        let (start, _) = engine::resume(c, spec, 37);
+        let mut rest_obs = Cut {
+            obs: first.obs,
+            dir: dir.path(),
+            kind,
+        };
+        let (rest, _) = engine::run_from(&obj, start, 100, &mut rest_obs).unwrap();
+        let obs = rest_obs.obs;
         let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(
             bits(&rest.theta),

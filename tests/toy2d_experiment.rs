@@ -1,4 +1,4 @@
-//! The toy experiment end to end (SPEC §4.1, §5): indicator ordering, success-rate
+//! The toy experiment end to end (METHOD.md §4.1, §5): indicator ordering, success-rate
 //! ordering with binomial tolerances, reproducibility, divergence handling.
 
 mod common;
@@ -57,7 +57,7 @@ fn first_eigvec_noise_has_the_largest_indicator_among_norm_matched_noises() {
         assert!((norm - 0.01).abs() < 1e-12, "{kind}: E‖n‖² = {norm}");
         assert!(*tr <= best * (1.0 + 1e-12), "{kind}: {tr} > eig1's {best}");
     }
-    // Σ* = Tr Σ·u1u1ᵀ attains λ1·E‖n‖² (SPEC §5).
+    // Σ* = Tr Σ·u1u1ᵀ attains λ1·E‖n‖² (METHOD.md §5).
     assert!((best - 200.0 * 0.01).abs() < 1e-9);
 
     // … and on a random quadratic under norm matching to SGD.
@@ -87,7 +87,7 @@ fn first_eigvec_noise_has_the_largest_indicator_among_norm_matched_noises() {
 
 #[test]
 fn isotropic_curvature_makes_every_shape_equivalent() {
-    // H = λI: every Σ of equal trace gives the same Tr(HΣ) (SPEC §5).
+    // H = λI: every Σ of equal trace gives the same Tr(HΣ) (METHOD.md §5).
     let h = nalgebra::DMatrix::identity(5, 5) * 3.0;
     let quad = Quadratic::new(h, common::random_vectors(25, 5, 1.0, 43));
     let mut cfg = preset(&[]);

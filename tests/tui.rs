@@ -4,8 +4,7 @@
 mod common;
 
 use noiselab::config;
-use noiselab::events::{self, Event, RunStatus};
-use noiselab::experiments::toy2d;
+use noiselab::events::{self, RunStatus};
 use noiselab::runner;
 use noiselab::tui::app::{Action, App, Key, Overlay, View, KEYS};
 use noiselab::tui::input::Input;
@@ -14,7 +13,6 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use ratatui::Terminal;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 
 fn loaded(seeds: usize) -> config::LoadedConfig {
     config::load(
@@ -29,17 +27,9 @@ fn finished_app(seeds: usize, mono: bool) -> App {
     let loaded = loaded(seeds);
     let (tx, rx) = events::channel(false);
     let info = runner::run_info(&loaded, std::path::Path::new("runs/test"), "now");
-    tx.send(Event::RunStarted(Arc::new(info)));
-    toy2d::run_live(
-        &loaded.config,
-        &tx,
-        &AtomicBool::new(false),
-        &Default::default(),
-    )
-    .unwrap();
-    tx.send(Event::RunEnded {
-        status: RunStatus::Finished,
-    });
+    // The toy writes nothing to its run directory: the runner's whole path, no record.
+    let status = runner::start(&loaded, info, tx, Default::default()).join();
+    assert_eq!(status, RunStatus::Finished);
     let mut app = App::new(mono);
     for e in rx.recorder.try_iter() {
         app.apply(e);
@@ -83,7 +73,7 @@ fn overview_shows_every_dynamics_with_sparklines_and_numbers() {
     // Sparkline glyphs and the real min/max/last beside them.
     assert!(text.chars().any(|c| "▁▂▃▄▅▆▇█".contains(c)), "{text}");
     assert!(text.contains('↓') && text.contains('↑'), "{text}");
-    // The escape indicator of eig1 at the start is λ1·0.01 = 2 (SPEC §5): its max shows.
+    // The escape indicator of eig1 at the start is λ1·0.01 = 2 (METHOD.md §5): its max shows.
     let eig1_row = text
         .lines()
         .skip_while(|l| !l.contains("GLD 1st eigvec(H)"))

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// One row of SPEC §2 Table 1. The snake_case names are the config keys everywhere.
+/// One row of METHOD.md §2 Table 1. The snake_case names are the config keys everywhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DynamicsKind {

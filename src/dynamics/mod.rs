@@ -1,4 +1,4 @@
-//! The eight dynamics of SPEC §2 (Table 1). They share one update
+//! The eight dynamics of METHOD.md §2 (Table 1). They share one update
 //! θ ← θ − η·g0 + n (see [`crate::engine`]) and differ only in their noise n, which
 //! [`NoiseModel`] produces from one shape ([`NoiseShape`]) and one scale rule ([`ScaleRule`]).
 

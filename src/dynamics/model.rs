@@ -1,5 +1,5 @@
 //! One noise abstraction for all eight dynamics: a shape source, a scale rule and a
-//! refresh interval (SPEC §2, §4.1, §4.3).
+//! refresh interval (METHOD.md §2, §4.1, §4.3).
 
 use super::{DynamicsKind, NoiseShape};
 use crate::estimators::covariance::GradientCovariance;
@@ -18,13 +18,13 @@ pub enum Magnitude {
     /// Norm matching to SGD (Eq. 5–6): E‖n‖² = η²·Tr C_m, C_m ≈ Σ/m.
     #[default]
     MatchSgd,
-    /// Every GLD noise rescaled to E‖n‖² = `noise.total_variance` (the toy, SPEC §4.1).
+    /// Every GLD noise rescaled to E‖n‖² = `noise.total_variance` (the toy, METHOD.md §4.1).
     Fixed,
 }
 
-/// Where noise lives (config `noise.units`). `parameter`: θ ← θ − η·g0 + n (SPEC §2).
+/// Where noise lives (config `noise.units`). `parameter`: θ ← θ − η·g0 + n (METHOD.md §2).
 /// `gradient`: θ ← θ − η(g0 + ε), n = η·ε (the released code's FashionMNIST convention,
-/// SPEC §4.3), so fixed magnitudes (σ, `total_variance`) are in gradient units and get
+/// METHOD.md §4.3), so fixed magnitudes (σ, `total_variance`) are in gradient units and get
 /// multiplied by η. Norm-matched noise is identical in both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -41,7 +41,7 @@ pub enum CovarianceSource {
     /// Exact per-sample gradients, Eq. 1 (1/N).
     #[default]
     PerSample,
-    /// K = N/m minibatch gradients of a random partition, 1/(K − 1) (SPEC §2, §4.3).
+    /// K = N/m minibatch gradients of a random partition, 1/(K − 1) (METHOD.md §2, §4.3).
     Minibatches,
 }
 
@@ -287,7 +287,7 @@ impl NoiseModel {
         })
     }
 
-    /// Tr(H_t·Cov n_t), the escaping indicator of this noise (SPEC §3; Fig. 1c), for a
+    /// Tr(H_t·Cov n_t), the escaping indicator of this noise (METHOD.md §3; Fig. 1c), for a
     /// dense H. Call after [`Self::sample`] for the same t.
     pub fn tr_h_noise<O: Objective + ?Sized>(
         &mut self,

@@ -11,7 +11,7 @@ pub enum NoiseShape {
     Isotropic { dim: usize },
     /// N(0, diag(d))
     Diagonal(Vec<f64>),
-    /// N(0, Σ_j c_j w_j w_jᵀ), sampled as z = Σ_j √c_j·ξ_j·w_j (SPEC §2): never a D×D matrix.
+    /// N(0, Σ_j c_j w_j w_jᵀ), sampled as z = Σ_j √c_j·ξ_j·w_j (METHOD.md §2): never a D×D matrix.
     LowRank(Eigenpairs),
 }
 
@@ -64,7 +64,7 @@ impl NoiseShape {
         }
     }
 
-    /// Tr(H C) for a dense H (SPEC §3's indicator for this noise's shape).
+    /// Tr(H C) for a dense H (METHOD.md §3's indicator for this noise's shape).
     pub fn tr_h(&self, h: &DMatrix<f64>) -> f64 {
         match self {
             NoiseShape::Isotropic { .. } => h.trace(),

@@ -1,4 +1,4 @@
-//! Gradient covariance from a set of gradients (SPEC §1 Eq. 1, §2 "Estimating Σ_t").
+//! Gradient covariance from a set of gradients (METHOD.md §1 Eq. 1, §2 "Estimating Σ_t").
 //!
 //! C = factor · Σ_k a_k a_kᵀ with a_k = g_k − ḡ the centred rows. Everything is read
 //! off the centred rows without forming a D×D matrix when D is large: the trace and
@@ -38,7 +38,7 @@ impl GradientCovariance {
     }
 
     /// The minibatch-noise covariance Σ/m from the K minibatch gradients of a partition
-    /// of the training set (SPEC §2): centred on their mean (= g0), 1/(K − 1).
+    /// of the training set (METHOD.md §2): centred on their mean (= g0), 1/(K − 1).
     pub fn minibatches(mut gradients: GradientMatrix) -> Result<Self> {
         let k = gradients.rows();
         if k < 2 {
@@ -94,7 +94,7 @@ impl GradientCovariance {
                 .sum::<f64>()
     }
 
-    /// Tr(H C) = factor · Σ_k a_kᵀ H a_k, with H given by its products (SPEC §3).
+    /// Tr(H C) = factor · Σ_k a_kᵀ H a_k, with H given by its products (METHOD.md §3).
     pub fn tr_h(&self, mut hvp: impl FnMut(&[f64]) -> Result<Vec<f64>>) -> Result<f64> {
         let mut sum = 0.0;
         for a in self.centered.iter_rows() {

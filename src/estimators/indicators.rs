@@ -1,11 +1,11 @@
-//! The escaping indicators of SPEC §3 from shared pieces: Tr(HΣ) from the centred
+//! The escaping indicators of METHOD.md §3 from shared pieces: Tr(HΣ) from the centred
 //! gradients and HVPs, the isotropic reference Tr(HΣ̄) = Tr H·Tr Σ / D, and the
 //! projection coefficient â = (u1ᵀΣu1·Tr H)/(λ1·Tr Σ) (Eq. 12, Fig. 3b).
 
 use super::covariance::GradientCovariance;
 use crate::Result;
 
-/// Tr(HΣ) = factor·Σ_k a_kᵀ H a_k: one HVP per centred gradient (SPEC §3).
+/// Tr(HΣ) = factor·Σ_k a_kᵀ H a_k: one HVP per centred gradient (METHOD.md §3).
 pub fn tr_h_sigma(
     sigma: &GradientCovariance,
     hvp: impl FnMut(&[f64]) -> Result<Vec<f64>>,
@@ -19,7 +19,7 @@ pub fn tr_h_sigma_iso(tr_h: f64, tr_sigma: f64, dim: usize) -> f64 {
 }
 
 /// â = (u1ᵀΣu1 · Tr H)/(λ1 · Tr Σ): how much of Σ lies along H's top eigenvector,
-/// relative to the curvature's spread (SPEC §3). An isotropic Σ gives Tr H/(λ1·D).
+/// relative to the curvature's spread (METHOD.md §3). An isotropic Σ gives Tr H/(λ1·D).
 pub fn projection_coefficient(
     sigma: &GradientCovariance,
     u1: &[f64],

@@ -61,7 +61,7 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
         Ok(self.sigma.as_ref().expect("just computed"))
     }
 
-    /// The minibatch-noise covariance C_m ≈ Σ/m (covariance of g_B − g0, SPEC §2):
+    /// The minibatch-noise covariance C_m ≈ Σ/m (covariance of g_B − g0, METHOD.md §2):
     /// from per-sample gradients (Σ of Eq. 1, divided by m) or from the K = ⌊N/m⌋
     /// minibatch gradients of a fresh random partition (1/(K − 1)).
     pub fn noise_covariance<R: Rng + ?Sized>(

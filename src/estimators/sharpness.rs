@@ -1,4 +1,4 @@
-//! Expected sharpness E_{ν~N(0,δ²I)}[L(θ+ν)] − L(θ) by Monte Carlo (SPEC §3). The
+//! Expected sharpness E_{ν~N(0,δ²I)}[L(θ+ν)] − L(θ) by Monte Carlo (METHOD.md §3). The
 //! authors' released code averages |L(θ+ν) − L(θ)|; `absolute` gives that reading.
 
 use super::trace::Estimate;

@@ -1,4 +1,4 @@
-//! The image-classification protocol of SPEC §4.3–§4.4, one code for its datasets:
+//! The image-classification protocol of docs/METHOD.md §4.3–§4.4, one code for its datasets:
 //! FashionMNIST with LeNet (Figs. 3–6: 1,200 training images of which 200 carry a wrong
 //! label) and CIFAR-10 with VGG11 (Fig. 7: the clean training set). Phase 1 runs GD to a
 //! sharp minimum θ_GD (measured every `gd_metrics_every` iterations: Fig. 4's GD curve
@@ -13,91 +13,199 @@
 //! can start from it (`<section>.theta_gd`); which training images were picked and
 //! which were relabelled goes to `corrupted.json`.
 
-use super::{end_trajectory, report_end};
-use crate::config::{Cifar10, Config, FashionMnist, ImageConfig, ImageDataset, Precision};
-use crate::data::{cifar, idx, ImageSet, Split};
+use super::{end_trajectory, partial, report_end, Section, Tracker};
+use crate::config::{at_least, check, positive, Config, Invalid};
+use crate::data::{ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
-use crate::engine;
+use crate::engine::{self, Start};
 use crate::estimators::sharpness::expected_sharpness;
 use crate::estimators::trace::hutchinson;
 use crate::estimators::AtPoint;
-use crate::events::{Event, EventSender, Metric};
+use crate::events::{Event, Metric, RunStatus, SpectrumOf};
+use crate::experiment::{Experiment, Outline, RunContext};
 use crate::kernels::Float;
 use crate::models::native::NativeClassifier;
 use crate::models::network::Architecture;
-use crate::models::{lenet, vgg11};
 use crate::objective::Objective;
+use crate::record::state::RecordState;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
 use rand::seq::index::sample;
 use rand::Rng;
-use std::collections::BTreeSet;
+use rand_chacha::ChaCha12Rng;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::fmt;
+use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
-/// A dataset and the network the protocol trains on it.
-pub trait Dataset: ImageDataset {
+/// A dataset and the network the protocol trains on it: what differs between the
+/// experiments that share this protocol (`fashion_mnist.rs`, `cifar10.rs`).
+pub trait Dataset: Clone + fmt::Debug + PartialEq + Send + Sync + 'static {
+    /// The experiment key and config section.
+    const SECTION: &'static str;
+    /// Images in the official training set.
+    const TRAINING_SET: usize;
     /// The network's parameter count D.
     const PARAMETERS: usize;
+    fn defaults() -> ImageConfig<Self>;
     fn architecture() -> Result<Architecture>;
     /// One split from `dir`, with a note of the files it came from.
     fn read(dir: &Path, split: Split, limit: Option<usize>) -> Result<(ImageSet, String)>;
-    fn settings(config: &Config) -> ImageConfig<Self>;
 }
 
-impl Dataset for FashionMnist {
-    const PARAMETERS: usize = lenet::PARAMETERS;
-    fn architecture() -> Result<Architecture> {
-        lenet::architecture()
-    }
-    fn read(dir: &Path, split: Split, limit: Option<usize>) -> Result<(ImageSet, String)> {
-        Ok((
-            idx::read_split(dir, split, limit)?,
-            dir.display().to_string(),
-        ))
-    }
-    fn settings(config: &Config) -> ImageConfig<Self> {
-        config.fashion_mnist()
+/// The image-classification protocol of METHOD.md §4.3–§4.4, shared by its datasets: GD to a
+/// sharp minimum θ_GD on a training set (some of it relabelled wrongly), then every
+/// dynamics from θ_GD. `D` names the dataset: its config section and its defaults.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, bound = "")]
+pub struct ImageConfig<D: Dataset> {
+    /// Directory with the dataset's official files.
+    pub data_dir: String,
+    /// Training images drawn from the training set by the run's seed (0 = all of it) …
+    pub train_samples: usize,
+    /// … of which this many get a random wrong label.
+    pub corrupted: usize,
+    /// Test images (the first ones of the test set); 0 = all of it.
+    pub test_samples: usize,
+    /// Phase 1: GD step and iterations to θ_GD.
+    pub gd_eta: f64,
+    pub gd_iterations: usize,
+    /// Measure phase 1 every this many iterations (0 = not at all): Fig. 4's GD curve
+    /// before θ_GD.
+    pub gd_metrics_every: usize,
+    /// A θ_GD file (`theta_gd.f64` of an earlier run) to start from instead of phase 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub theta_gd: Option<String>,
+    /// Phase 2: the dynamics' step and iterations.
+    pub eta: f64,
+    pub iterations: usize,
+    /// Measure every this many iterations of phase 2 (and at its end).
+    pub metrics_every: usize,
+    /// Expected sharpness: Monte Carlo samples M, perturbation δ, |rise| as the released
+    /// code does (`abs`) or the signed rise.
+    pub sharpness_samples: usize,
+    pub sharpness_delta: f64,
+    pub sharpness_abs: bool,
+    /// Also measure Tr(HΣ), Tr(HΣ̄), their ratio, â and Tr H (K + trace_probes + Lanczos
+    /// Hessian-vector products per measurement); Fig. 7 needs none of them.
+    pub curvature_metrics: bool,
+    /// Hutchinson probes for Tr H.
+    pub trace_probes: usize,
+    /// Top Hessian eigenvalues computed at θ_GD (Fig. 3a; Lanczos); 0 skips them.
+    pub hessian_spectrum: usize,
+    /// `f32` or `f64` arithmetic in the network.
+    pub precision: Precision,
+    #[serde(skip)]
+    pub dataset: PhantomData<D>,
+}
+
+impl<D: Dataset> Default for ImageConfig<D> {
+    fn default() -> Self {
+        D::defaults()
     }
 }
 
-impl Dataset for Cifar10 {
-    const PARAMETERS: usize = vgg11::PARAMETERS;
-    fn architecture() -> Result<Architecture> {
-        vgg11::architecture()
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    F64,
+}
+
+impl<D: Dataset> ImageConfig<D> {
+    /// `section.name`, for error messages.
+    pub(crate) fn key(name: &str) -> String {
+        format!("{}.{name}", D::SECTION)
     }
-    fn read(dir: &Path, split: Split, limit: Option<usize>) -> Result<(ImageSet, String)> {
-        let (set, files) = cifar::read_split(dir, split, limit)?;
-        let mut names: Vec<String> = files
-            .iter()
-            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect();
-        if split == Split::Train && files.len() < cifar::TRAINING_BATCHES.len() {
-            names.push(format!(
-                "the official training set has all {} batches",
-                cifar::TRAINING_BATCHES.len()
-            ));
+
+    fn check(&self, config: &Config) -> std::result::Result<(), Invalid> {
+        let key = Self::key;
+        check(
+            self.train_samples == 0 || (2..=D::TRAINING_SET).contains(&self.train_samples),
+            &key("train_samples"),
+            self.train_samples,
+            &format!(
+                "0 (the whole training set) or 2 to {} (the training set's size)",
+                D::TRAINING_SET
+            ),
+        )?;
+        // The training set's size when all of it is used is checked against the data.
+        let n = self.training_images(D::TRAINING_SET);
+        check(
+            self.corrupted <= n,
+            &key("corrupted"),
+            self.corrupted,
+            &format!("at most the {n} training images"),
+        )?;
+        positive(&key("gd_eta"), self.gd_eta)?;
+        positive(&key("eta"), self.eta)?;
+        at_least(&key("iterations"), self.iterations, 1)?;
+        at_least(&key("metrics_every"), self.metrics_every, 1)?;
+        at_least(&key("sharpness_samples"), self.sharpness_samples, 2)?;
+        positive(&key("sharpness_delta"), self.sharpness_delta)?;
+        at_least(&key("trace_probes"), self.trace_probes, 1)?;
+        check(
+            self.hessian_spectrum <= 2000,
+            &key("hessian_spectrum"),
+            self.hessian_spectrum,
+            "at most 2000 eigenvalues (0 to skip)",
+        )?;
+        check_batch_size(config, n, &key("train_samples"))
+    }
+
+    /// Training images used, given the number in the dataset.
+    pub fn training_images(&self, available: usize) -> usize {
+        if self.train_samples == 0 {
+            available
+        } else {
+            self.train_samples
         }
-        Ok((set, format!("{} ({})", dir.display(), names.join(", "))))
     }
-    fn settings(config: &Config) -> ImageConfig<Self> {
-        config.cifar10()
+}
+
+/// SGD's batch size against the `n` training samples (named by `samples_key`); also run
+/// on the number of images found when the whole training set is used.
+pub(crate) fn check_batch_size(
+    config: &Config,
+    n: usize,
+    samples_key: &str,
+) -> std::result::Result<(), Invalid> {
+    let m = config.noise.batch_size;
+    check(
+        m <= n,
+        "noise.batch_size",
+        m,
+        &format!("at most the {n} training samples ({samples_key})"),
+    )?;
+    if config.noise.covariance == crate::dynamics::CovarianceSource::Minibatches {
+        check(
+            n / m >= 2,
+            "noise.batch_size",
+            m,
+            &format!(
+                "at most half the {n} training samples ({samples_key}): Σ needs at least two minibatches"
+            ),
+        )?;
     }
+    Ok(())
 }
 
 /// Every metric this protocol can report, in display order.
 pub const METRICS: [Metric; 11] = [
-    Metric::TestAccuracy,
-    Metric::Sharpness,
-    Metric::TrainAccuracy,
-    Metric::Loss,
-    Metric::TestLoss,
-    Metric::TrHSigma,
-    Metric::TrHSigmaIso,
-    Metric::IsotropyRatio,
-    Metric::ProjectionCoefficient,
-    Metric::GradientNorm,
-    Metric::NoiseNorm,
+    Metric::TEST_ACCURACY,
+    Metric::SHARPNESS,
+    Metric::TRAIN_ACCURACY,
+    Metric::LOSS,
+    Metric::TEST_LOSS,
+    Metric::TR_H_SIGMA,
+    Metric::TR_H_SIGMA_ISO,
+    Metric::ISOTROPY_RATIO,
+    Metric::PROJECTION_COEFFICIENT,
+    Metric::GRADIENT_NORM,
+    Metric::NOISE_NORM,
 ];
 
 /// The metrics a run of this config reports.
@@ -110,18 +218,13 @@ pub fn metrics(curvature: bool) -> Vec<Metric> {
 
 /// What every measurement has, curvature or not.
 const BASIC_METRICS: [Metric; 6] = [
-    Metric::TestAccuracy,
-    Metric::Sharpness,
-    Metric::TrainAccuracy,
-    Metric::Loss,
-    Metric::TestLoss,
-    Metric::GradientNorm,
+    Metric::TEST_ACCURACY,
+    Metric::SHARPNESS,
+    Metric::TRAIN_ACCURACY,
+    Metric::LOSS,
+    Metric::TEST_LOSS,
+    Metric::GRADIENT_NORM,
 ];
-
-/// One trajectory per dynamics, all from θ_GD (GD's also holds phase 1).
-pub fn labels() -> Vec<String> {
-    vec!["from θ_GD".into()]
-}
 
 /// The run's images: the (partly relabelled) training set and the clean test set.
 pub struct Data {
@@ -138,7 +241,7 @@ pub struct Data {
 /// Picks `train_samples` training images by the run's seed (all of them, in order, when
 /// 0) and gives `corrupted` of them a uniformly drawn wrong label.
 pub fn load_data<D: Dataset>(config: &Config) -> Result<Data> {
-    let cfg = D::settings(config);
+    let cfg = settings::<D>(config);
     let dir = Path::new(&cfg.data_dir);
     let (full, train_source) = D::read(dir, Split::Train, None)?;
     let n = cfg.training_images(full.len());
@@ -158,9 +261,9 @@ pub fn load_data<D: Dataset>(config: &Config) -> Result<Data> {
     }
     // With the whole set (train_samples = 0) the batch size is checked against the data:
     // the config's own check, on the number of images found.
-    crate::config::check_batch_size(config, n, &key("train_samples")).map_err(
-        |(key, problem)| Error::data(dir, format!("{n} training images here; {key}: {problem}")),
-    )?;
+    check_batch_size(config, n, &key("train_samples")).map_err(|(key, problem)| {
+        Error::data(dir, format!("{n} training images here; {key}: {problem}"))
+    })?;
     let mut rng = rng::stream(config.seed, 0, Purpose::Data);
     let picked = if cfg.train_samples == 0 {
         (0..n).collect()
@@ -199,9 +302,9 @@ pub fn load_data<D: Dataset>(config: &Config) -> Result<Data> {
 /// the data, a θ_GD file's size when one is given, and Σ's gradient matrices.
 pub fn preflight<D: Dataset>(config: &Config) -> Result<()> {
     let data = load_data::<D>(config)?;
-    let cfg = D::settings(config);
+    let cfg = settings::<D>(config);
     if let Some(path) = &cfg.theta_gd {
-        read_theta_gd::<D>(path)?;
+        read_theta_gd::<D>(Path::new(path))?;
     }
     check_memory::<D>(config, data.train.len(), available_memory())
 }
@@ -221,7 +324,7 @@ pub fn check_memory<D: Dataset>(config: &Config, n: usize, available: Option<u64
     let Some(available) = available else {
         return Ok(());
     };
-    let cfg = D::settings(config);
+    let cfg = settings::<D>(config);
     let rows = match config.noise.covariance {
         crate::dynamics::CovarianceSource::PerSample => n,
         crate::dynamics::CovarianceSource::Minibatches => n / config.noise.batch_size,
@@ -266,7 +369,7 @@ pub fn check_memory<D: Dataset>(config: &Config, n: usize, available: Option<u64
 }
 
 /// A `theta_gd.f64` file: D little-endian f64, all finite.
-fn read_theta_gd<D: Dataset>(path: &str) -> Result<Vec<f64>> {
+fn read_theta_gd<D: Dataset>(path: &Path) -> Result<Vec<f64>> {
     let dim = D::PARAMETERS;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.len() != 8 * dim {
@@ -323,12 +426,12 @@ impl<T: Float, D: Dataset> Measure<'_, T, D> {
             rng.random(),
         )?;
         let mut values = vec![
-            (Metric::TestAccuracy, test.accuracy),
-            (Metric::Sharpness, sharp.value),
-            (Metric::TrainAccuracy, train.accuracy),
-            (Metric::Loss, loss),
-            (Metric::TestLoss, test.loss),
-            (Metric::GradientNorm, grad_norm),
+            (Metric::TEST_ACCURACY, test.accuracy),
+            (Metric::SHARPNESS, sharp.value),
+            (Metric::TRAIN_ACCURACY, train.accuracy),
+            (Metric::LOSS, loss),
+            (Metric::TEST_LOSS, test.loss),
+            (Metric::GRADIENT_NORM, grad_norm),
         ];
         if !cfg.curvature_metrics {
             return Ok(values);
@@ -349,11 +452,11 @@ impl<T: Float, D: Dataset> Measure<'_, T, D> {
             tr_h.value,
         );
         values.extend([
-            (Metric::TrHSigma, tr_h_sigma),
-            (Metric::TrHSigmaIso, iso),
-            (Metric::IsotropyRatio, tr_h_sigma / iso),
-            (Metric::ProjectionCoefficient, a_hat),
-            (Metric::NoiseNorm, sigma.trace().sqrt()),
+            (Metric::TR_H_SIGMA, tr_h_sigma),
+            (Metric::TR_H_SIGMA_ISO, iso),
+            (Metric::ISOTROPY_RATIO, tr_h_sigma / iso),
+            (Metric::PROJECTION_COEFFICIENT, a_hat),
+            (Metric::NOISE_NORM, sigma.trace().sqrt()),
         ]);
         // Display order.
         values.sort_by_key(|(m, _)| METRICS.iter().position(|x| x == m));
@@ -361,80 +464,97 @@ impl<T: Float, D: Dataset> Measure<'_, T, D> {
     }
 }
 
-fn publish(events: &EventSender, kind: DynamicsKind, iteration: usize, values: Vec<(Metric, f64)>) {
-    events.send(Event::Metrics {
-        dynamics: kind,
-        replicate: 0,
-        iteration: iteration as u64,
-        values,
-    })
+/// The settings of the protocol on dataset `D`.
+fn settings<D: Dataset>(config: &Config) -> &ImageConfig<D> {
+    config
+        .settings::<ImageConfig<D>>()
+        .expect("an image-classification config of this dataset")
 }
 
-/// θ_GD: read from `<section>.theta_gd`, or phase 1 (GD from PyTorch's default
-/// initialisation, published as GD's iterations before `gd_iterations`), written to
-/// `theta_gd.f64` in the run directory.
+/// The path a run writes θ_GD to.
+const THETA_GD: &str = "theta_gd.f64";
+
+/// θ_GD: read from `<section>.theta_gd`, from the run's own `theta_gd.f64` when an
+/// earlier attempt of it got that far, or phase 1 (GD from PyTorch's default
+/// initialisation, published as GD's iterations before `gd_iterations`, continued from
+/// its checkpoint when there is one), written to `theta_gd.f64` in the run directory.
 fn theta_gd<T: Float, D: Dataset>(
-    config: &Config,
+    ctx: &RunContext<'_>,
     measure: &Measure<'_, T, D>,
-    events: &EventSender,
-    stop: &AtomicBool,
-    run_dir: &Path,
 ) -> Result<Vec<f64>> {
     let (model, cfg) = (measure.model, measure.cfg);
+    let config = ctx.config;
     if let Some(path) = &cfg.theta_gd {
-        let theta = read_theta_gd::<D>(path)?;
-        events.log(None, format!("θ_GD read from {path}"));
+        let theta = read_theta_gd::<D>(Path::new(path))?;
+        ctx.events.log(None, format!("θ_GD read from {path}"));
         return Ok(theta);
     }
-    let mut theta = model
-        .arch()
-        .init_theta(&mut rng::stream(config.seed, 1, Purpose::Data));
-    // Phase 1's own streams (replicate 1), so that phase 2 draws the same whether or
-    // not phase 1 was measured or run at all.
-    let noise = NoiseModel::new(
-        config.noise.spec(DynamicsKind::Gd, cfg.gd_eta),
-        config.seed,
-        1,
-    );
-    let mut measure_rng = rng::stream(config.seed, 1, Purpose::Measurements(DynamicsKind::Gd));
+    let own = ctx.run_dir.join(THETA_GD);
+    if own.exists() {
+        let theta = read_theta_gd::<D>(&own)?;
+        ctx.events.log(
+            None,
+            format!(
+                "θ_GD read from {} (written by this run's GD phase)",
+                own.display()
+            ),
+        );
+        return Ok(theta);
+    }
     // Progress every 5 % of the phase, and at least every 10 s (VGG11 on CPU).
     let every = (cfg.gd_iterations / 20).max(1);
     let mut last_log = std::time::Instant::now();
-    for t in 0..cfg.gd_iterations {
-        if stop.load(Ordering::Relaxed) {
-            return Err(Error::Stopped);
-        }
-        if cfg.gd_metrics_every > 0 && t % cfg.gd_metrics_every == 0 {
-            let mut at = AtPoint::new(model, &theta);
-            publish(
-                events,
-                DynamicsKind::Gd,
-                t,
-                measure.at(&mut at, &noise, &mut measure_rng)?,
-            );
-        }
-        let (loss, g) = model.loss_and_gradient(&theta)?;
-        if t % every == 0 || last_log.elapsed().as_secs() >= 10 {
-            last_log = std::time::Instant::now();
-            events.log(
-                None,
-                format!(
-                    "GD phase: iteration {t}/{}, loss {loss:.4}",
-                    cfg.gd_iterations
-                ),
-            );
-        }
-        crate::linalg::axpy(-cfg.gd_eta, &g, &mut theta);
-        if let Some(bad) = theta.iter().find(|x| !x.is_finite()) {
-            return Err(Error::Numerics(format!(
-                "GD phase diverged at iteration {t} (parameter {bad}); lower {}.gd_eta",
-                D::SECTION
-            )));
-        }
+    let mut tracker = Tracker {
+        ctx,
+        kind: DynamicsKind::Gd,
+        replicate: 0,
+        offset: 0,
+        // Phase 1's own streams (replicate 1), so that phase 2 draws the same whether
+        // or not phase 1 was measured or run at all.
+        rng: rng::stream(config.seed, 1, Purpose::Measurements(DynamicsKind::Gd)),
+        measure: |t: usize,
+                  at: &mut AtPoint<'_, NativeClassifier<T>>,
+                  noise: &mut NoiseModel,
+                  rng: &mut ChaCha12Rng| {
+            let values = if cfg.gd_metrics_every > 0 && t % cfg.gd_metrics_every == 0 {
+                Some(measure.at(at, noise, rng)?)
+            } else {
+                None
+            };
+            if t % every == 0 || last_log.elapsed().as_secs() >= 10 {
+                last_log = std::time::Instant::now();
+                let loss = at.loss_and_gradient()?.0;
+                ctx.events.log(
+                    None,
+                    format!(
+                        "GD phase: iteration {t}/{}, loss {loss:.4}",
+                        cfg.gd_iterations
+                    ),
+                );
+            }
+            Ok(values)
+        },
+    };
+    let spec = config.noise.spec(DynamicsKind::Gd, cfg.gd_eta);
+    let start = tracker.start(spec, cfg.gd_iterations, model.dim(), |spec| {
+        let theta = model
+            .arch()
+            .init_theta(&mut rng::stream(config.seed, 1, Purpose::Data));
+        Start::plain(theta, NoiseModel::new(spec, config.seed, 1))
+    })?;
+    let (end, _) = engine::run_from(model, start, cfg.gd_iterations, &mut tracker)?;
+    if let Some(d) = end.diverged {
+        return Err(Error::Numerics(format!(
+            "GD phase diverged at iteration {} ({}); lower {}.gd_eta",
+            d.iteration,
+            d.reason,
+            D::SECTION
+        )));
     }
+    let theta = end.theta;
     // On the training set itself: θ_GD should fit the wrong labels too.
     let eval = model.evaluate(&theta, &measure.data.train)?;
-    events.log(
+    ctx.events.log(
         None,
         format!(
             "GD phase done: θ_GD after {} iterations, training loss {:.4}, accuracy {:.4}",
@@ -442,21 +562,25 @@ fn theta_gd<T: Float, D: Dataset>(
         ),
     );
     let bytes: Vec<u8> = theta.iter().flat_map(|x| x.to_le_bytes()).collect();
-    let path = run_dir.join("theta_gd.f64");
-    std::fs::write(&path, bytes).map_err(|e| Error::io(&path, e))?;
+    crate::record::write_atomically(&own, |p| {
+        std::fs::write(p, &bytes).map_err(|e| Error::io(p, e))
+    })?;
     Ok(theta)
 }
 
 /// Fig. 3a: the top `hessian_spectrum` eigenvalues of H at θ_GD by Lanczos, published
-/// as GD's Hessian spectrum at the iteration where every dynamics starts.
+/// as GD's Hessian spectrum at the iteration where every dynamics starts (once: a
+/// resumed run that recorded it does not compute it again).
 fn hessian_spectrum<T: Float, D: Dataset>(
+    ctx: &RunContext<'_>,
     cfg: &ImageConfig<D>,
     model: &NativeClassifier<T>,
     theta: &[f64],
-    events: &EventSender,
 ) -> Result<()> {
     let k = cfg.hessian_spectrum.min(model.dim());
-    if k == 0 {
+    let iteration = cfg.gd_iterations as u64;
+    let recorded = (DynamicsKind::Gd, SpectrumOf::Hessian, 0, iteration);
+    if k == 0 || ctx.prior.spectra.contains(&recorded) {
         return Ok(());
     }
     let start = std::time::Instant::now();
@@ -472,7 +596,7 @@ fn hessian_spectrum<T: Float, D: Dataset>(
         None,
     )?;
     let values = found.pairs.values;
-    events.log(
+    ctx.events.log(
         None,
         format!(
             "Hessian at θ_GD: top {} eigenvalues by Lanczos ({} HVPs, {:.0} s, max residual {:.1e}): λ1 = {:.4e}, λ{} = {:.4e}",
@@ -485,11 +609,11 @@ fn hessian_spectrum<T: Float, D: Dataset>(
             values.last().copied().unwrap_or(f64::NAN)
         ),
     );
-    events.send(Event::Spectrum {
+    ctx.events.send(Event::Spectrum {
         dynamics: DynamicsKind::Gd,
         replicate: 0,
-        iteration: cfg.gd_iterations as u64,
-        of: crate::events::SpectrumOf::Hessian,
+        iteration,
+        of: SpectrumOf::Hessian,
         values,
     });
     Ok(())
@@ -503,87 +627,73 @@ fn write_corrupted(data: &Data, run_dir: &Path) -> Result<()> {
         })).collect::<Vec<_>>(),
     });
     let path = run_dir.join("corrupted.json");
-    std::fs::write(
-        &path,
-        serde_json::to_string_pretty(&json).unwrap_or_default(),
-    )
-    .map_err(|e| Error::io(&path, e))
+    let text = serde_json::to_string_pretty(&json).unwrap_or_default();
+    crate::record::write_atomically(&path, |p| {
+        std::fs::write(p, &text).map_err(|e| Error::io(p, e))
+    })
 }
 
-/// One dynamics from θ_GD, publishing its measurements at iterations counted from the
-/// start of phase 1.
+/// One dynamics from θ_GD (or from its checkpoint), publishing its measurements at
+/// iterations counted from the start of phase 1.
 fn run_one<T: Float, D: Dataset>(
-    config: &Config,
+    ctx: &RunContext<'_>,
     kind: DynamicsKind,
     measure: &Measure<'_, T, D>,
     theta0: &[f64],
-    events: &EventSender,
-    stop: &AtomicBool,
 ) -> Result<()> {
+    let config = ctx.config;
     let cfg = measure.cfg;
     let offset = cfg.gd_iterations;
-    let mut noise = NoiseModel::new(config.noise.spec(kind, cfg.eta), config.seed, 0);
-    let mut measure_rng = rng::stream(config.seed, 0, Purpose::Measurements(kind));
-    let mut end = engine::run(
-        measure.model,
-        theta0.to_vec(),
-        cfg.eta,
-        cfg.iterations,
-        &mut noise,
-        |t, at, noise| {
-            if stop.load(Ordering::Relaxed) {
-                return Err(Error::Stopped);
+    let mut tracker = Tracker {
+        ctx,
+        kind,
+        replicate: 0,
+        offset,
+        rng: rng::stream(config.seed, 0, Purpose::Measurements(kind)),
+        measure: |t: usize,
+                  at: &mut AtPoint<'_, NativeClassifier<T>>,
+                  noise: &mut NoiseModel,
+                  rng: &mut ChaCha12Rng| {
+            if t % cfg.metrics_every != 0 {
+                return Ok(None);
             }
-            if t % cfg.metrics_every == 0 {
-                publish(
-                    events,
-                    kind,
-                    offset + t,
-                    measure.at(at, noise, &mut measure_rng)?,
-                );
-            }
-            Ok(())
+            measure.at(at, noise, rng).map(Some)
         },
-    )?;
-    if let Some(d) = &mut end.diverged {
-        d.iteration += offset;
-    }
-    end_trajectory(events, kind, 0, &end, |theta| {
+    };
+    let spec = config.noise.spec(kind, cfg.eta);
+    let start = tracker.start(spec, cfg.iterations, measure.model.dim(), |spec| {
+        Start::plain(theta0.to_vec(), NoiseModel::new(spec, config.seed, 0))
+    })?;
+    let (end, noise) = engine::run_from(measure.model, start, cfg.iterations, &mut tracker)?;
+    end_trajectory(ctx.events, kind, 0, &end, offset, |theta| {
         let mut at = AtPoint::new(measure.model, theta);
-        publish(
-            events,
-            kind,
-            offset + cfg.iterations,
-            measure.at(&mut at, &noise, &mut measure_rng)?,
-        );
+        let values = measure.at(&mut at, &noise, &mut tracker.rng)?;
+        tracker.publish(offset + cfg.iterations, values);
         Ok(())
     })
 }
 
-fn run_with<T: Float, D: Dataset>(
-    config: &Config,
-    data: &Data,
-    events: &EventSender,
-    stop: &AtomicBool,
-    skip: &BTreeSet<(DynamicsKind, usize)>,
-    run_dir: &Path,
-) -> Result<usize> {
-    let cfg = D::settings(config);
+fn run_with<T: Float, D: Dataset>(ctx: &RunContext<'_>, data: &Data) -> Result<usize> {
+    let cfg = settings::<D>(ctx.config);
     let model = NativeClassifier::<T>::new(D::architecture()?, &data.train)?;
     let measure = Measure {
         model: &model,
         data,
-        cfg: &cfg,
+        cfg,
     };
-    let theta0 = theta_gd(config, &measure, events, stop, run_dir)?;
-    hessian_spectrum(&cfg, &model, &theta0, events)?;
+    let all_done = ctx.config.dynamics.iter().all(|&k| ctx.finished(k, 0));
+    if all_done {
+        return Ok(0);
+    }
+    let theta0 = theta_gd(ctx, &measure)?;
+    hessian_spectrum(ctx, cfg, &model, &theta0)?;
     let failed = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for &kind in config.dynamics.iter().filter(|&&k| !skip.contains(&(k, 0))) {
+        for &kind in ctx.config.dynamics.iter().filter(|&&k| !ctx.finished(k, 0)) {
             let (measure, theta0, failed) = (&measure, &theta0, &failed);
             scope.spawn(move || {
-                let result = run_one(config, kind, measure, theta0, events, stop);
-                report_end(events, kind, result, stop, failed);
+                let result = run_one(ctx, kind, measure, theta0);
+                report_end(ctx.events, kind, result, ctx.stop, failed);
             });
         }
     });
@@ -592,15 +702,9 @@ fn run_with<T: Float, D: Dataset>(
 
 /// Phase 1 then one worker per dynamics, all side by side (their kernel calls share
 /// rayon's one pool, so they never oversubscribe the cores).
-pub fn run_live<D: Dataset>(
-    config: &Config,
-    events: &EventSender,
-    stop: &AtomicBool,
-    skip: &BTreeSet<(DynamicsKind, usize)>,
-    run_dir: &Path,
-) -> Result<usize> {
-    let data = load_data::<D>(config)?;
-    events.log(
+fn run_live<D: Dataset>(ctx: &RunContext<'_>) -> Result<usize> {
+    let data = load_data::<D>(ctx.config)?;
+    ctx.events.log(
         None,
         format!(
             "data: {} training images ({} relabelled wrongly) from {}; {} test images from {}",
@@ -611,9 +715,111 @@ pub fn run_live<D: Dataset>(
             data.sources.1
         ),
     );
-    write_corrupted(&data, run_dir)?;
-    match D::settings(config).precision {
-        Precision::F32 => run_with::<f32, D>(config, &data, events, stop, skip, run_dir),
-        Precision::F64 => run_with::<f64, D>(config, &data, events, stop, skip, run_dir),
+    write_corrupted(&data, ctx.run_dir)?;
+    match settings::<D>(ctx.config).precision {
+        Precision::F32 => run_with::<f32, D>(ctx, &data),
+        Precision::F64 => run_with::<f64, D>(ctx, &data),
+    }
+}
+
+impl<D: Dataset> Section for ImageConfig<D> {
+    const KEY: &'static str = D::SECTION;
+}
+
+impl<D: Dataset> Experiment for ImageConfig<D> {
+    fn validate(&self, config: &Config) -> std::result::Result<(), Invalid> {
+        self.check(config)
+    }
+
+    /// D, iterations (phase 1 and 2: the record counts from phase 1's start), one
+    /// trajectory per dynamics and the metrics measured.
+    fn outline(&self, _config: &Config) -> Outline {
+        Outline {
+            dim: D::PARAMETERS,
+            iterations: (self.gd_iterations + self.iterations) as u64,
+            replicates: 1,
+            // One trajectory per dynamics, all from θ_GD (GD's also holds phase 1).
+            replicate_labels: vec!["from θ_GD".into()],
+            replicate_noun: "trajectory",
+            metrics: metrics(self.curvature_metrics)
+                .into_iter()
+                .map(Metric::def)
+                .collect(),
+            plane: None,
+        }
+    }
+
+    fn preflight(&self, config: &Config) -> Result<()> {
+        preflight::<D>(config)
+    }
+
+    fn run(&self, ctx: &RunContext<'_>) -> Result<usize> {
+        run_live::<D>(ctx)
+    }
+
+    /// Figs. 4, 6 and 7 in numbers: where each dynamics ended (its highest iteration).
+    fn results_text(&self, record: &RecordState, status: RunStatus) -> String {
+        let mut out = format!(
+            "From θ_GD: final test accuracy and expected sharpness by dynamics (Figs. 4, 6, 7){}:\n{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+            partial(status), "dynamics", "test acc", "train acc", "sharpness", "Tr(HΣ)", "iteration"
+        );
+        for &kind in &record.config.dynamics {
+            let f = record.final_metrics(kind, 0);
+            let get = |m: Metric, fmt: &dyn Fn(f64) -> String| {
+                f.get(&m).map_or("-".to_string(), |x| fmt(*x))
+            };
+            let last = record
+                .last_iteration(kind, 0, Metric::TEST_ACCURACY)
+                .map_or("-".to_string(), |t| t.to_string());
+            out += &format!(
+                "{:<18} {:>10} {:>10} {:>12} {:>12} {:>10}\n",
+                kind.label(),
+                get(Metric::TEST_ACCURACY, &|x| format!("{x:.4}")),
+                get(Metric::TRAIN_ACCURACY, &|x| format!("{x:.4}")),
+                get(Metric::SHARPNESS, &|x| format!("{x:.4e}")),
+                get(Metric::TR_H_SIGMA, &|x| format!("{x:.4e}")),
+                last
+            );
+        }
+        out
+    }
+
+    /// Figs. 4, 6 and 7: per dynamics, the final train and test accuracy and expected
+    /// sharpness (and the other final metrics), with the same at θ_GD (the first
+    /// measurement of phase 2; GD's earlier ones are phase 1's).
+    fn summary(&self, record: &RecordState, status: RunStatus) -> Value {
+        let mut dynamics = Map::new();
+        for &kind in &record.config.dynamics {
+            let mut entry = Map::new();
+            entry.insert("label".into(), json!(kind.label()));
+            if let Some(series) = record.metrics.get(&(kind, 0)) {
+                for (metric, points) in series {
+                    let at_theta_gd = points.range(self.gd_iterations as u64..).next();
+                    if let (Some(first), Some(last)) = (at_theta_gd, points.last_key_value()) {
+                        if last.1.is_finite() {
+                            entry.insert(format!("final_{}", metric.key()), json!(last.1));
+                        }
+                        if first.1.is_finite() {
+                            entry.insert(format!("initial_{}", metric.key()), json!(first.1));
+                        }
+                        entry.insert("last_iteration".into(), json!(last.0));
+                    }
+                }
+            }
+            dynamics.insert(kind.key().to_string(), Value::Object(entry));
+        }
+        json!({
+            "experiment": D::SECTION,
+            "status": status.key(),
+            "gd_iterations": self.gd_iterations,
+            "iterations": self.iterations,
+            "train_samples": self.train_samples,
+            "corrupted": self.corrupted,
+            "dynamics": dynamics,
+        })
+    }
+
+    fn data_dir_key(&self) -> Option<String> {
+        Some(Self::key("data_dir"))
     }
 }

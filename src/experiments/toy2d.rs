@@ -1,23 +1,116 @@
-//! The toy protocol of SPEC §4.1: `seeds` replicates × the configured dynamics, all
-//! from w = (1, 1), spread over the worker threads. Each (replicate, dynamics) job is
-//! self-contained (its own data stream and noise stream), so results do not depend on
-//! scheduling.
+//! The toy protocol of docs/METHOD.md §4.1 (Fig. 1): `seeds` replicates × the
+//! configured dynamics, all from w = (1, 1), spread over the worker threads. Each
+//! (replicate, dynamics) job is self-contained (its own data stream and noise stream),
+//! so results do not depend on scheduling. A replicate takes milliseconds: it is the
+//! unit of work a resume skips (no mid-replicate checkpoints).
 
-use super::{report_end, Tokens};
-use crate::config::{Config, Toy2dConfig};
+use super::{report_end, Section, Tokens};
+use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
-use crate::events::{self, Event, EventSender, Metric, SpectrumOf};
+use crate::events::{self, Event, EventSender, Metric, NamedArray, Plane, ReplicateSummary};
+use crate::events::{RunStatus, SpectrumOf};
+use crate::experiment::{Experiment, Outline, RunContext};
 use crate::linalg::symmetric_eigen;
 use crate::models::toy2d::Toy2d;
+use crate::record::state::RecordState;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Toy2dConfig {
+    /// Independent replicates (data set + noise), each from its own RNG streams.
+    pub seeds: usize,
+    /// N data points per replicate.
+    pub samples: usize,
+    pub eta: f64,
+    pub iterations: usize,
+    pub start: [f64; 2],
+    /// φ in radians.
+    pub angle: f64,
+    /// The data spread: x = data_scale·(√10·z1, z2)·K.
+    pub data_scale: f64,
+    /// Success = both final coordinates below this (the released code's −0.5).
+    pub success_below: f64,
+}
+
+impl Default for Toy2dConfig {
+    fn default() -> Self {
+        Toy2dConfig {
+            seeds: 100,
+            samples: 100,
+            eta: 0.005,
+            iterations: 500,
+            start: [1.0, 1.0],
+            angle: std::f64::consts::FRAC_PI_4,
+            data_scale: 0.01,
+            success_below: -0.5,
+        }
+    }
+}
+
+impl Toy2dConfig {
+    fn check(&self, config: &Config) -> Result<(), Invalid> {
+        at_least("toy2d.seeds", self.seeds, 1)?;
+        at_least("toy2d.samples", self.samples, 2)?;
+        at_least("toy2d.iterations", self.iterations, 1)?;
+        positive("toy2d.eta", self.eta)?;
+        positive("toy2d.data_scale", self.data_scale)?;
+        check(
+            self.angle.is_finite(),
+            "toy2d.angle",
+            self.angle,
+            "a finite angle in radians",
+        )?;
+        check(
+            self.success_below.is_finite(),
+            "toy2d.success_below",
+            self.success_below,
+            "a finite number",
+        )?;
+        for (i, s) in self.start.iter().enumerate() {
+            check(
+                s.is_finite(),
+                &format!("toy2d.start[{i}]"),
+                s,
+                "a finite number",
+            )?;
+        }
+        let n = &config.noise;
+        check(
+            n.batch_size <= self.samples,
+            "noise.batch_size",
+            n.batch_size,
+            &format!("at most toy2d.samples = {}", self.samples),
+        )?;
+        let dim = 2;
+        for (kind, key, k) in [
+            (
+                DynamicsKind::GldLeading,
+                "noise.gld_leading.k",
+                n.gld_leading.k,
+            ),
+            (
+                DynamicsKind::GldHessian,
+                "noise.gld_hessian.k",
+                n.gld_hessian.k,
+            ),
+        ] {
+            if config.dynamics.contains(&kind) {
+                check(k <= dim, key, k, &format!("at most D = {dim} for the toy"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One (replicate, dynamics) run.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToyRun {
     /// Which replicate (seed index) this is.
     pub replicate: usize,
@@ -55,26 +148,24 @@ impl ToySeries {
         self.runs.iter().filter(|r| r.diverged.is_some()).count()
     }
 
-    /// Over the finished replicates (0 when none finished).
     pub fn success_rate(&self) -> f64 {
-        self.successes() as f64 / self.runs.len().max(1) as f64
+        rate(self.successes(), self.runs.len())
     }
 
-    /// Binomial standard error of the success rate.
     pub fn success_stderr(&self) -> f64 {
-        let p = self.success_rate();
-        (p * (1.0 - p) / self.runs.len() as f64).sqrt()
+        stderr(self.successes(), self.runs.len())
     }
+}
 
-    /// Mean over replicates of Tr(H_0·Cov n_0), the indicator at the start.
-    pub fn mean_initial_tr_h_noise(&self) -> f64 {
-        let v: Vec<f64> = self
-            .runs
-            .iter()
-            .filter_map(|r| r.tr_h_noise.first().copied())
-            .collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    }
+/// Over the finished replicates (0 when none finished).
+fn rate(successes: usize, n: usize) -> f64 {
+    successes as f64 / n.max(1) as f64
+}
+
+/// Binomial standard error of the success rate.
+fn stderr(successes: usize, n: usize) -> f64 {
+    let p = rate(successes, n);
+    (p * (1.0 - p) / n as f64).sqrt()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -83,20 +174,77 @@ pub struct ToyOutcome {
     pub series: Vec<ToySeries>,
 }
 
+impl ToyOutcome {
+    /// The Fig. 1b table.
+    pub fn table(&self) -> String {
+        let rows = self.series.iter().map(|s| Row {
+            kind: s.kind,
+            successes: s.successes(),
+            seeds: s.runs.len(),
+            diverged: s.diverged(),
+            initial_tr_h_noise: mean(s.runs.iter().filter_map(|r| r.tr_h_noise.first())),
+        });
+        table(rows)
+    }
+}
+
+/// One line of the Fig. 1b table.
+struct Row {
+    kind: DynamicsKind,
+    successes: usize,
+    seeds: usize,
+    diverged: usize,
+    /// Mean over replicates of Tr(H_0·Cov n_0), the indicator at the start.
+    initial_tr_h_noise: f64,
+}
+
+fn mean<'a>(values: impl Iterator<Item = &'a f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
+}
+
+fn table(rows: impl Iterator<Item = Row>) -> String {
+    let mut out = format!(
+        "{:<18} {:>9} {:>8} {:>8} {:>14}\n",
+        "dynamics", "escaped", "rate", "± s.e.", "Tr(H·Cov n)₀"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<18} {:>9} {:>8.3} {:>8.3} {:>14.4e}{}\n",
+            r.kind.label(),
+            format!("{}/{}", r.successes, r.seeds),
+            rate(r.successes, r.seeds),
+            stderr(r.successes, r.seeds),
+            r.initial_tr_h_noise,
+            if r.diverged > 0 {
+                format!("  ({} diverged)", r.diverged)
+            } else {
+                String::new()
+            }
+        );
+    }
+    out
+}
+
 /// The objective of replicate `replicate`: its N points from the data stream.
 pub fn objective(config: &Config, replicate: usize) -> Toy2d {
-    let toy = config.toy2d();
+    let toy = settings(config);
     let mut data_rng = rng::stream(config.seed, replicate as u64, Purpose::Data);
     let samples = Toy2d::draw_samples(toy.samples, toy.data_scale, toy.angle, &mut data_rng);
     Toy2d::new(samples, toy.angle)
 }
 
+fn settings(config: &Config) -> &Toy2dConfig {
+    config
+        .settings::<Toy2dConfig>()
+        .expect("a toy2d config")
+}
+
 /// Runs one dynamics on one replicate.
 pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<ToyRun> {
-    let toy = config.toy2d();
+    let toy = settings(config);
     let objective = objective(config, replicate);
-    let spec = config.noise.spec(kind, toy.eta);
-    let mut noise = NoiseModel::new(spec, config.seed, replicate as u64);
+    let mut noise = NoiseModel::new(config.noise.spec(kind, toy.eta), config.seed, replicate as u64);
     let iterations = toy.iterations;
     let mut trajectory = Vec::with_capacity(iterations + 1);
     let mut tr_h_noise = Vec::with_capacity(iterations);
@@ -107,7 +255,6 @@ pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<
     let end = engine::run(
         &objective,
         toy.start.to_vec(),
-        toy.eta,
         iterations,
         &mut noise,
         |t, at, noise| {
@@ -142,57 +289,104 @@ pub fn run_one(config: &Config, replicate: usize, kind: DynamicsKind) -> Result<
     })
 }
 
-/// Runs the experiment and collects its outcome (tests, benches): the same code path
-/// as a live run, with the events gathered the way the recorder gathers them.
+/// Runs the experiment and collects its outcome (tests, benches): the same workers as a
+/// live run, the replicates gathered instead of published.
 pub fn run(config: &Config) -> Result<ToyOutcome> {
-    let (events, receivers) = events::channel(false);
-    run_live(config, &events, &AtomicBool::new(false), &BTreeSet::new())?;
-    drop(events);
-    let mut assembly = ToyAssembly::new(config);
-    for event in receivers.recorder.try_iter() {
-        if let Event::Failed { dynamics, error } = &event {
-            return Err(Error::Numerics(format!("{dynamics}: {error}")));
-        }
-        assembly.add(&event);
+    let (events, _receivers) = events::channel(false);
+    let gathered = std::sync::Mutex::new(Vec::new());
+    let failed = run_workers(config, &events, &AtomicBool::new(false), &|_, _| false, &|kind, run| {
+        gathered.lock().expect("no worker panics holding it").push((kind, run));
+    });
+    if failed > 0 {
+        return Err(Error::Numerics(format!("{failed} dynamics failed")));
     }
-    Ok(assembly.outcome())
+    let mut gathered = gathered.into_inner().expect("workers are done");
+    gathered.sort_by_key(|(kind, run)| (kind.index(), run.replicate));
+    let toy = settings(config).clone();
+    let series = config
+        .dynamics
+        .iter()
+        .map(|&kind| ToySeries {
+            kind,
+            runs: gathered
+                .iter()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, r)| r.clone())
+                .collect(),
+        })
+        .collect();
+    Ok(ToyOutcome { toy, series })
 }
 
-/// The live run: one worker thread per dynamics, all running at once; at most
-/// `config.threads()` replicates compute at any moment (a pool of tokens, handed out in
-/// turn, so every dynamics advances together). Every finished replicate is published as
-/// events. Checks `stop` between replicates. Per-dynamics errors are published as
-/// [`Event::Failed`] and do not stop the other dynamics; returns how many failed.
-/// Replicates in `skip` (already in the record, when resuming) are not run again.
-pub fn run_live(
+/// One worker thread per dynamics, all running at once; at most `config.threads()`
+/// replicates compute at any moment (a pool of tokens, handed out in turn, so every
+/// dynamics advances together). Checks `stop` between replicates; skips those `skip`
+/// says are done; hands each finished one to `deliver`. Per-dynamics errors are
+/// published as [`Event::Failed`] and do not stop the other dynamics; returns how many
+/// failed.
+fn run_workers(
     config: &Config,
     events: &EventSender,
     stop: &AtomicBool,
-    skip: &BTreeSet<(DynamicsKind, usize)>,
-) -> Result<usize> {
-    let toy = config.toy2d();
+    skip: &(dyn Fn(DynamicsKind, usize) -> bool + Sync),
+    deliver: &(dyn Fn(DynamicsKind, ToyRun) + Sync),
+) -> usize {
+    let seeds = settings(config).seeds;
     let failed = AtomicUsize::new(0);
     let tokens = Tokens::new(config.threads());
     std::thread::scope(|scope| {
         for &kind in &config.dynamics {
-            let (toy, failed, tokens) = (&toy, &failed, &tokens);
+            let (failed, tokens) = (&failed, &tokens);
             scope.spawn(move || {
-                let result = (0..toy.seeds).try_for_each(|replicate| {
-                    if stop.load(Ordering::Relaxed) || skip.contains(&(kind, replicate)) {
+                let result = (0..seeds).try_for_each(|replicate| {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) || skip(kind, replicate) {
                         return Ok(());
                     }
                     let run = tokens.run(|| run_one(config, replicate, kind))?;
-                    publish(events, kind, run);
+                    deliver(kind, run);
                     Ok::<(), Error>(())
                 });
                 report_end(events, kind, result, stop, failed);
             });
         }
     });
-    Ok(failed.into_inner())
+    failed.into_inner()
 }
 
-fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun) {
+/// The name of the replicate array that holds θ_0 … θ_T.
+const PATH: &str = "trajectories";
+
+impl ToyRun {
+    /// What the record stacks and the dashboard averages.
+    pub fn summary(&self, success_below: f64) -> ReplicateSummary {
+        // θ after step i: at the last iteration this is the success criterion.
+        let escaped = (0..self.loss.len())
+            .map(|i| {
+                let w = self.trajectory.get(i + 1).copied().unwrap_or([f64::NAN; 2]);
+                f64::from(u8::from(w[0] < success_below && w[1] < success_below))
+            })
+            .collect();
+        ReplicateSummary {
+            replicate: self.replicate,
+            success: Some(self.success),
+            diverged: self.diverged.is_some(),
+            series: vec![
+                (Metric::ESCAPED_FRACTION, escaped),
+                (Metric::LOSS, self.loss.clone()),
+                (Metric::TR_H_NOISE, self.tr_h_noise.clone()),
+                (Metric::TR_H_SIGMA, self.tr_h_sigma.clone()),
+                (Metric::TR_H_SIGMA_ISO, self.tr_h_sigma_iso.clone()),
+            ],
+            arrays: vec![NamedArray {
+                name: PATH.into(),
+                shape: vec![self.trajectory.len(), 2],
+                values: self.trajectory.iter().flatten().copied().collect(),
+            }],
+        }
+    }
+}
+
+fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun, success_below: f64) {
     let iteration = run.tr_h_noise.len() as u64;
     if let Some(d) = &run.diverged {
         events.send(Event::Diverged {
@@ -216,131 +410,141 @@ fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun) {
     }
     events.send(Event::ReplicateFinished {
         dynamics: kind,
-        run: Arc::new(run),
+        summary: Arc::new(run.summary(success_below)),
     });
-}
-
-/// Gathers finished replicates from events into a [`ToyOutcome`].
-#[derive(Clone, Debug)]
-pub struct ToyAssembly {
-    toy: Toy2dConfig,
-    series: Vec<ToySeries>,
-}
-
-impl ToyAssembly {
-    pub fn new(config: &Config) -> Self {
-        ToyAssembly {
-            toy: config.toy2d(),
-            series: config
-                .dynamics
-                .iter()
-                .map(|&kind| ToySeries { kind, runs: vec![] })
-                .collect(),
-        }
-    }
-
-    pub fn add(&mut self, event: &Event) {
-        if let Event::ReplicateFinished { dynamics, run } = event {
-            if let Some(s) = self.series.iter_mut().find(|s| s.kind == *dynamics) {
-                s.runs.push(ToyRun::clone(run));
-            }
-        }
-    }
-
-    /// Replicates in seed order (an interrupted run has only the finished ones).
-    pub fn outcome(mut self) -> ToyOutcome {
-        for s in &mut self.series {
-            s.runs.sort_by_key(|r| r.replicate);
-        }
-        ToyOutcome {
-            toy: self.toy,
-            series: self.series,
-        }
-    }
-}
-
-impl ToyOutcome {
-    /// The Fig. 1b table.
-    pub fn table(&self) -> String {
-        let mut out = format!(
-            "{:<18} {:>9} {:>8} {:>8} {:>14}\n",
-            "dynamics", "escaped", "rate", "± s.e.", "Tr(H·Cov n)₀"
-        );
-        for s in &self.series {
-            out += &format!(
-                "{:<18} {:>9} {:>8.3} {:>8.3} {:>14.4e}{}\n",
-                s.kind.label(),
-                format!("{}/{}", s.successes(), s.runs.len()),
-                s.success_rate(),
-                s.success_stderr(),
-                s.mean_initial_tr_h_noise(),
-                if s.diverged() > 0 {
-                    format!("  ({} diverged)", s.diverged())
-                } else {
-                    String::new()
-                }
-            );
-        }
-        out
-    }
-}
-
-/// Per-iteration means over the toy replicates finished so far (the dashboard's curves
-/// and the record's `metrics/` group), kept as running sums.
-#[derive(Clone, Debug, Default)]
-pub struct ToyMeans {
-    sums: BTreeMap<Metric, Vec<f64>>,
-    counts: Vec<f64>,
-    escaped: Vec<f64>,
-}
-
-impl ToyMeans {
-    pub fn add(&mut self, run: &ToyRun, success_below: f64) {
-        let t = run.loss.len();
-        if self.counts.len() < t {
-            self.counts.resize(t, 0.0);
-            self.escaped.resize(t, 0.0);
-        }
-        for (metric, values) in [
-            (Metric::Loss, &run.loss),
-            (Metric::TrHNoise, &run.tr_h_noise),
-            (Metric::TrHSigma, &run.tr_h_sigma),
-            (Metric::TrHSigmaIso, &run.tr_h_sigma_iso),
-        ] {
-            let sums = self.sums.entry(metric).or_default();
-            if sums.len() < t {
-                sums.resize(t, 0.0);
-            }
-            for (s, v) in sums.iter_mut().zip(values.iter()) {
-                *s += v;
-            }
-        }
-        for i in 0..t {
-            self.counts[i] += 1.0;
-            // θ after step i: at the last iteration this is the success criterion.
-            let w = run.trajectory.get(i + 1).copied().unwrap_or([f64::NAN; 2]);
-            if w[0] < success_below && w[1] < success_below {
-                self.escaped[i] += 1.0;
-            }
-        }
-    }
-
-    /// Mean over finished replicates at each iteration t = 0 … T−1.
-    pub fn means(&self, metric: Metric) -> Vec<f64> {
-        let sums = match metric {
-            Metric::EscapedFraction => Some(&self.escaped),
-            m => self.sums.get(&m),
-        };
-        sums.map(|s| s.iter().zip(&self.counts).map(|(v, c)| v / c).collect())
-            .unwrap_or_default()
-    }
 }
 
 /// The metrics the toy reports, in display order.
 pub const METRICS: [Metric; 5] = [
-    Metric::EscapedFraction,
-    Metric::Loss,
-    Metric::TrHNoise,
-    Metric::TrHSigma,
-    Metric::TrHSigmaIso,
+    Metric::ESCAPED_FRACTION,
+    Metric::LOSS,
+    Metric::TR_H_NOISE,
+    Metric::TR_H_SIGMA,
+    Metric::TR_H_SIGMA_ISO,
 ];
+
+/// Points of the sharp basin's edge (where the data-free sharp and flat branches of
+/// METHOD.md §4.1 are equal), found by bisection along rays from (1, 1).
+fn basin_edge() -> Vec<(f64, f64)> {
+    let c = std::f64::consts::FRAC_1_SQRT_2;
+    let gap = |w: (f64, f64)| {
+        let (s1, s2) = (w.0 - 1.0, w.1 - 1.0);
+        let sharp = 10.0 * (s1 * c - s2 * c).powi(2) + 100.0 * (s1 * c + s2 * c).powi(2);
+        let flat = (w.0 + 1.0).powi(2) + (w.1 + 1.0).powi(2);
+        sharp - flat
+    };
+    (0..360)
+        .filter_map(|deg| {
+            let a = (deg as f64).to_radians();
+            let at = |r: f64| (1.0 + r * a.cos(), 1.0 + r * a.sin());
+            let (mut lo, mut hi) = (0.0, 4.0);
+            if gap(at(hi)) < 0.0 {
+                return None;
+            }
+            for _ in 0..50 {
+                let mid = 0.5 * (lo + hi);
+                if gap(at(mid)) < 0.0 {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
+            }
+            Some(at(lo))
+        })
+        .collect()
+}
+
+impl Section for Toy2dConfig {
+    const KEY: &'static str = "toy2d";
+}
+
+impl Experiment for Toy2dConfig {
+
+    fn validate(&self, config: &Config) -> std::result::Result<(), Invalid> {
+        self.check(config)
+    }
+
+    fn outline(&self, _config: &Config) -> Outline {
+        Outline {
+            dim: 2,
+            iterations: self.iterations as u64,
+            replicates: self.seeds,
+            replicate_labels: vec![],
+            replicate_noun: "seed",
+            metrics: METRICS.iter().map(|m| m.def()).collect(),
+            plane: Some(Plane {
+                path: PATH.into(),
+                outline: basin_edge(),
+                marks: vec![
+                    (1.0, 1.0, "sharp (1,1)".into()),
+                    (-1.0, -1.0, "flat (−1,−1)".into()),
+                ],
+                success_corner: Some(self.success_below),
+                success_label: "escaped to the flat basin".into(),
+                bound: 2.2,
+            }),
+        }
+    }
+
+    fn run(&self, ctx: &RunContext<'_>) -> Result<usize> {
+        let below = self.success_below;
+        Ok(run_workers(
+            ctx.config,
+            ctx.events,
+            ctx.stop,
+            &|kind, replicate| ctx.finished(kind, replicate),
+            &|kind, run| publish(ctx.events, kind, run, below),
+        ))
+    }
+
+    fn results_text(&self, record: &RecordState, status: RunStatus) -> String {
+        let partial = super::partial(status);
+        let rows = record.config.dynamics.iter().map(|&kind| {
+            let runs = record.replicates(kind);
+            Row {
+                kind,
+                successes: runs.iter().filter(|r| r.success == Some(true)).count(),
+                seeds: runs.len(),
+                diverged: runs.iter().filter(|r| r.diverged).count(),
+                initial_tr_h_noise: mean(
+                    runs.iter()
+                        .filter_map(|r| r.series(Metric::TR_H_NOISE).and_then(|s| s.first())),
+                ),
+            }
+        });
+        format!(
+            "Success rate of escaping to the flat basin (Fig. 1b), {} seeds{partial}:\n{}",
+            self.seeds,
+            table(rows)
+        )
+    }
+
+    fn summary(&self, record: &RecordState, status: RunStatus) -> Value {
+        let mut dynamics = Map::new();
+        for &kind in &record.config.dynamics {
+            let runs = record.replicates(kind);
+            let successes = runs.iter().filter(|r| r.success == Some(true)).count();
+            dynamics.insert(
+                kind.key().to_string(),
+                json!({
+                    "label": kind.label(),
+                    "success_rate": rate(successes, runs.len()),
+                    "success_stderr": stderr(successes, runs.len()),
+                    "successes": successes,
+                    "seeds": runs.len(),
+                    "diverged": runs.iter().filter(|r| r.diverged).count(),
+                    "mean_initial_tr_h_noise": mean(runs.iter().filter_map(|r| {
+                        r.series(Metric::TR_H_NOISE).and_then(|s| s.first())
+                    })),
+                }),
+            );
+        }
+        json!({
+            "experiment": Self::KEY,
+            "status": status.key(),
+            "seeds": self.seeds,
+            "iterations": self.iterations,
+            "dynamics": dynamics,
+        })
+    }
+}

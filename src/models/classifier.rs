@@ -1,5 +1,5 @@
 //! A [`Network`] trained on a set of labelled images with the mean cross-entropy
-//! L(θ) = (1/N)·Σ_i ℓ_i(θ) (SPEC §1): the [`Objective`] of the FashionMNIST and CIFAR-10
+//! L(θ) = (1/N)·Σ_i ℓ_i(θ) (METHOD.md §1): the [`Objective`] of the FashionMNIST and CIFAR-10
 //! experiments.
 //!
 //! - Full-batch gradient: one backward pass (in chunks of samples to bound memory).

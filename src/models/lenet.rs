@@ -1,11 +1,11 @@
-//! The LeNet-like network of the FashionMNIST experiment (SPEC §4.3), D = 11,330:
+//! The LeNet-like network of the FashionMNIST experiment (METHOD.md §4.3), D = 11,330:
 //! conv1 1→10 5×5 → maxpool 2 → ReLU → conv2 10→10 5×5 → maxpool 2 → ReLU →
 //! fc1 160→50 → ReLU → fc2 50→10.
 
 use super::network::{Architecture, Layer};
 use crate::Result;
 
-/// 260 + 2,510 + 8,050 + 510 (SPEC §4.3).
+/// 260 + 2,510 + 8,050 + 510 (METHOD.md §4.3).
 pub const PARAMETERS: usize = 11_330;
 
 pub fn architecture() -> Result<Architecture> {
@@ -46,6 +46,6 @@ pub fn architecture() -> Result<Architecture> {
             },
         ],
     )?;
-    assert_eq!(arch.dim(), PARAMETERS, "LeNet must have SPEC §4.3's D");
+    assert_eq!(arch.dim(), PARAMETERS, "LeNet must have METHOD.md §4.3's D");
     Ok(arch)
 }

@@ -1,6 +1,6 @@
-//! One hidden layer with a fixed output layer (SPEC §4.2; Fig. 2, Props. 4–5):
+//! One hidden layer with a fixed output layer (METHOD.md §4.2; Fig. 2, Props. 4–5):
 //! f(x) = vᵀ·relu(W·x + b), v fixed (not trained), y ∈ {−1, +1}. Computed with candle on
-//! the CPU in f64. Two readings of the details (SPEC §4.2):
+//! the CPU in f64. Two readings of the details (METHOD.md §4.2):
 //! - ours (default): v_j = ±1/√h alternating, logistic loss ℓ = log(1 + e^{−y·f});
 //! - the authors' released code: v = +1 on the first half of the units and −1 on the
 //!   rest, squared loss of the output clipped to [1e-3, 1 − 1e-3] against the 0/1 label:
@@ -28,7 +28,7 @@ fn candle(e: candle_core::Error) -> Error {
     Error::Numerics(format!("candle: {e}"))
 }
 
-/// Binary, linearly separable 2-D points (SPEC §4.2 defaults): uniform in [−1, 1]²,
+/// Binary, linearly separable 2-D points (METHOD.md §4.2 defaults): uniform in [−1, 1]²,
 /// labelled by the side of a random line through the origin, points closer to it than
 /// `margin` redrawn.
 #[derive(Clone, Debug, PartialEq)]
@@ -110,7 +110,7 @@ pub struct OneHidden {
 }
 
 impl OneHidden {
-    /// Our reading of SPEC §4.2: scaled output weights, logistic loss.
+    /// Our reading of METHOD.md §4.2: scaled output weights, logistic loss.
     pub fn new(data: &SeparableData, width: usize) -> Result<Self> {
         Self::with(data, width, OutputWeights::Scaled, OutputLoss::Logistic)
     }

@@ -1,4 +1,4 @@
-//! ℓ_i(θ) = ½ (θ − x_i)ᵀ H (θ − x_i): the quadratic of SPEC §3/§5 with per-sample
+//! ℓ_i(θ) = ½ (θ − x_i)ᵀ H (θ − x_i): the quadratic of METHOD.md §3/§5 with per-sample
 //! structure. Its per-sample gradients are H(θ − x_i), so Σ = H·S·H with S the
 //! covariance of the x_i: every estimator has a closed form to be tested against.
 

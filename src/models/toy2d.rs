@@ -1,4 +1,4 @@
-//! The two-basin toy of SPEC §4.1 (Fig. 1; App. C.1), closed form in f64.
+//! The two-basin toy of METHOD.md §4.1 (Fig. 1; App. C.1), closed form in f64.
 //!
 //! ℓ(w; x) = min{ 10(s·a)² + 100(s·b)², ‖w − x + 1‖² } with s = w − 1 − x,
 //! a = (c, −s), b = (c, s), c = cos φ, s = sin φ. The first branch is the sharp basin
@@ -12,7 +12,7 @@ use nalgebra::DMatrix;
 use rand::Rng;
 use rand_distr::StandardNormal;
 
-/// Curvatures of the sharp basin along a and b (SPEC §4.1).
+/// Curvatures of the sharp basin along a and b (METHOD.md §4.1).
 const SHARP_A: f64 = 10.0;
 const SHARP_B: f64 = 100.0;
 
@@ -42,7 +42,7 @@ impl Toy2d {
         }
     }
 
-    /// Draws N points as the authors' released code does (SPEC §4.1):
+    /// Draws N points as the authors' released code does (METHOD.md §4.1):
     /// x = scale·(√10·z1, z2)·K, K = [[c, −s], [s, c]] (row vector times matrix), so
     /// Cov(x) = scale²·(10·aaᵀ + bbᵀ) = 0.02·H_s⁻¹ at scale 0.01.
     pub fn draw_samples<R: Rng>(n: usize, scale: f64, angle: f64, rng: &mut R) -> Vec<[f64; 2]> {

@@ -1,4 +1,4 @@
-//! VGG11 without batch norm or dropout for CIFAR-10 (SPEC §4.4), D = 9,750,922:
+//! VGG11 without batch norm or dropout for CIFAR-10 (METHOD.md §4.4), D = 9,750,922:
 //! 3×3 convolutions (padding 1) of widths 64, M, 128, M, 256, 256, M, 512, 512, M,
 //! 512, 512, M (M = maxpool 2, ReLU after each convolution), then
 //! Linear 512→512, ReLU, Linear 512→512, ReLU, Linear 512→10.
@@ -75,6 +75,6 @@ pub fn architecture() -> Result<Architecture> {
         }
     }
     let arch = Architecture::new("vgg11", (3, 32, 32), 10, layers)?;
-    assert_eq!(arch.dim(), PARAMETERS, "VGG11 must have SPEC §4.4's D");
+    assert_eq!(arch.dim(), PARAMETERS, "VGG11 must have METHOD.md §4.4's D");
     Ok(arch)
 }

@@ -2,11 +2,10 @@
 //! atomically. Layout: `docs/SCHEMA.md` (schema version [`SCHEMA_VERSION`]).
 
 use super::state::{aligned_columns, RecordState};
-use crate::events::{Metric, RunStatus, SpectrumOf};
-use crate::experiments::toy2d::ToyRun;
+use crate::events::{ReplicateSummary, RunStatus, SpectrumOf};
 use crate::{Error, Result};
-use hdf5::types::{VarLenArray, VarLenUnicode};
-use ndarray::{Array1, Array2, Array3};
+use hdf5::types::VarLenUnicode;
+use ndarray::{Array1, Array2};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -28,19 +27,28 @@ fn text(s: &str) -> VarLenUnicode {
         .unwrap_or_else(|_| VarLenUnicode::new())
 }
 
-fn rows(runs: &[ToyRun], len: usize, get: impl Fn(&ToyRun) -> &[f64]) -> Array2<f64> {
-    let mut a = Array2::from_elem((runs.len(), len), f64::NAN);
-    for (i, r) in runs.iter().enumerate() {
-        for (j, v) in get(r).iter().take(len).enumerate() {
+/// Rows of equal length, NaN-padded to the longest (a diverged replicate stops early).
+fn stacked<'a>(rows: impl Iterator<Item = Option<&'a [f64]>> + Clone) -> ndarray::ArrayD<f64> {
+    let n = rows.clone().count();
+    let len = rows.clone().flatten().map(<[f64]>::len).max().unwrap_or(0);
+    let mut a = Array2::from_elem((n, len), f64::NAN);
+    for (i, r) in rows.enumerate() {
+        for (j, v) in r.unwrap_or_default().iter().enumerate() {
             a[(i, j)] = *v;
         }
     }
-    a
+    a.into_dyn()
 }
 
-/// Writes `run.h5` for `state` with `status`, atomically.
-pub fn write(path: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
-    super::write_atomically(path, |p| write_file(p, state, status))
+/// Writes `run.h5` for `state` with `status` and the experiment's `summary`
+/// (its per-dynamics numbers become attributes), atomically.
+pub fn write(
+    path: &Path,
+    state: &RecordState,
+    status: RunStatus,
+    summary: &serde_json::Value,
+) -> Result<()> {
+    super::write_atomically(path, |p| write_file(p, state, status, summary))
 }
 
 struct W<'a> {
@@ -103,7 +111,12 @@ impl W<'_> {
     }
 }
 
-fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
+fn write_file(
+    path: &Path,
+    state: &RecordState,
+    status: RunStatus,
+    summary: &serde_json::Value,
+) -> Result<()> {
     let w = W {
         path,
         deflate: hdf5::filters::deflate_available(),
@@ -126,44 +139,29 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
     w.attr_str(&file, "device", &h.device)?;
     w.attr(&file, "seed", h.seed)?;
     let root = file.create_group("dynamics").map_err(&e)?;
-    let toy = state.toy_outcome();
+    let labels = state.replicate_labels();
     for &kind in &state.config.dynamics {
         let g = root.create_group(kind.key()).map_err(&e)?;
         w.attr_str(&g, "label", kind.label())?;
-        let metrics = state.metric_series(kind, toy.as_ref());
-        if let Some(s) = toy
-            .as_ref()
-            .and_then(|o| o.series.iter().find(|s| s.kind == kind))
-        {
-            let t = toy.as_ref().map_or(0, |o| o.toy.iterations);
-            w.attr(&g, "success_rate", s.success_rate())?;
-            w.attr(&g, "successes", s.successes() as u64)?;
-            w.attr(&g, "seeds", s.runs.len() as u64)?;
-            w.attr(&g, "diverged", s.diverged() as u64)?;
-            let replicate: Array1<u64> = s.runs.iter().map(|r| r.replicate as u64).collect();
-            w.data(&g, "replicate", &replicate)?;
-            let mut traj = Array3::from_elem((s.runs.len(), t + 1, 2), f64::NAN);
-            for (i, r) in s.runs.iter().enumerate() {
-                for (j, p) in r.trajectory.iter().enumerate().take(t + 1) {
-                    traj[(i, j, 0)] = p[0];
-                    traj[(i, j, 1)] = p[1];
+        if let Some(numbers) = summary["dynamics"][kind.key()].as_object() {
+            for (name, value) in numbers {
+                match value {
+                    serde_json::Value::Number(n) if n.is_u64() => {
+                        w.attr(&g, name, n.as_u64().unwrap_or_default())?
+                    }
+                    serde_json::Value::Number(n) => {
+                        w.attr(&g, name, n.as_f64().unwrap_or(f64::NAN))?
+                    }
+                    _ => {}
                 }
             }
-            w.data(&g, "trajectories", &traj)?;
-            w.data(&g, "tr_h_noise", &rows(&s.runs, t, |r| &r.tr_h_noise))?;
-            w.data(&g, "tr_h_sigma", &rows(&s.runs, t, |r| &r.tr_h_sigma))?;
-            w.data(
-                &g,
-                "tr_h_sigma_iso",
-                &rows(&s.runs, t, |r| &r.tr_h_sigma_iso),
-            )?;
-            w.data(&g, "loss", &rows(&s.runs, t, |r| &r.loss))?;
-            let success: Array1<u8> = s.runs.iter().map(|r| r.success as u8).collect();
-            w.data(&g, "success", &success)?;
         }
-        let labels = state.replicate_labels();
+        let replicates = state.replicates(kind);
+        if !replicates.is_empty() {
+            write_replicates(&w, &g, &replicates)?;
+        }
         if labels.is_empty() {
-            write_metrics(&w, &g, &metrics)?;
+            write_metrics(&w, &g, &state.metric_series(kind))?;
         } else {
             for (r, label) in labels.iter().enumerate() {
                 let rg = g.create_group(&format!("replicates/{r}")).map_err(&e)?;
@@ -200,49 +198,128 @@ fn write_file(path: &Path, state: &RecordState, status: RunStatus) -> Result<()>
                 w.data(&sg, "values", &values)?;
             }
         }
-        if let Some(cps) = state.checkpoints.get(&kind) {
-            let cg = g.create_group("checkpoints").map_err(&e)?;
-            let d = cps.iter().map(|(_, c)| c.theta.len()).max().unwrap_or(0);
-            let mut theta = Array2::from_elem((cps.len(), d), f64::NAN);
-            for (i, (_, c)) in cps.iter().enumerate() {
-                for (j, v) in c.theta.iter().enumerate() {
-                    theta[(i, j)] = *v;
-                }
-            }
-            w.data(
-                &cg,
-                "replicate",
-                &cps.iter().map(|(r, _)| *r as u64).collect::<Array1<u64>>(),
-            )?;
-            w.data(
-                &cg,
-                "iteration",
-                &cps.iter()
-                    .map(|(_, c)| c.iteration as u64)
-                    .collect::<Array1<u64>>(),
-            )?;
-            w.data(&cg, "theta", &theta)?;
-            let states: Vec<VarLenArray<u8>> = cps
-                .iter()
-                .map(|(_, c)| {
-                    VarLenArray::from_slice(&postcard::to_stdvec(&c.noise).unwrap_or_default())
-                })
-                .collect();
-            cg.new_dataset_builder()
-                .with_data(&Array1::from(states))
-                .create("noise_state")
-                .map_err(&e)?;
-        }
+        write_checkpoints(&w, &g, state, kind)?;
     }
     file.close().map_err(&e)?;
     Ok(())
 }
 
-fn write_metrics(
+/// The finished replicates stacked: `replicate`, `success`, one `[replicates, T]`
+/// dataset per series and one `[replicates, …shape]` per array.
+fn write_replicates(w: &W, g: &hdf5::Group, runs: &[&ReplicateSummary]) -> Result<()> {
+    let replicate: Array1<u64> = runs.iter().map(|r| r.replicate as u64).collect();
+    w.data(g, "replicate", &replicate)?;
+    if runs.iter().all(|r| r.success.is_some()) {
+        let success: Array1<u8> = runs
+            .iter()
+            .map(|r| u8::from(r.success == Some(true)))
+            .collect();
+        w.data(g, "success", &success)?;
+    }
+    for (metric, _) in &runs[0].series {
+        let rows = runs.iter().map(|r| r.series(*metric));
+        w.data(g, metric.key(), &stacked(rows))?;
+    }
+    for array in &runs[0].arrays {
+        // Every replicate's array padded to the largest shape seen.
+        let found: Vec<_> = runs.iter().map(|r| r.array(&array.name)).collect();
+        let mut shape = array.shape.clone();
+        for a in found.iter().flatten() {
+            if a.shape.len() == shape.len() {
+                for (s, n) in shape.iter_mut().zip(&a.shape) {
+                    *s = (*s).max(*n);
+                }
+            }
+        }
+        let mut full = vec![runs.len()];
+        full.extend(&shape);
+        let mut out = ndarray::ArrayD::from_elem(full, f64::NAN);
+        for (i, a) in found.iter().enumerate() {
+            let Some(a) = a.filter(|a| a.shape.len() == shape.len()) else {
+                continue;
+            };
+            let Ok(view) = ndarray::ArrayViewD::from_shape(a.shape.clone(), &a.values) else {
+                continue;
+            };
+            let mut slot = out.index_axis_mut(ndarray::Axis(0), i);
+            let region: Vec<ndarray::SliceInfoElem> = a
+                .shape
+                .iter()
+                .map(|&n| ndarray::SliceInfoElem::from(0..n))
+                .collect();
+            slot.slice_mut(region.as_slice()).assign(&view);
+        }
+        w.data(g, &array.name, &out)?;
+    }
+    Ok(())
+}
+
+/// The checkpoint iterations of each trajectory and the θ of its latest checkpoint file.
+fn write_checkpoints(
     w: &W,
     g: &hdf5::Group,
-    metrics: &BTreeMap<Metric, Vec<(u64, f64)>>,
+    state: &RecordState,
+    kind: crate::dynamics::DynamicsKind,
 ) -> Result<()> {
+    let entries: Vec<(usize, &std::collections::BTreeSet<u64>)> = state
+        .checkpoints
+        .iter()
+        .filter(|((k, _), _)| *k == kind)
+        .map(|((_, r), its)| (*r, its))
+        .collect();
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let run_dir = w.path.parent().unwrap_or(Path::new("."));
+    let mut latest = vec![];
+    for &(r, _) in &entries {
+        if let Some(c) = super::checkpoint::read(run_dir, kind, r)? {
+            latest.push((r, c));
+        }
+    }
+    let cg = g.create_group("checkpoints").map_err(w.err())?;
+    let rows = entries
+        .iter()
+        .flat_map(|(r, its)| its.iter().map(move |t| (*r as u64, *t)));
+    w.data(
+        &cg,
+        "replicate",
+        &rows.clone().map(|p| p.0).collect::<Array1<u64>>(),
+    )?;
+    w.data(
+        &cg,
+        "iteration",
+        &rows.map(|p| p.1).collect::<Array1<u64>>(),
+    )?;
+    let d = latest.iter().map(|(_, c)| c.theta.len()).max().unwrap_or(0);
+    let mut theta = Array2::from_elem((latest.len(), d), f64::NAN);
+    for (i, (_, c)) in latest.iter().enumerate() {
+        for (j, v) in c.theta.iter().enumerate() {
+            theta[(i, j)] = *v;
+        }
+    }
+    let lg = cg.create_group("latest").map_err(w.err())?;
+    w.data(
+        &lg,
+        "replicate",
+        &latest
+            .iter()
+            .map(|(r, _)| *r as u64)
+            .collect::<Array1<u64>>(),
+    )?;
+    w.data(
+        &lg,
+        "iteration",
+        &latest
+            .iter()
+            .map(|(_, c)| c.iteration as u64)
+            .collect::<Array1<u64>>(),
+    )?;
+    w.data(&lg, "theta", &theta)?;
+    Ok(())
+}
+
+fn write_metrics(w: &W, g: &hdf5::Group, metrics: &super::state::MetricSeries) -> Result<()> {
     let mg = g.create_group("metrics").map_err(w.err())?;
     let (iteration, columns) = aligned_columns(metrics);
     w.data(&mg, "iteration", &Array1::from(iteration))?;

@@ -3,13 +3,16 @@
 //! run, or by `noiselab repair`), `resume` continues from it and `watch` follows it.
 //!
 //! File: the magic `noiselab-journal\n`, a little-endian u32 format version, then
-//! frames `[u32 length][u32 CRC-32 of payload][payload]`, the payload a postcard-encoded
-//! [`Record`]. A process killed mid-write leaves at most one torn frame at the end: the
-//! reader stops at the first frame that is short or fails its checksum and reports how
-//! many bytes it set aside; the appender cuts them off before writing on.
+//! frames `[u32 length][u32 CRC-32 of payload][payload]`, the payload a CBOR-encoded
+//! [`Record`] in which every variant and field is tagged by its name (format 2), so
+//! adding or reordering events or metrics never changes how an old journal reads.
+//! Format 1 (postcard, variants by position) is refused with a message saying so.
+//! A process killed mid-write leaves at most one torn frame at the end: the reader
+//! stops at the first frame that is short or fails its checksum and reports how many
+//! bytes it set aside; the appender cuts them off before writing on. A complete frame
+//! that fails its checksum or does not decode anywhere else is reported as corruption.
 
 use crate::dynamics::DynamicsKind;
-use crate::engine::Checkpoint;
 use crate::events::Event;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -20,9 +23,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub const FILE_NAME: &str = "journal.bin";
 pub const MAGIC: &[u8] = b"noiselab-journal\n";
-/// Format version this build writes and the newest it reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 2;
+/// What the error of a journal from an older noiselab starts with.
+pub const OLDER_FORMAT: &str = "journal format";
 const PREAMBLE: usize = MAGIC.len() + 4;
+/// `[u32 length][u32 CRC-32 of the payload][u32 CRC-32 of the first 8 bytes]`: a flipped
+/// length is caught by the header's own checksum, never taken for a torn tail.
+const FRAME_HEADER: usize = 12;
 /// Larger frames are taken as corruption, not allocated.
 const MAX_FRAME: usize = 1 << 30;
 
@@ -34,16 +42,18 @@ pub struct Record {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Body {
     /// The first record: what the run is.
     Header(Header),
     /// Everything the workers published, in the order the recorder received it.
     Event(Event),
-    /// θ and the noise state after `checkpoint.iteration` steps of one trajectory.
+    /// One trajectory was checkpointed after `iteration` (its θ and noise state are in
+    /// `checkpoints/`, see `record/checkpoint.rs`).
     Checkpoint {
         dynamics: DynamicsKind,
         replicate: usize,
-        checkpoint: Box<Checkpoint>,
+        iteration: u64,
     },
     /// `noiselab resume` took over from here.
     Resumed { at: String },
@@ -77,8 +87,12 @@ pub struct Contents {
     pub valid_len: u64,
     /// Bytes in the file; more than `valid_len` after a crash mid-write.
     pub file_len: u64,
-    /// Why reading stopped before the end, if it did.
+    /// Why reading stopped before the end at a torn last frame (a write cut short by a
+    /// crash: expected, and cut off before writing on).
     pub stopped: Option<String>,
+    /// Why reading stopped at a complete frame that is damaged (a flipped byte, a
+    /// foreign write): never expected; nothing after it is read.
+    pub damaged: Option<String>,
 }
 
 impl Contents {
@@ -113,58 +127,113 @@ pub fn parse(bytes: &[u8], describe: &Path) -> Result<Contents> {
         return Err(Error::unreadable(
             describe,
             format!(
-                "journal format {version} was written by a newer noiselab; this build reads up to {FORMAT_VERSION}"
+                "journal format {version} was written by a newer noiselab; this build reads format {FORMAT_VERSION}"
+            ),
+        ));
+    }
+    if version < FORMAT_VERSION {
+        return Err(Error::unreadable(
+            describe,
+            format!(
+                "journal format {version} was written by an older noiselab (0.1, before events were tagged by name); \
+                 this build reads format {FORMAT_VERSION} only. Its run.h5 and summary.json are still readable; \
+                 to resume or repair it, use the noiselab release that wrote it"
             ),
         ));
     }
     let mut records = Vec::new();
     let mut at = PREAMBLE;
     let mut stopped = None;
+    let mut damaged = None;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if rest.len() < 8 {
+        let frame = records.len() + 1;
+        if rest.len() < FRAME_HEADER {
             stopped = Some(format!("torn frame header at byte {at}"));
             break;
         }
-        let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_le_bytes(rest[4..8].try_into().expect("4 bytes"));
-        if len > MAX_FRAME {
-            stopped = Some(format!("implausible frame length {len} at byte {at}"));
-            break;
-        }
-        if rest.len() < 8 + len {
-            stopped = Some(format!(
-                "torn frame at byte {at} ({} of {len} bytes)",
-                rest.len() - 8
+        let word =
+            |i: usize| u32::from_le_bytes(rest[4 * i..4 * i + 4].try_into().expect("4 bytes"));
+        let (len, crc, header_crc) = (word(0) as usize, word(1), word(2));
+        if crc32fast::hash(&rest[..8]) != header_crc {
+            damaged = Some(format!(
+                "frame {frame} at byte {at}: its header fails its checksum"
             ));
             break;
         }
-        let payload = &rest[8..8 + len];
-        if crc32fast::hash(payload) != crc {
-            stopped = Some(format!("checksum mismatch in the frame at byte {at}"));
+        if len > MAX_FRAME {
+            damaged = Some(format!(
+                "frame {frame} at byte {at}: implausible length {len}"
+            ));
             break;
         }
-        match postcard::from_bytes::<Record>(payload) {
+        if rest.len() < FRAME_HEADER + len {
+            stopped = Some(format!(
+                "torn frame at byte {at} ({} of {len} bytes)",
+                rest.len() - FRAME_HEADER
+            ));
+            break;
+        }
+        let payload = &rest[FRAME_HEADER..FRAME_HEADER + len];
+        if crc32fast::hash(payload) != crc {
+            damaged = Some(format!("frame {frame} at byte {at}: checksum mismatch"));
+            break;
+        }
+        match decode(payload) {
             Ok(r) => records.push(r),
             Err(e) => {
-                stopped = Some(format!("undecodable frame at byte {at}: {e}"));
+                damaged = Some(format!("frame {frame} at byte {at}: undecodable ({e})"));
                 break;
             }
         }
-        at += 8 + len;
+        at += FRAME_HEADER + len;
     }
     Ok(Contents {
         records,
         valid_len: at as u64,
         file_len: bytes.len() as u64,
         stopped,
+        damaged,
     })
 }
 
-/// Reads a journal file.
+/// A record as a frame's payload.
+pub fn encode(record: &Record) -> std::result::Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    ciborium::into_writer(record, &mut out).map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// A frame's payload as a record; every byte must be used.
+pub fn decode(payload: &[u8]) -> std::result::Result<Record, String> {
+    let mut rest = payload;
+    let record: Record = ciborium::from_reader(&mut rest).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the record", rest.len()));
+    }
+    Ok(record)
+}
+
+/// Reads a journal file; a damaged frame is an error naming it (a torn last frame is
+/// not: see [`Contents::stopped`]).
 pub fn read(path: &Path) -> Result<Contents> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes, path)
+    let contents = parse(&bytes, path)?;
+    match &contents.damaged {
+        Some(why) => Err(damage(path, &contents, why)),
+        None => Ok(contents),
+    }
+}
+
+fn damage(path: &Path, contents: &Contents, why: &str) -> Error {
+    Error::unreadable(
+        path,
+        format!(
+            "damaged: {why}; the {} records before it are intact, nothing after it is trusted \
+             (run.h5 and summary.json, when present, are the last complete record)",
+            contents.records.len()
+        ),
+    )
 }
 
 /// Appends records; `flush` hands them to the OS (enough to survive `kill -9`), `sync`
@@ -220,16 +289,19 @@ impl Writer {
 
     /// Buffers one record; returns its size in bytes.
     pub fn write(&mut self, body: Body) -> Result<usize> {
-        let payload = postcard::to_stdvec(&Record::now(body))
+        let payload = encode(&Record::now(body))
             .map_err(|e| Error::unreadable(&self.path, format!("cannot encode a record: {e}")))?;
-        let crc = crc32fast::hash(&payload);
+        let mut header = [0u8; FRAME_HEADER];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+        let header_crc = crc32fast::hash(&header[..8]);
+        header[8..].copy_from_slice(&header_crc.to_le_bytes());
         self.file
-            .write_all(&(payload.len() as u32).to_le_bytes())
-            .and_then(|_| self.file.write_all(&crc.to_le_bytes()))
+            .write_all(&header)
             .and_then(|_| self.file.write_all(&payload))
             .map_err(|e| Error::io(&self.path, e))?;
-        self.buffered += payload.len() + 8;
-        Ok(payload.len() + 8)
+        self.buffered += payload.len() + FRAME_HEADER;
+        Ok(payload.len() + FRAME_HEADER)
     }
 
     /// Bytes written since the last flush.
@@ -294,15 +366,10 @@ impl Follower {
         image.extend_from_slice(&self.pending);
         let contents = parse(&image, &self.path)?;
         let used = contents.valid_len as usize - PREAMBLE;
-        // A frame that fails its checksum while complete is corruption, not a write in
-        // progress: report it rather than wait for ever.
-        if let Some(why) = &contents.stopped {
-            if why.starts_with("checksum")
-                || why.starts_with("undecodable")
-                || why.starts_with("implausible")
-            {
-                return Err(Error::unreadable(&self.path, why.clone()));
-            }
+        // A complete frame that is damaged is corruption, not a write in progress:
+        // report it rather than wait for ever.
+        if let Some(why) = &contents.damaged {
+            return Err(damage(&self.path, &contents, why));
         }
         self.pending.drain(..used);
         Ok(contents.records)

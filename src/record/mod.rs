@@ -2,6 +2,7 @@
 //! Files are written under a temporary name, synced and renamed, so a reader never
 //! sees a half-written file.
 
+pub mod checkpoint;
 pub mod h5;
 pub mod journal;
 pub mod recorder;

@@ -1,12 +1,14 @@
 //! The recorder: the consumer that receives every event. Each event is appended to the
-//! journal as it arrives; lifecycle events and checkpoints are handed to the OS at once
-//! (a `kill -9` cannot lose them) and checkpoints are also synced to disk; metrics and
-//! spectra are handed over at least every `record.flush_seconds`. When the run ends
-//! (finished, interrupted or failed) it writes `run.h5` and `summary.json` atomically.
+//! journal as it arrives; lifecycle events are handed to the OS at once (a `kill -9`
+//! cannot lose them); a checkpoint syncs the journal to disk (everything measured before
+//! it is then durable), then replaces the trajectory's checkpoint file
+//! (`record/checkpoint.rs`); metrics and spectra are handed over at least every
+//! `record.flush_seconds`. When the run ends (finished, interrupted or failed) it writes
+//! `run.h5` and `summary.json` atomically.
 
 use super::journal::{self, Body, Header};
 use super::state::RecordState;
-use super::{h5, run_dir, summary};
+use super::{checkpoint, h5, run_dir, summary};
 use crate::config::LoadedConfig;
 use crate::events::{Event, RunStatus};
 use crate::{Error, Result};
@@ -59,8 +61,7 @@ pub fn new_run(loaded: &LoadedConfig, run_dir: &Path, created: &str) -> Result<S
 pub fn resume(run_dir: &Path) -> Result<Setup> {
     let path = run_dir.join(journal::FILE_NAME);
     let (mut journal, contents) = journal::Writer::append(&path)?;
-    let mut state = RecordState::from_journal(&contents, &path)?;
-    state.forget_unfinished();
+    let state = RecordState::from_journal(&contents, &path)?;
     journal.write(Body::Resumed {
         at: run_dir::utc_now(),
     })?;
@@ -110,7 +111,6 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
                 }
                 state.fold_event(&event);
                 let end = matches!(event, Event::RunEnded { .. });
-                let checkpoint = matches!(event, Event::Checkpoint { .. });
                 let flush = urgent(&event);
                 match event {
                     Event::Checkpoint {
@@ -121,17 +121,17 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
                         journal.write(Body::Checkpoint {
                             dynamics,
                             replicate,
-                            checkpoint: Box::new((*checkpoint).clone()),
+                            iteration: checkpoint.iteration as u64,
                         })?;
+                        journal.sync()?;
+                        checkpoint::write(&run_dir, dynamics, replicate, &checkpoint)?;
                     }
                     other => {
                         journal.write(Body::Event(other))?;
+                        if flush {
+                            journal.flush()?;
+                        }
                     }
-                }
-                if checkpoint {
-                    journal.sync()?;
-                } else if flush {
-                    journal.flush()?;
                 }
                 if end {
                     ended = true;
@@ -162,8 +162,9 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
 
 /// Writes `run.h5` and `summary.json` from `state` (atomically, each).
 pub fn finalize(run_dir: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
-    h5::write(&run_dir.join(h5::FILE_NAME), state, status)?;
-    summary::write(&run_dir.join("summary.json"), &summary::of(state, status))?;
+    let summary = state.config.experiment.experiment().summary(state, status);
+    h5::write(&run_dir.join(h5::FILE_NAME), state, status, &summary)?;
+    summary::write(&run_dir.join("summary.json"), &summary)?;
     Ok(())
 }
 

@@ -27,7 +27,19 @@ pub struct RunView {
 pub fn open(run_dir: &Path) -> Result<RunView> {
     let journal_path = run_dir.join(journal::FILE_NAME);
     let h5_path = run_dir.join(h5::FILE_NAME);
-    if journal_path.exists() {
+    // A journal of an older format (refused by this build) beside a run.h5: the
+    // record it left is still readable.
+    let old_journal = match journal::read(&journal_path) {
+        Err(Error::Unreadable { message, .. })
+            if message.starts_with(journal::OLDER_FORMAT) && h5_path.exists() =>
+        {
+            Some(format!(
+                "journal.bin: {message}; the numbers are from run.h5"
+            ))
+        }
+        _ => None,
+    };
+    if journal_path.exists() && old_journal.is_none() {
         let contents = journal::read(&journal_path)?;
         let state = RecordState::from_journal(&contents, &journal_path)?;
         let mut notes = vec![];
@@ -60,7 +72,7 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
             source: h5_path,
             run,
             replicates_total: total,
-            notes: vec![],
+            notes: old_journal.into_iter().collect(),
         });
     }
     Err(Error::unreadable(
@@ -71,7 +83,13 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
 
 fn replicates(config_toml: &str) -> usize {
     config::parse(config_toml, "record", &[])
-        .map(|l| l.config.replicates())
+        .map(|l| {
+            l.config
+                .experiment
+                .experiment()
+                .outline(&l.config)
+                .replicates
+        })
         .unwrap_or(1)
 }
 
@@ -92,26 +110,24 @@ fn from_state(state: &RecordState) -> H5Run {
     ] {
         attrs.insert(k.to_string(), v);
     }
-    let toy = state.toy_outcome();
     let labels = state.replicate_labels();
     let mut dynamics = vec![];
     for &kind in &state.config.dynamics {
-        let toy_stats = toy
-            .as_ref()
-            .and_then(|o| o.series.iter().find(|s| s.kind == kind))
-            .map(|s| {
-                (
-                    s.successes() as u64,
-                    s.runs.len() as u64,
-                    s.diverged() as u64,
-                )
-            });
+        // Experiments whose replicates report a yes/no outcome (the toy's seeds).
+        let runs = state.replicates(kind);
+        let toy_stats = (!runs.is_empty() && runs.iter().all(|r| r.success.is_some())).then(|| {
+            (
+                runs.iter().filter(|r| r.success == Some(true)).count() as u64,
+                runs.len() as u64,
+                runs.iter().filter(|r| r.diverged).count() as u64,
+            )
+        });
         let mut entries = vec![];
         if labels.is_empty() {
             entries.push((
                 kind.key().to_string(),
                 kind.label().to_string(),
-                state.metric_series(kind, toy.as_ref()),
+                state.metric_series(kind),
             ));
         } else {
             for (r, l) in labels.iter().enumerate() {

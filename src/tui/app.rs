@@ -2,8 +2,8 @@
 //! here, so every behaviour is unit-testable.
 
 use crate::dynamics::DynamicsKind;
-use crate::events::{Event, Metric, RunInfo, RunStatus, SpectrumOf};
-use crate::experiments::toy2d::{self, ToyMeans, ToyRun};
+use crate::events::{Event, Metric, ReplicateMeans, ReplicateSummary, RunInfo, RunStatus};
+use crate::events::{MetricDef, SpectrumOf};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,7 +20,12 @@ pub struct Series {
 }
 
 impl Series {
+    /// Appends (x, y); a point at or before the last x (a resumed trajectory measuring
+    /// again from its checkpoint) replaces what it repeats.
     pub fn push(&mut self, x: f64, y: f64) {
+        while self.points.last().is_some_and(|p| p.0 >= x) {
+            self.points.pop();
+        }
         self.points.push((x, y));
         if self.points.len() > MAX_POINTS {
             // Keep every other point: the shape survives, memory stays bounded.
@@ -46,7 +51,7 @@ pub enum DynStatus {
 pub struct DynamicsState {
     pub kind: DynamicsKind,
     pub status: DynStatus,
-    /// Replicates finished, escaped (toy), diverged.
+    /// Replicates finished, succeeded (the toy: escaped), diverged.
     pub done: usize,
     pub successes: usize,
     pub diverged: usize,
@@ -54,9 +59,10 @@ pub struct DynamicsState {
     /// Latest (iteration, eigenvalues) of H and of the noise covariance.
     pub hessian_spectrum: Option<(u64, Vec<f64>)>,
     pub noise_spectrum: Option<(u64, Vec<f64>)>,
-    /// Toy replicates finished so far, and their per-iteration means.
-    pub toy: ToyMeans,
-    pub toy_runs: BTreeMap<usize, Arc<ToyRun>>,
+    /// Replicates finished so far (experiments of many short replicates), and their
+    /// per-iteration means.
+    pub means: ReplicateMeans,
+    pub replicates: BTreeMap<usize, Arc<ReplicateSummary>>,
     /// Streamed metrics of every replicate; `series` shows the selected one.
     pub replicate_series: BTreeMap<usize, BTreeMap<Metric, Series>>,
 }
@@ -72,8 +78,8 @@ impl DynamicsState {
             series: BTreeMap::new(),
             hessian_spectrum: None,
             noise_spectrum: None,
-            toy: ToyMeans::default(),
-            toy_runs: BTreeMap::new(),
+            means: ReplicateMeans::default(),
+            replicates: BTreeMap::new(),
             replicate_series: BTreeMap::new(),
         }
     }
@@ -132,15 +138,14 @@ pub struct App {
     pub status: RunStatus,
     pub started: Instant,
     pub ended_after: Option<Duration>,
-    /// The toy replicate whose trajectory the canvas shows.
+    /// The replicate whose trajectory the canvas (or the charts, for named
+    /// replicates) shows.
     pub selected_seed: usize,
     /// Display updates dropped under backpressure (never the record's).
     pub dropped_updates: u64,
     pub monochrome: bool,
     /// Set when the workers are being stopped after a quit.
     pub stopping: bool,
-    /// Toy success threshold, from the config.
-    pub success_below: f64,
     /// Following a run directory (`noiselab watch`): nothing to stop, `q` just leaves.
     pub watching: bool,
 }
@@ -163,7 +168,6 @@ impl App {
             dropped_updates: 0,
             monochrome,
             stopping: false,
-            success_below: -0.5,
             watching: false,
         }
     }
@@ -176,13 +180,33 @@ impl App {
         self.ended_after.unwrap_or_else(|| self.started.elapsed())
     }
 
-    pub fn metrics(&self) -> &[Metric] {
+    /// The run's metric definitions, in display order.
+    pub fn metric_defs(&self) -> &[MetricDef] {
         self.info.as_ref().map_or(&[], |i| &i.metrics)
     }
 
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.metric_defs().iter().map(|d| d.metric).collect()
+    }
+
+    /// How `metric` is shown, as the run announced it.
+    pub fn def(&self, metric: Metric) -> MetricDef {
+        match &self.info {
+            Some(info) => info.def(metric),
+            None => metric.def(),
+        }
+    }
+
     pub fn selected_metric(&self) -> Option<Metric> {
-        let m = self.metrics();
-        (!m.is_empty()).then(|| m[self.metric_cursor % m.len()])
+        let m = self.metric_defs();
+        (!m.is_empty()).then(|| m[self.metric_cursor % m.len()].metric)
+    }
+
+    /// What one replicate is called ("seed", "width", …).
+    pub fn replicate_noun(&self) -> &str {
+        self.info
+            .as_ref()
+            .map_or("seed", |i| i.replicate_noun.as_str())
     }
 
     pub fn current(&self) -> Option<&DynamicsState> {
@@ -236,15 +260,6 @@ impl App {
                 }
                 self.status = RunStatus::Running;
                 self.ended_after = None;
-                if let Ok(t) = info.config_toml.parse::<toml::Table>() {
-                    if let Some(v) = t
-                        .get("toy2d")
-                        .and_then(|t| t.get("success_below"))
-                        .and_then(|v| v.as_float())
-                    {
-                        self.success_below = v;
-                    }
-                }
                 self.info = Some(info);
             }
             Event::Metrics {
@@ -279,21 +294,19 @@ impl App {
                     }
                 }
             }
-            Event::ReplicateFinished { dynamics, run } => {
-                let below = self.success_below;
+            Event::ReplicateFinished { dynamics, summary } => {
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Running;
                     d.done += 1;
-                    d.successes += run.success as usize;
-                    d.diverged += run.diverged.is_some() as usize;
-                    d.toy.add(&run, below);
-                    d.toy_runs.insert(run.replicate, run);
-                    for m in toy2d::METRICS {
-                        let points = d.toy.means(m).into_iter().enumerate();
+                    d.successes += usize::from(summary.success == Some(true));
+                    d.diverged += usize::from(summary.diverged);
+                    d.means.add(&summary);
+                    d.replicates.insert(summary.replicate, summary);
+                    for (m, points) in d.means.means() {
                         d.series.insert(
                             m,
                             Series {
-                                points: points.map(|(t, v)| (t as f64, v)).collect(),
+                                points: points.into_iter().map(|(t, v)| (t as f64, v)).collect(),
                             },
                         );
                     }
@@ -406,7 +419,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("o", "overview ↔ detail"),
     ("Enter / Esc", "open detail / back to overview"),
     ("m", "cycle the detail panel's metric"),
-    ("[ / ]", "previous / next seed on the toy canvas"),
+    ("[ / ]", "previous / next replicate (seed, width)"),
     ("l", "show / hide the log pane"),
     ("?", "this help"),
     (

@@ -2,7 +2,7 @@
 //! dynamics per reporting step, plus lifecycle lines.
 
 use crate::dynamics::DynamicsKind;
-use crate::events::{DisplayReceiver, Event, RunStatus};
+use crate::events::{DisplayReceiver, Event, RunInfo, RunStatus};
 use crate::tui::ui::fmt_value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 /// dynamics' seeds; network metrics as they arrive (the experiment emits them at its
 /// reporting schedule).
 pub struct Headless {
+    info: Option<std::sync::Arc<RunInfo>>,
     replicates: usize,
     labels: Vec<String>,
     done: HashMap<DynamicsKind, (usize, usize)>,
@@ -22,6 +23,7 @@ pub struct Headless {
 impl Default for Headless {
     fn default() -> Self {
         Headless {
+            info: None,
             replicates: 0,
             labels: vec![],
             done: HashMap::new(),
@@ -38,6 +40,7 @@ impl Headless {
             Event::RunStarted(info) => {
                 self.replicates = info.replicates;
                 self.labels = info.replicate_labels.clone();
+                self.info = Some(info.clone());
                 Some(format!(
                     "{}: {} dynamics × {} run(s) × {} iterations, D = {}, {} on {} threads → {}",
                     info.experiment,
@@ -50,16 +53,20 @@ impl Headless {
                     info.run_dir.display()
                 ))
             }
-            Event::ReplicateFinished { dynamics, run } => {
+            Event::ReplicateFinished { dynamics, summary } => {
                 let entry = self.done.entry(*dynamics).or_default();
                 entry.0 += 1;
-                entry.1 += run.success as usize;
+                entry.1 += usize::from(summary.success == Some(true));
                 let (done, ok) = *entry;
                 let total = self.replicates.max(1);
                 let step = (total / 10).max(1);
+                let noun = self
+                    .info
+                    .as_ref()
+                    .map_or("seed", |i| i.replicate_noun.as_str());
                 (done % step == 0 || done == total).then(|| {
                     format!(
-                        "[{t:7.1}s] {:<12} {done}/{total} seeds, escaped {ok} ({:.3})",
+                        "[{t:7.1}s] {:<12} {done}/{total} {noun}s, escaped {ok} ({:.3})",
                         dynamics.key(),
                         ok as f64 / done as f64
                     )
@@ -78,7 +85,13 @@ impl Headless {
                     .map_or(String::new(), |l| format!(" {l}")),
                 values
                     .iter()
-                    .map(|(m, v)| format!("{} {}", m.label(), fmt_value(*v)))
+                    .map(|(m, v)| {
+                        let label = self
+                            .info
+                            .as_ref()
+                            .map_or_else(|| m.label(), |i| i.def(*m).label);
+                        format!("{label} {}", fmt_value(*v))
+                    })
                     .collect::<Vec<_>>()
                     .join(", ")
             )),

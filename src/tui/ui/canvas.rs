@@ -1,5 +1,6 @@
-//! The toy's θ plane: both basins, the success region, the selected seed's trajectory,
-//! and every dynamics' success rate filling in as seeds finish.
+//! A two-parameter experiment's θ plane (the toy: both basins, the success region),
+//! the selected replicate's trajectory, and every dynamics' success rate filling in as
+//! replicates finish. What to draw comes with the run (`RunInfo::plane`).
 
 use super::Theme;
 use crate::tui::app::App;
@@ -9,73 +10,49 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::canvas::{Canvas, Circle, Line as CLine, Points};
 use ratatui::widgets::{Block, Borders, Paragraph};
 use ratatui::Frame;
-use std::sync::OnceLock;
-
-const BOUND: f64 = 2.2;
-
-/// Points of the sharp basin's edge (where the data-free sharp and flat branches of
-/// SPEC §4.1 are equal), found by bisection along rays from (1, 1).
-fn basin_edge() -> &'static [(f64, f64)] {
-    static EDGE: OnceLock<Vec<(f64, f64)>> = OnceLock::new();
-    EDGE.get_or_init(|| {
-        let c = std::f64::consts::FRAC_1_SQRT_2;
-        let gap = |w: (f64, f64)| {
-            let (s1, s2) = (w.0 - 1.0, w.1 - 1.0);
-            let sharp = 10.0 * (s1 * c - s2 * c).powi(2) + 100.0 * (s1 * c + s2 * c).powi(2);
-            let flat = (w.0 + 1.0).powi(2) + (w.1 + 1.0).powi(2);
-            sharp - flat
-        };
-        (0..360)
-            .filter_map(|deg| {
-                let a = (deg as f64).to_radians();
-                let at = |r: f64| (1.0 + r * a.cos(), 1.0 + r * a.sin());
-                let (mut lo, mut hi) = (0.0, 4.0);
-                if gap(at(hi)) < 0.0 {
-                    return None;
-                }
-                for _ in 0..50 {
-                    let mid = 0.5 * (lo + hi);
-                    if gap(at(mid)) < 0.0 {
-                        lo = mid
-                    } else {
-                        hi = mid
-                    }
-                }
-                Some(at(lo))
-            })
-            .collect()
-    })
-}
 
 pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     let [plane, rates] =
         Layout::horizontal([Constraint::Percentage(55), Constraint::Fill(1)]).areas(area);
-    let seeds = app.info.as_ref().map_or(0, |i| i.replicates);
+    let Some(info) = app.info.as_ref() else {
+        return;
+    };
+    let Some(view) = info.plane.clone() else {
+        return;
+    };
+    let seeds = info.replicates;
+    let noun = app.replicate_noun();
     let Some(d) = app.current() else { return };
-    let run = d.toy_runs.get(&app.selected_seed);
+    let run = d.replicates.get(&app.selected_seed);
     let title = match run {
         Some(r) => format!(
-            " θ plane: {} seed {}/{} {} ([ ] seed) ",
+            " θ plane: {} {noun} {}/{} {} ([ ] {noun}) ",
             d.kind.label(),
             app.selected_seed,
             seeds,
-            if r.success { "escaped" } else { "stayed" }
+            if r.success == Some(true) {
+                "escaped"
+            } else {
+                "stayed"
+            }
         ),
         None => format!(
-            " θ plane: seed {} not finished yet ([ ] seed) ",
+            " θ plane: {noun} {} not finished yet ([ ] {noun}) ",
             app.selected_seed
         ),
     };
-    let below = app.success_below;
     let traj: Vec<(f64, f64)> = run
-        .map(|r| {
-            r.trajectory
-                .iter()
+        .and_then(|r| r.array(&view.path))
+        .filter(|a| a.shape.len() == 2 && a.shape[1] == 2)
+        .map(|a| {
+            a.values
+                .chunks_exact(2)
                 .filter(|w| w[0].is_finite() && w[1].is_finite())
                 .map(|w| (w[0], w[1]))
                 .collect()
         })
         .unwrap_or_default();
+    let bound = view.bound;
     let traj_style = theme.series(app.selected).fg.unwrap_or(Color::Reset);
     let canvas = Canvas::default()
         .block(
@@ -83,8 +60,8 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 .borders(Borders::ALL)
                 .title(Line::styled(title, theme.title())),
         )
-        .x_bounds([-BOUND, BOUND])
-        .y_bounds([-BOUND, BOUND])
+        .x_bounds([-bound, bound])
+        .y_bounds([-bound, bound])
         .paint(move |ctx| {
             let edge_color = if theme.fg(Color::Gray).fg.is_some() {
                 Color::Gray
@@ -92,32 +69,33 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 Color::Reset
             };
             ctx.draw(&Points {
-                coords: basin_edge(),
+                coords: &view.outline,
                 color: edge_color,
             });
-            for (x1, y1, x2, y2) in [(below, -BOUND, below, below), (-BOUND, below, below, below)] {
-                ctx.draw(&CLine {
-                    x1,
-                    y1,
-                    x2,
-                    y2,
+            if let Some(below) = view.success_corner {
+                for (x1, y1, x2, y2) in
+                    [(below, -bound, below, below), (-bound, below, below, below)]
+                {
+                    ctx.draw(&CLine {
+                        x1,
+                        y1,
+                        x2,
+                        y2,
+                        color: edge_color,
+                    });
+                }
+            }
+            for (x, y, label) in &view.marks {
+                // The label just above the mark (right of it in the upper half).
+                let dx = if *x > 0.0 { 0.05 } else { 0.0 };
+                ctx.print(x + dx, y + 0.15, label.clone());
+                ctx.draw(&Circle {
+                    x: *x,
+                    y: *y,
+                    radius: 0.04,
                     color: edge_color,
                 });
             }
-            ctx.print(1.05, 1.15, "sharp (1,1)");
-            ctx.print(-1.0, -0.85, "flat (−1,−1)");
-            ctx.draw(&Circle {
-                x: 1.0,
-                y: 1.0,
-                radius: 0.04,
-                color: edge_color,
-            });
-            ctx.draw(&Circle {
-                x: -1.0,
-                y: -1.0,
-                radius: 0.04,
-                color: edge_color,
-            });
             ctx.layer();
             for pair in traj.windows(2) {
                 ctx.draw(&CLine {
@@ -140,7 +118,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     frame.render_widget(canvas, plane);
 
     let width = rates.width.saturating_sub(4) as usize;
-    let mut lines = vec![Line::styled("escaped to the flat basin", theme.dim())];
+    let mut lines = vec![Line::styled(
+        info.plane
+            .as_ref()
+            .map_or(String::new(), |p| p.success_label.clone()),
+        theme.dim(),
+    )];
     for (i, s) in app.dynamics.iter().enumerate() {
         let rate = s.success_rate().unwrap_or(0.0);
         let bar_w = width.saturating_sub(2);

@@ -20,7 +20,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(area);
     let [metric_area, trace_area] =
         Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(top);
-    let is_toy = app.info.as_ref().is_some_and(|i| i.experiment == "toy2d");
+    let is_toy = app.info.as_ref().is_some_and(|i| i.plane.is_some());
     let [spectrum_area, extra_area] = Layout::horizontal([
         Constraint::Percentage(if is_toy { 30 } else { 100 }),
         Constraint::Fill(1),
@@ -31,6 +31,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
         let color = theme.series(app.selected);
         chart(
             frame,
+            app,
             metric_area,
             theme,
             &format!(
@@ -38,16 +39,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
                 d.kind.label(),
                 app.replicate_label()
                     .map_or(String::new(), |l| format!(", {l}")),
-                m.label()
+                app.def(m).label
             ),
             &[(m, d, color)],
-            m.log_scale(),
+            app.def(m).log_scale,
         );
     }
     let trace: Vec<(Metric, &DynamicsState, ratatui::style::Style)> = [
-        (Metric::TrHSigma, theme.fg(Color::LightRed)),
-        (Metric::TrHSigmaIso, theme.fg(Color::LightBlue)),
-        (Metric::TrHNoise, theme.fg(Color::Yellow)),
+        (Metric::TR_H_SIGMA, theme.fg(Color::LightRed)),
+        (Metric::TR_H_SIGMA_ISO, theme.fg(Color::LightBlue)),
+        (Metric::TR_H_NOISE, theme.fg(Color::Yellow)),
     ]
     .into_iter()
     .filter(|(m, _)| d.series.contains_key(m))
@@ -55,6 +56,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     .collect();
     chart(
         frame,
+        app,
         trace_area,
         theme,
         " Tr(HΣ) vs isotropic Tr(HΣ̄) ",
@@ -71,6 +73,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
 /// positive series (and says so on the axis).
 fn chart(
     frame: &mut Frame,
+    app: &App,
     area: Rect,
     theme: Theme,
     title: &str,
@@ -136,7 +139,7 @@ fn chart(
         .zip(&data)
         .map(|((m, _, style), pts)| {
             Dataset::default()
-                .name(m.label())
+                .name(app.def(*m).label)
                 .marker(Marker::Braille)
                 .graph_type(GraphType::Line)
                 .style(*style)

@@ -51,7 +51,10 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     );
     for (i, m) in metrics.iter().enumerate() {
         frame.render_widget(
-            Paragraph::new(Line::styled(format!(" {}", m.label()), theme.title())),
+            Paragraph::new(Line::styled(
+                format!(" {}", app.def(*m).label),
+                theme.title(),
+            )),
             head[i + 1],
         );
     }
@@ -114,7 +117,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
             match scale(
                 &values,
                 spark_area.width.saturating_sub(1) as usize,
-                m.log_scale(),
+                app.def(*m).log_scale,
             ) {
                 Some(s) => {
                     frame.render_widget(
