@@ -89,6 +89,7 @@ registry! {
     one_hidden::OneHiddenConfig,
     fashion_mnist::FashionMnistConfig,
     cifar10::Cifar10Config,
+    quadratic::QuadraticConfig,
 }
 
 /// At most `n` jobs compute at once, handed out in turn (FIFO), so every worker
