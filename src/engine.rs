@@ -9,7 +9,7 @@ use crate::estimators::AtPoint;
 use crate::linalg::axpy;
 use crate::objective::Objective;
 use crate::optim::{linear_decay, Adam};
-use crate::Result;
+use crate::{Error, Result};
 use rand_chacha::ChaCha12Rng;
 
 /// Why a trajectory stopped early: its θ or its gradient stopped being finite.
@@ -198,7 +198,17 @@ where
             let mut at = AtPoint::new(objective, &theta);
             let direction = noise.descent_direction(&mut at)?;
             let n = noise.sample(t, &mut at)?;
-            observer.observe(t, &mut at, noise)?;
+            match observer.observe(t, &mut at, noise) {
+                Err(Error::Diverged(reason)) => {
+                    drop(at);
+                    let diverged = Divergence {
+                        iteration: t,
+                        reason,
+                    };
+                    return Ok(end(theta, t, Some(diverged)));
+                }
+                other => other?,
+            }
             (direction, n)
         };
         if let Some(bad) = direction.iter().copied().find(|g| !g.is_finite()) {

@@ -26,6 +26,10 @@ pub enum Error {
     /// A worker stopped because the run was asked to stop (not a failure).
     #[error("stopped by request")]
     Stopped,
+    /// An observer judged the trajectory diverged (e.g. an exploding loss): the engine
+    /// ends it as diverged, the other trajectories go on.
+    #[error("diverged: {0}")]
+    Diverged(String),
     /// A numerical estimator could not produce a result (e.g. too few samples).
     #[error("{0}")]
     Numerics(String),

@@ -244,6 +244,72 @@ pub enum SpectrumOf {
     Noise,
 }
 
+/// What a trajectory (or a phase shared by all of them) is computing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Taking steps.
+    Steps,
+    /// Measuring its metrics at the current θ; what is being computed.
+    Measuring(String),
+    /// A one-off computation (a phase of its own, e.g. the Hessian spectrum at θ_GD).
+    Computing(String),
+}
+
+impl Task {
+    pub fn describe(&self) -> String {
+        match self {
+            Task::Steps => "steps".into(),
+            Task::Measuring(what) => format!("measuring {what}"),
+            Task::Computing(what) => what.clone(),
+        }
+    }
+}
+
+/// Where one trajectory stands, published about once a second while it runs and at
+/// every change of task: what the progress bars, rates and ETAs are computed from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub dynamics: DynamicsKind,
+    pub replicate: usize,
+    /// A phase every trajectory waits for ("GD phase"), or `None` for the run's own
+    /// trajectories.
+    pub phase: Option<String>,
+    /// Steps taken of `steps`.
+    pub step: u64,
+    pub steps: u64,
+    /// The record's iteration of step 0.
+    pub offset: u64,
+    /// Measured every this many steps (0: never), for the cost of what is left.
+    pub measure_every: u64,
+    /// Seconds since this attempt of the run started (the workers' clock).
+    pub elapsed_s: f64,
+    pub task: Task,
+}
+
+/// A trajectory's health, as its experiment judges it from its measurements.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Healthy again after a flag.
+    Healthy,
+    /// Collapsed to a constant predictor: loss ≈ ln C and accuracy ≈ 1/C for several
+    /// measurements in a row (a dead network).
+    Collapsed,
+    /// Non-finite or exploding loss or parameters; the trajectory stops.
+    Diverged,
+}
+
+impl Health {
+    pub fn key(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Collapsed => "collapsed",
+            Health::Diverged => "diverged",
+        }
+    }
+}
+
 /// How a run ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RunStatus {
@@ -300,6 +366,10 @@ pub struct RunInfo {
     pub metrics: Vec<MetricDef>,
     /// The θ plane to draw trajectories on, for two-parameter experiments.
     pub plane: Option<Plane>,
+    /// Iterations marked on the charts' x-axis, with their names (θ_GD: where every
+    /// dynamics starts).
+    #[serde(default)]
+    pub x_marks: Vec<(u64, String)>,
     /// UTC start time.
     pub started: String,
 }
@@ -357,6 +427,16 @@ pub enum Event {
         replicate: usize,
         iteration: u64,
         reason: String,
+    },
+    /// Where a trajectory stands (high-rate: the display may drop some).
+    Progress(Progress),
+    /// A trajectory's health changed (it keeps running unless it diverged).
+    Health {
+        dynamics: DynamicsKind,
+        replicate: usize,
+        iteration: u64,
+        health: Health,
+        detail: String,
     },
     /// One replicate completed, with its summary (experiments with many short
     /// replicates, e.g. the toy's seeds).
@@ -421,18 +501,32 @@ impl Event {
                 dynamics,
                 replicate,
             } => format!("[{dynamics}] trajectory {replicate} finished"),
+            Event::Health {
+                dynamics,
+                replicate,
+                iteration,
+                health,
+                detail,
+            } => format!(
+                "[{dynamics}] replicate {replicate} {} at iteration {iteration}: {detail}",
+                health.key()
+            ),
             Event::Finished { dynamics } => format!("[{dynamics}] finished"),
             Event::Failed { dynamics, error } => format!("[{dynamics}] FAILED: {error}"),
             Event::RunEnded { status } => format!("run {}", status.key()),
-            Event::Metrics { .. } | Event::Spectrum { .. } | Event::ReplicateFinished { .. } => {
-                return None
-            }
+            Event::Metrics { .. }
+            | Event::Spectrum { .. }
+            | Event::Progress(_)
+            | Event::ReplicateFinished { .. } => return None,
         })
     }
 
     /// High-rate events the display may drop under backpressure.
     fn is_droppable(&self) -> bool {
-        matches!(self, Event::Metrics { .. } | Event::Spectrum { .. })
+        matches!(
+            self,
+            Event::Metrics { .. } | Event::Spectrum { .. } | Event::Progress(_)
+        )
     }
 }
 

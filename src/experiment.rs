@@ -11,7 +11,7 @@
 use crate::config::{Config, Invalid};
 use crate::dynamics::DynamicsKind;
 use crate::engine::Checkpoint;
-use crate::events::{EventSender, MetricDef, Plane, RunStatus, SpectrumOf};
+use crate::events::{Event, EventSender, MetricDef, Plane, Progress, RunStatus, SpectrumOf, Task};
 use crate::record::state::RecordState;
 use crate::Result;
 use std::collections::BTreeSet;
@@ -35,6 +35,8 @@ pub struct Outline {
     /// Metrics in display order.
     pub metrics: Vec<MetricDef>,
     pub plane: Option<Plane>,
+    /// Iterations to mark on the charts (θ_GD), with their names.
+    pub x_marks: Vec<(u64, String)>,
 }
 
 /// One experiment: implemented by its config section.
@@ -85,6 +87,8 @@ pub struct RunContext<'a> {
     pub stop: &'a AtomicBool,
     pub run_dir: &'a Path,
     pub prior: &'a Prior,
+    /// When this attempt of the run started: the clock of every `Progress` event.
+    pub clock: std::time::Instant,
 }
 
 impl RunContext<'_> {
@@ -104,5 +108,21 @@ impl RunContext<'_> {
 
     pub fn finished(&self, kind: DynamicsKind, replicate: usize) -> bool {
         self.prior.finished.contains(&(kind, replicate))
+    }
+
+    /// Announces a phase every trajectory waits for (`phase`, e.g. "Hessian spectrum at
+    /// θ_GD") doing `task`: step 0 of 1 now, `done` closes it.
+    pub fn phase(&self, phase: &str, task: Task, done: bool) {
+        self.events.send(Event::Progress(Progress {
+            dynamics: DynamicsKind::Gd,
+            replicate: 0,
+            phase: Some(phase.to_string()),
+            step: u64::from(done),
+            steps: 1,
+            offset: 0,
+            measure_every: 0,
+            elapsed_s: self.clock.elapsed().as_secs_f64(),
+            task,
+        }));
     }
 }

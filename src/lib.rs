@@ -19,6 +19,7 @@ pub mod linalg;
 pub mod models;
 pub mod objective;
 pub mod optim;
+pub mod progress;
 pub mod record;
 pub mod rng;
 pub mod runner;

@@ -6,14 +6,14 @@ use noiselab::events::{self, Event, RunStatus};
 use noiselab::experiment::Prior;
 use noiselab::record::journal::{self, Body};
 use noiselab::record::{recorder, run_dir, state, view};
-use noiselab::tui::app::App;
+use noiselab::tui::app::{App, WatchInfo};
 use noiselab::tui::{self, headless, input, FrameStats};
 use noiselab::{runner, signals, Error};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
@@ -79,7 +79,8 @@ enum Command {
     /// dashboard (never writes to the run).
     Watch {
         run: PathBuf,
-        /// Plain progress lines instead of the dashboard; exits when the run has ended.
+        /// Plain progress lines instead of the dashboard; exits when the run has ended,
+        /// when its writer is gone (killed), or on Ctrl-C / SIGTERM.
         #[arg(long)]
         headless: bool,
         /// Close the dashboard by itself once the run has ended.
@@ -325,7 +326,7 @@ fn execute(
         Some(rx) if interactive => {
             let options = DashboardOptions {
                 exit_when_done: display.exit_when_done,
-                watching: false,
+                watching: None,
             };
             match dashboard(&rx, prior, &interrupted, &options, Some(&handle)) {
                 Ok(stats) if display.ui_stats => say(&stats.to_string()),
@@ -334,7 +335,13 @@ fn execute(
             }
         }
         Some(rx) => {
-            headless::run(&rx, &interrupted, &|| handle.request_stop());
+            headless::run(
+                &rx,
+                &interrupted,
+                &headless::Leave::Running {
+                    stop: &|| handle.request_stop(),
+                },
+            );
         }
         None => {
             while !handle.is_done() {
@@ -415,6 +422,7 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
         ));
     }
     let mut follower = journal::Follower::new(&path);
+    let mut alive = journal::writer_alive(&path);
     // Fails here, before any thread starts, on a foreign or newer journal.
     let first = follower.poll()?;
     let (sender, receivers) = events::channel(true);
@@ -422,6 +430,11 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
     let rx = receivers.display.expect("asked for a display");
     let stop = Arc::new(AtomicBool::new(false));
     let follow_stop = stop.clone();
+    let watch_info = Arc::new(Mutex::new(WatchInfo {
+        dir: dir.to_path_buf(),
+        ..WatchInfo::default()
+    }));
+    let shared = watch_info.clone();
     let feeder = std::thread::Builder::new()
         .name("follower".into())
         .spawn(move || -> noiselab::Result<()> {
@@ -431,6 +444,15 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
                 let last_resume = batch
                     .iter()
                     .rposition(|r| matches!(r.body, Body::Resumed { .. }));
+                // The times first, so the events arrive to a clock that knows them.
+                if let Ok(mut w) = shared.lock() {
+                    for r in &batch {
+                        if matches!(r.body, Body::Header(_) | Body::Event(Event::RunStarted(_))) {
+                            w.attempt_started_ms = Some(r.unix_ms);
+                        }
+                        w.last_record_ms = Some(r.unix_ms);
+                    }
+                }
                 for (i, r) in batch.into_iter().enumerate() {
                     match r.body {
                         Body::Event(Event::RunEnded { .. })
@@ -439,10 +461,16 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
                         Body::Checkpoint { .. } | Body::Header(_) | Body::Resumed { .. } => {}
                     }
                 }
+                if let Ok(mut w) = shared.lock() {
+                    w.writer_alive = alive;
+                }
                 if follow_stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
                 std::thread::sleep(Duration::from_millis(200));
+                // Whether the writer lives is asked before reading, and told after the
+                // records are delivered: a reader told "gone" has every record.
+                alive = journal::writer_alive(&path);
                 batch = follower.poll()?;
             }
         })
@@ -452,15 +480,30 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
     let result = if interactive {
         let options = DashboardOptions {
             exit_when_done,
-            watching: true,
+            watching: Some(watch_info.clone()),
         };
         dashboard(&rx, vec![], &interrupted, &options, None)
             .map(|_| ())
             .map_err(|e| Error::Numerics(format!("the dashboard stopped: {e}")))
     } else {
-        let status = headless::run(&rx, &interrupted, &|| {});
-        if status == RunStatus::Running {
-            say("watch stopped before the run ended");
+        let gone = || {
+            watch_info
+                .lock()
+                .is_ok_and(|w| w.writer_alive == Some(false))
+        };
+        let status = headless::run(
+            &rx,
+            &interrupted,
+            &headless::Leave::Watching { writer_gone: &gone },
+        );
+        match status {
+            RunStatus::Running if gone() => say(&format!(
+                "the run in {} stopped without an end record and no process writes it (writer gone): continue it with `noiselab resume {}`",
+                dir.display(),
+                dir.display()
+            )),
+            RunStatus::Running => say("watch stopped before the run ended"),
+            _ => {}
         }
         Ok(())
     };
@@ -475,7 +518,8 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
 
 struct DashboardOptions {
     exit_when_done: bool,
-    watching: bool,
+    /// `watch`: what the follower learns of the journal.
+    watching: Option<Arc<Mutex<WatchInfo>>>,
 }
 
 /// Runs the dashboard on the real terminal and restores it whatever happens (quit,
@@ -494,7 +538,8 @@ fn dashboard(
     let inputs = input::spawn(input_stop.clone());
     let monochrome = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let mut app = App::new(monochrome);
-    app.watching = options.watching;
+    app.watching = options.watching.is_some();
+    app.watch = options.watching.clone();
     for e in prior {
         app.apply(e);
     }

@@ -50,6 +50,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
         replicate_noun: outline.replicate_noun.into(),
         metrics: outline.metrics,
         plane: outline.plane,
+        x_marks: outline.x_marks,
         started: started.to_string(),
     }
 }
@@ -73,6 +74,7 @@ pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender, prior: P
                 stop: &flag,
                 run_dir: &run_dir,
                 prior: &prior,
+                clock: start,
             };
             let result = config.experiment.experiment().run(&ctx);
             // Read by scripts/bench_dashboard.sh: compute time without the record's write.

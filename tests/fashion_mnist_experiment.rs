@@ -229,3 +229,85 @@ fn bad_settings_and_missing_data_are_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("short.f64") && err.contains("90640"), "{err}");
 }
+
+#[test]
+fn a_dynamics_that_blows_up_is_flagged_everywhere_while_the_others_finish() {
+    // GLD const with a huge noise (σ = 10⁴ per step) blows up; GD and SGD go on.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let extra: Vec<String> = [
+        "--set",
+        "dynamics=[\"gd\", \"sgd\", \"gld_const\"]",
+        "--set",
+        "noise.gld_const.sigma=1e4",
+        "--set",
+        "fashion_mnist.iterations=10",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let o = run(&dir, &extra);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["dynamics"]["gld_const"]["health"], "diverged",
+        "{summary:#}"
+    );
+    assert_eq!(summary["health"]["diverged"], 1);
+    assert_eq!(summary["health"]["collapsed"], 0);
+    for healthy in ["gd", "sgd"] {
+        assert!(summary["dynamics"][healthy].get("health").is_none());
+        assert!(
+            summary["dynamics"][healthy]["final_test_accuracy"]
+                .as_f64()
+                .unwrap()
+                > 0.1
+        );
+    }
+    let f = hdf5::File::open(dir.join("run.h5")).unwrap();
+    let health: hdf5::types::VarLenUnicode = f
+        .group("dynamics/gld_const")
+        .unwrap()
+        .attr("health")
+        .unwrap()
+        .read_scalar()
+        .unwrap();
+    assert_eq!(health.as_str(), "diverged");
+    assert!(f.group("dynamics/gd").unwrap().attr("health").is_err());
+    let o = Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .arg("inspect")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("0 collapsed, 1 diverged"), "{text}");
+    assert!(
+        text.contains("GLD const") && text.contains("diverged at iteration"),
+        "{text}"
+    );
+    // The dashboard, fed the run's journal as `watch` feeds it, flags it.
+    let contents = noiselab::record::journal::read(&dir.join("journal.bin")).unwrap();
+    let mut app = noiselab::tui::app::App::new(false);
+    for e in contents.events() {
+        app.apply(e.clone());
+    }
+    app.fixed_now = Some(0.0);
+    for key in ['v', 'o'] {
+        app.on_key(noiselab::tui::app::Key::Char(key));
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+        noiselab::tui::draw(&mut terminal, &app, &mut Default::default()).unwrap();
+        let screen: String = terminal
+            .backend()
+            .buffer()
+            .content()
+            .iter()
+            .map(|c| c.symbol())
+            .collect();
+        assert!(
+            screen.contains("diverged"),
+            "view {key}: not flagged:\n{screen}"
+        );
+    }
+}

@@ -37,18 +37,29 @@ impl Tmux {
 
     /// Starts `command` in a 150×45 pane; the shell reports its exit status and stays.
     fn start(&self, command: &str) {
+        self.start_sized(command, 150, 45);
+    }
+
+    fn start_sized(&self, command: &str, w: u16, h: u16) {
         let wrapped = format!("{command}; echo EXITED $?; sleep 120");
+        let (w, h) = (w.to_string(), h.to_string());
         let o = self.cmd(&[
             "new-session",
             "-d",
             "-x",
-            "150",
+            &w,
             "-y",
-            "45",
+            &h,
             "sh",
             "-c",
             &wrapped,
         ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
+    /// Resizes the window, as a user dragging it would.
+    fn resize(&self, w: u16, h: u16) {
+        let o = self.cmd(&["resize-window", "-x", &w.to_string(), "-y", &h.to_string()]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
 
@@ -141,13 +152,11 @@ fn dashboard_shows_every_dynamics_switches_panels_and_quits_cleanly() {
     let dir = run_dir(&tmp);
     let t = Tmux::new("ui");
     t.start(&command(&dir, 300));
-    t.wait_for("every dynamics in the overview", |s| {
-        common::TOY_LABELS.iter().all(|l| s.contains(l)) && s.contains("overview")
+    t.wait_for("every dynamics in the compare view's legend", |s| {
+        common::TOY_LABELS.iter().all(|l| s.contains(l)) && s.contains("every dynamics")
     });
-    t.wait_for("the run to finish", |s| {
-        s.contains("finished: final state shown")
-    });
-    t.keys(&["o"]);
+    t.wait_for("the run to finish", |s| s.contains("✓ finished"));
+    t.keys(&["Enter"]);
     t.wait_for("the detail panel", |s| {
         s.contains("Tr(HΣ) vs isotropic") && s.contains("θ plane")
     });
@@ -158,16 +167,14 @@ fn dashboard_shows_every_dynamics_switches_panels_and_quits_cleanly() {
     t.keys(&["m"]);
     t.wait_for("the next metric", |s| s.contains("— loss"));
     t.keys(&["?"]);
-    t.wait_for("the help overlay", |s| {
-        s.contains("cycle the detail panel's metric")
-    });
+    t.wait_for("the help overlay", |s| s.contains("next / previous metric"));
     // Escape and the next key are sent apart: together a terminal reads them as Alt-key.
     t.keys(&["Escape"]);
     t.wait_for("the help to close", |s| {
-        !s.contains("cycle the detail panel's metric")
+        !s.contains("next / previous metric")
     });
     t.keys(&["o"]);
-    t.wait_for("the overview again", |s| {
+    t.wait_for("the overview", |s| {
         s.contains("overview") && !s.contains("θ plane")
     });
     t.keys(&["q"]);
@@ -180,6 +187,60 @@ fn dashboard_shows_every_dynamics_switches_panels_and_quits_cleanly() {
     t.assert_terminal_restored();
     assert_eq!(status_of(&dir), "finished");
     assert_eq!(h5_status(&dir), "finished");
+}
+
+#[test]
+fn compare_view_cycles_metrics_and_survives_a_resize_from_200x60_to_80x24_mid_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = run_dir(&tmp);
+    let t = Tmux::new("resize");
+    t.start_sized(&command(&dir, 1_000_000), 200, 60);
+    // Wide: two charts side by side, the legend, progress in the header.
+    let s = t.wait_for("two charts and the legend at 200×60", |s| {
+        s.contains("escaped — every dynamics")
+            && s.contains("loss, log axis — every dynamics") | s.contains("loss — every dynamics")
+            && common::TOY_LABELS.iter().all(|l| s.contains(l))
+            && s.contains("● running")
+    });
+    assert!(s.contains("legend"), "{s}");
+    t.keys(&["m"]);
+    t.wait_for("the next metric first", |s| {
+        s.lines()
+            .any(|l| l.trim_start_matches(['┌', '─']).starts_with(" loss"))
+    });
+    t.keys(&["M"]);
+    t.wait_for("back to the first metric", |s| {
+        s.lines()
+            .any(|l| l.trim_start_matches(['┌', '─']).starts_with(" escaped"))
+    });
+    t.resize(80, 24);
+    let s = t.wait_for("the 80×24 layout", |s| {
+        s.lines().count() <= 24
+            && s.contains("q quit")
+            && s.contains("escaped")
+            && !s.contains("loss — every dynamics")
+    });
+    // Names the legend cannot hold whole are abbreviated by the dashboard's one rule.
+    for l in common::TOY_LABELS {
+        let short = noiselab::tui::ui::abbreviate(l, 10);
+        assert!(
+            s.contains(&short),
+            "legend lacks {l} ({short}) at 80×24:\n{s}"
+        );
+    }
+    assert!(s.lines().all(|l| l.chars().count() <= 80), "{s}");
+    t.keys(&["o"]);
+    t.wait_for("the overview at 80×24", |s| {
+        s.contains("overview") && s.contains("q quit")
+    });
+    t.keys(&["q"]);
+    t.wait_for("the quit question", |s| {
+        s.contains("Stop the run?") && s.contains("any other key: keep running")
+    });
+    t.keys(&["y"]);
+    let s = t.wait_for("the process to exit", |s| s.contains("EXITED"));
+    assert!(s.contains("EXITED 130"), "{s}");
+    t.assert_terminal_restored();
 }
 
 #[test]
@@ -274,11 +335,11 @@ fn watch_follows_a_run_in_the_dashboard_and_quits_without_asking() {
     let ok = summary["dynamics"]["gld_eig1"]["successes"]
         .as_u64()
         .unwrap();
-    t.wait_for("the final numbers", |s| {
-        s.contains("finished: final state shown") && s.contains("1000/1000 seeds")
-    });
+    t.wait_for("the final numbers", |s| s.contains("✓ finished"));
     t.keys(&["o"]);
+    t.wait_for("the overview", |s| s.contains("1000/1000 seeds"));
     t.keys(&["6"]);
+    t.keys(&["Enter"]);
     t.wait_for("eig1's success count in the detail panel", |s| {
         s.contains(&format!("{ok}/1000"))
     });

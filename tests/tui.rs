@@ -53,7 +53,8 @@ fn render(app: &App, w: u16, h: u16) -> (String, ratatui::buffer::Buffer) {
 
 #[test]
 fn overview_shows_every_dynamics_with_sparklines_and_numbers() {
-    let app = finished_app(6, false);
+    let mut app = finished_app(6, false);
+    app.on_key(Key::Char('o'));
     let (text, _) = render(&app, 160, 40);
     for label in common::TOY_LABELS {
         assert!(text.contains(label), "overview lacks {label}:\n{text}");
@@ -64,9 +65,8 @@ fn overview_shows_every_dynamics_with_sparklines_and_numbers() {
             "overview lacks column {column}:\n{text}"
         );
     }
-    assert!(text.contains("✓ finished"), "{text}");
     assert!(
-        text.contains("final state shown"),
+        text.contains("✓ finished"),
         "header does not say the run ended:\n{text}"
     );
     assert!(text.contains("6/6 seeds"), "{text}");
@@ -86,7 +86,7 @@ fn overview_shows_every_dynamics_with_sparklines_and_numbers() {
 fn detail_shows_charts_spectra_and_the_toy_canvas() {
     let mut app = finished_app(6, false);
     app.on_key(Key::Char('6'));
-    app.on_key(Key::Char('o'));
+    app.on_key(Key::Enter);
     assert_eq!(app.view, View::Detail);
     let (text, _) = render(&app, 160, 45);
     for needle in [
@@ -204,7 +204,7 @@ fn quit_asks_while_running_and_not_after() {
 
 #[test]
 fn event_loop_runs_a_live_toy_run_to_the_end() {
-    let keys = [Key::Char('o'), Key::Char('m'), Key::Char('?'), Key::Esc];
+    let keys = [Key::Char('d'), Key::Char('m'), Key::Char('?'), Key::Esc];
     let (exit, app, handle) = loop_on_live_run(30, &keys, false, true);
     assert_eq!(exit, Exit::Done);
     assert_eq!(handle.join(), RunStatus::Finished);
@@ -308,11 +308,41 @@ fn watching_the_journal_shows_what_the_live_dashboard_showed() {
         let (text, _) = render(app, 150, 45);
         text.lines().skip(3).map(str::to_string).collect::<Vec<_>>()
     };
+    assert_eq!(body(&live), body(&replay), "compare view differs");
+    for app in [&mut live, &mut replay] {
+        app.on_key(Key::Char('o'));
+    }
     assert_eq!(body(&live), body(&replay), "overview differs");
     for app in [&mut live, &mut replay] {
         app.on_key(Key::Char('4'));
-        app.on_key(Key::Char('o'));
+        app.on_key(Key::Enter);
     }
     assert_eq!(body(&live), body(&replay), "detail differs");
     assert!(body(&replay).join("\n").contains("GLD leading — escaped"));
+}
+
+#[test]
+fn p_writes_the_compare_charts_as_png_beside_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut app = finished_app(4, false);
+    // The run directory the run announced is where the figures go.
+    let mut info = (**app.info.as_ref().unwrap()).clone();
+    info.run_dir = tmp.path().to_path_buf();
+    app.info = Some(std::sync::Arc::new(info));
+    assert_eq!(app.on_key(Key::Char('p')), Some(Action::Figures));
+    let line = tui::figures::spawn(&app)
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .unwrap();
+    assert!(line.starts_with("PNG: 5 PNG file(s)"), "{line}");
+    for metric in [
+        "escaped_fraction",
+        "loss",
+        "tr_h_noise",
+        "tr_h_sigma",
+        "tr_h_sigma_iso",
+    ] {
+        let png = tmp.path().join(format!("figures/dashboard-{metric}.png"));
+        let bytes = std::fs::read(&png).unwrap_or_else(|e| panic!("{}: {e}", png.display()));
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", png.display());
+    }
 }

@@ -13,7 +13,7 @@
 //! can start from it (`<section>.theta_gd`); which training images were picked and
 //! which were relabelled goes to `corrupted.json`.
 
-use super::{end_trajectory, partial, report_end, Section, Tracker};
+use super::{partial, report_end, HealthWatch, Say, Section, Tracker};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::data::{ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
@@ -410,13 +410,19 @@ impl<T: Float, D: Dataset> Measure<'_, T, D> {
         at: &mut AtPoint<'_, NativeClassifier<T>>,
         noise: &NoiseModel,
         rng: &mut R,
+        say: Say<'_>,
     ) -> Result<Vec<(Metric, f64)>> {
         let (model, cfg) = (self.model, self.cfg);
         let theta = at.theta();
+        say.measuring("loss and accuracy");
         let (loss, g) = at.loss_and_gradient()?;
         let grad_norm = crate::linalg::norm_sq(g).sqrt();
         let train = model.evaluate(theta, &self.data.train)?;
         let test = model.evaluate(theta, &self.data.test)?;
+        say.measuring(format!(
+            "expected sharpness (M = {} perturbed losses)",
+            cfg.sharpness_samples
+        ));
         let sharp = expected_sharpness(
             model,
             theta,
@@ -437,13 +443,16 @@ impl<T: Float, D: Dataset> Measure<'_, T, D> {
             return Ok(values);
         }
         let spec = noise.spec();
+        say.measuring("Tr(HΣ): Σ's gradients and their Hessian-vector products");
         let sigma = at
             .noise_covariance(spec.covariance, spec.batch_size, rng)?
             .clone();
         let tr_h_sigma = sigma.tr_h(|v| model.hvp(theta, v))?;
         let dim = model.dim();
+        say.measuring(format!("Tr H ({} Hutchinson probes)", cfg.trace_probes));
         let tr_h = hutchinson(dim, |v| model.hvp(theta, v), cfg.trace_probes, rng.random())?;
         let iso = crate::estimators::indicators::tr_h_sigma_iso(tr_h.value, sigma.trace(), dim);
+        say.measuring("â: the top Hessian eigenvector (Lanczos)");
         let top = at.hessian_top(1, None)?;
         let a_hat = crate::estimators::indicators::projection_coefficient(
             &sigma,
@@ -504,20 +513,23 @@ fn theta_gd<T: Float, D: Dataset>(
     // Progress every 5 % of the phase, and at least every 10 s (VGG11 on CPU).
     let every = (cfg.gd_iterations / 20).max(1);
     let mut last_log = std::time::Instant::now();
-    let mut tracker = Tracker {
+    let mut tracker = Tracker::new(
         ctx,
-        kind: DynamicsKind::Gd,
-        replicate: 0,
-        offset: 0,
+        DynamicsKind::Gd,
+        0,
+        0,
+        cfg.gd_iterations,
+        cfg.gd_metrics_every,
         // Phase 1's own streams (replicate 1), so that phase 2 draws the same whether
         // or not phase 1 was measured or run at all.
-        rng: rng::stream(config.seed, 1, Purpose::Measurements(DynamicsKind::Gd)),
-        measure: |t: usize,
-                  at: &mut AtPoint<'_, NativeClassifier<T>>,
-                  noise: &mut NoiseModel,
-                  rng: &mut ChaCha12Rng| {
+        rng::stream(config.seed, 1, Purpose::Measurements(DynamicsKind::Gd)),
+        |t: usize,
+         at: &mut AtPoint<'_, NativeClassifier<T>>,
+         noise: &mut NoiseModel,
+         rng: &mut ChaCha12Rng,
+         say: Say<'_>| {
             let values = if cfg.gd_metrics_every > 0 && t % cfg.gd_metrics_every == 0 {
-                Some(measure.at(at, noise, rng)?)
+                Some(measure.at(at, noise, rng, say)?)
             } else {
                 None
             };
@@ -534,7 +546,8 @@ fn theta_gd<T: Float, D: Dataset>(
             }
             Ok(values)
         },
-    };
+    );
+    tracker.phase = Some("GD phase");
     let spec = config.noise.spec(DynamicsKind::Gd, cfg.gd_eta);
     let start = tracker.start(spec, cfg.gd_iterations, model.dim(), |spec| {
         let theta = model
@@ -543,6 +556,9 @@ fn theta_gd<T: Float, D: Dataset>(
         Start::plain(theta, NoiseModel::new(spec, config.seed, 1))
     })?;
     let (end, _) = engine::run_from(model, start, cfg.gd_iterations, &mut tracker)?;
+    tracker
+        .say(cfg.gd_iterations)
+        .task(crate::events::Task::Steps);
     if let Some(d) = end.diverged {
         return Err(Error::Numerics(format!(
             "GD phase diverged at iteration {} ({}); lower {}.gd_eta",
@@ -584,6 +600,12 @@ fn hessian_spectrum<T: Float, D: Dataset>(
         return Ok(());
     }
     let start = std::time::Instant::now();
+    let phase = "Hessian spectrum at θ_GD";
+    ctx.phase(
+        phase,
+        crate::events::Task::Computing(format!("Lanczos: the top {k} eigenvalues of H")),
+        false,
+    );
     let options = crate::estimators::lanczos::LanczosOptions {
         tol: model.hvp_tolerance(),
         max_products: 3 * k + 20,
@@ -616,6 +638,7 @@ fn hessian_spectrum<T: Float, D: Dataset>(
         of: SpectrumOf::Hessian,
         values,
     });
+    ctx.phase(phase, crate::events::Task::Steps, true);
     Ok(())
 }
 
@@ -644,32 +667,35 @@ fn run_one<T: Float, D: Dataset>(
     let config = ctx.config;
     let cfg = measure.cfg;
     let offset = cfg.gd_iterations;
-    let mut tracker = Tracker {
+    let mut health = HealthWatch::new(measure.data.train.classes);
+    let mut tracker = Tracker::new(
         ctx,
         kind,
-        replicate: 0,
+        0,
         offset,
-        rng: rng::stream(config.seed, 0, Purpose::Measurements(kind)),
-        measure: |t: usize,
-                  at: &mut AtPoint<'_, NativeClassifier<T>>,
-                  noise: &mut NoiseModel,
-                  rng: &mut ChaCha12Rng| {
+        cfg.iterations,
+        cfg.metrics_every,
+        rng::stream(config.seed, 0, Purpose::Measurements(kind)),
+        |t: usize,
+         at: &mut AtPoint<'_, NativeClassifier<T>>,
+         noise: &mut NoiseModel,
+         rng: &mut ChaCha12Rng,
+         say: Say<'_>| {
             if t % cfg.metrics_every != 0 {
                 return Ok(None);
             }
-            measure.at(at, noise, rng).map(Some)
+            let values = measure.at(at, noise, rng, say)?;
+            health.check(ctx.events, kind, 0, offset + t, &values)?;
+            Ok(Some(values))
         },
-    };
+    );
     let spec = config.noise.spec(kind, cfg.eta);
     let start = tracker.start(spec, cfg.iterations, measure.model.dim(), |spec| {
         Start::plain(theta0.to_vec(), NoiseModel::new(spec, config.seed, 0))
     })?;
     let (end, noise) = engine::run_from(measure.model, start, cfg.iterations, &mut tracker)?;
-    end_trajectory(ctx.events, kind, 0, &end, offset, |theta| {
-        let mut at = AtPoint::new(measure.model, theta);
-        let values = measure.at(&mut at, &noise, &mut tracker.rng)?;
-        tracker.publish(offset + cfg.iterations, values);
-        Ok(())
+    tracker.finish(&end, |theta, rng, say| {
+        measure.at(&mut AtPoint::new(measure.model, theta), &noise, rng, say)
     })
 }
 
@@ -746,6 +772,11 @@ impl<D: Dataset> Experiment for ImageConfig<D> {
                 .map(Metric::def)
                 .collect(),
             plane: None,
+            x_marks: if self.gd_iterations > 0 {
+                vec![(self.gd_iterations as u64, "θ_GD".into())]
+            } else {
+                vec![]
+            },
         }
     }
 

@@ -6,7 +6,7 @@ pub mod classification;
 use crate::dynamics::{DynamicsKind, NoiseModel, NoiseSpec};
 use crate::engine::{self, Checkpoint, Observer, Start};
 use crate::estimators::AtPoint;
-use crate::events::{Event, EventSender, Metric, RunStatus};
+use crate::events::{Event, EventSender, Metric, Progress, RunStatus, Task};
 use crate::experiment::{Experiment, RunContext};
 use crate::objective::Objective;
 use crate::{Error, Result};
@@ -131,30 +131,94 @@ pub(crate) fn partial(status: RunStatus) -> String {
 pub(crate) type Measured = Option<Vec<(Metric, f64)>>;
 
 /// Follows one trajectory through the engine: stops it when asked, publishes what
-/// `measure` returns at iteration `offset + t` (the record's numbering), and
-/// checkpoints it with its measurement stream every `record.checkpoint_every` steps.
+/// `measure` returns at iteration `offset + t` (the record's numbering), publishes its
+/// progress about once a second and at every measurement, and checkpoints it with its
+/// measurement stream every `record.checkpoint_every` steps.
 pub(crate) struct Tracker<'a, F> {
     pub ctx: &'a RunContext<'a>,
     pub kind: DynamicsKind,
     pub replicate: usize,
     /// The record's iteration of step 0.
     pub offset: usize,
+    /// Steps of this trajectory, and its measurement schedule (every this many steps,
+    /// 0: never), for the progress shown.
+    pub steps: usize,
+    pub measure_every: usize,
+    /// `Some` for a phase every trajectory waits for ("GD phase").
+    pub phase: Option<&'static str>,
     /// The experiment's own measurement stream (probes, random batches).
     pub rng: ChaCha12Rng,
     pub measure: F,
+    pub last_progress: Option<std::time::Instant>,
+}
+
+/// Shortest interval between two progress events of one trajectory while it steps.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a measurement is computing, published as the trajectory's progress (so a
+/// measurement of minutes says what it is doing). Cheap to copy into closures.
+#[derive(Clone, Copy)]
+pub(crate) struct Say<'a> {
+    ctx: &'a RunContext<'a>,
+    kind: DynamicsKind,
+    replicate: usize,
+    phase: Option<&'static str>,
+    step: usize,
+    steps: usize,
+    offset: usize,
+    measure_every: usize,
+}
+
+impl Say<'_> {
+    pub fn task(&self, task: Task) {
+        self.ctx.events.send(Event::Progress(Progress {
+            dynamics: self.kind,
+            replicate: self.replicate,
+            phase: self.phase.map(str::to_string),
+            step: self.step as u64,
+            steps: self.steps as u64,
+            offset: self.offset as u64,
+            measure_every: self.measure_every as u64,
+            elapsed_s: self.ctx.clock.elapsed().as_secs_f64(),
+            task,
+        }));
+    }
+
+    /// The measurement is now computing `what`.
+    pub fn measuring(&self, what: impl Into<String>) {
+        self.task(Task::Measuring(what.into()))
+    }
 }
 
 impl<O, F> Observer<O> for Tracker<'_, F>
 where
     O: Objective + ?Sized,
-    F: FnMut(usize, &mut AtPoint<'_, O>, &mut NoiseModel, &mut ChaCha12Rng) -> Result<Measured>,
+    F: for<'s> FnMut(
+        usize,
+        &mut AtPoint<'_, O>,
+        &mut NoiseModel,
+        &mut ChaCha12Rng,
+        Say<'s>,
+    ) -> Result<Measured>,
 {
     fn observe(&mut self, t: usize, at: &mut AtPoint<'_, O>, noise: &mut NoiseModel) -> Result<()> {
         if self.ctx.stopping() {
             return Err(Error::Stopped);
         }
-        if let Some(values) = (self.measure)(t, at, noise, &mut self.rng)? {
+        let measuring = self.measure_every > 0 && t % self.measure_every == 0;
+        let say = self.say(t);
+        if measuring {
+            say.measuring("metrics");
+        }
+        if let Some(values) = (self.measure)(t, at, noise, &mut self.rng, say)? {
             self.publish(self.offset + t, values);
+        }
+        let due = self
+            .last_progress
+            .is_none_or(|last| last.elapsed() >= PROGRESS_INTERVAL);
+        if measuring || due {
+            self.say(t).task(Task::Steps);
+            self.last_progress = Some(std::time::Instant::now());
         }
         Ok(())
     }
@@ -175,7 +239,73 @@ where
     }
 }
 
-impl<F> Tracker<'_, F> {
+impl<'a, F> Tracker<'a, F> {
+    /// A tracker of trajectory (`kind`, `replicate`): `steps` steps measured every
+    /// `measure_every`, its step 0 at the record's iteration `offset`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        ctx: &'a RunContext<'a>,
+        kind: DynamicsKind,
+        replicate: usize,
+        offset: usize,
+        steps: usize,
+        measure_every: usize,
+        rng: ChaCha12Rng,
+        measure: F,
+    ) -> Self {
+        Tracker {
+            ctx,
+            kind,
+            replicate,
+            offset,
+            steps,
+            measure_every,
+            phase: None,
+            rng,
+            measure,
+            last_progress: None,
+        }
+    }
+
+    /// Progress reports at step `step`.
+    pub fn say(&self, step: usize) -> Say<'a> {
+        Say {
+            ctx: self.ctx,
+            kind: self.kind,
+            replicate: self.replicate,
+            phase: self.phase,
+            step,
+            steps: self.steps,
+            offset: self.offset,
+            measure_every: self.measure_every,
+        }
+    }
+
+    /// Ends the trajectory: a divergence is reported as such, otherwise `measure_final`
+    /// measures its last θ (published at its last iteration); then it is marked finished.
+    pub fn finish(
+        &mut self,
+        end: &crate::engine::Trajectory,
+        measure_final: impl FnOnce(&[f64], &mut ChaCha12Rng, Say<'a>) -> Result<Vec<(Metric, f64)>>,
+    ) -> Result<()> {
+        let say = self.say(self.steps);
+        let iteration = self.offset + self.steps;
+        let rng = &mut self.rng;
+        let (ctx, kind, replicate) = (self.ctx, self.kind, self.replicate);
+        end_trajectory(ctx.events, kind, replicate, end, self.offset, |theta| {
+            say.measuring("metrics");
+            let values = measure_final(theta, rng, say)?;
+            ctx.events.send(Event::Metrics {
+                dynamics: kind,
+                replicate,
+                iteration: iteration as u64,
+                values,
+            });
+            say.task(Task::Steps);
+            Ok(())
+        })
+    }
+
     pub fn publish(&self, iteration: usize, values: Vec<(Metric, f64)>) {
         self.ctx.events.send(Event::Metrics {
             dynamics: self.kind,
@@ -275,6 +405,169 @@ pub fn report_end(
                 dynamics: kind,
                 error: e.to_string(),
             })
+        }
+    }
+}
+
+/// Judges a classifier trajectory's health from its measurements (docs/METHOD.md §6):
+/// collapsed when the training loss sits within 5 % of ln C and the training accuracy
+/// within 0.05 of 1/C for `COLLAPSE_STREAK` measurements in a row (the network predicts
+/// one distribution for every image), healthy again after as many that do not;
+/// diverged when the loss is not finite or exceeds 100·ln C (an error the engine ends
+/// the trajectory with, the others go on).
+pub(crate) struct HealthWatch {
+    classes: usize,
+    streak: usize,
+    collapsed: bool,
+}
+
+/// Consecutive measurements that flag (or clear) a collapse.
+pub(crate) const COLLAPSE_STREAK: usize = 3;
+
+impl HealthWatch {
+    pub fn new(classes: usize) -> Self {
+        HealthWatch {
+            classes,
+            streak: 0,
+            collapsed: false,
+        }
+    }
+
+    /// Looks at one measurement of trajectory (`kind`, `replicate`) at `iteration`;
+    /// publishes a change of health, and errs with `Error::Diverged` on an exploding loss.
+    pub fn check(
+        &mut self,
+        events: &EventSender,
+        kind: DynamicsKind,
+        replicate: usize,
+        iteration: usize,
+        values: &[(Metric, f64)],
+    ) -> Result<()> {
+        let get = |m: Metric| values.iter().find(|(k, _)| *k == m).map(|(_, v)| *v);
+        let (Some(loss), Some(accuracy)) = (get(Metric::LOSS), get(Metric::TRAIN_ACCURACY)) else {
+            return Ok(());
+        };
+        let ln_c = (self.classes.max(2) as f64).ln();
+        if !loss.is_finite() || loss > 100.0 * ln_c {
+            return Err(Error::Diverged(format!(
+                "training loss {loss:.4e} (exploding: more than 100·ln C = {:.1})",
+                100.0 * ln_c
+            )));
+        }
+        let chance = 1.0 / self.classes.max(2) as f64;
+        let dead = (loss - ln_c).abs() <= 0.05 * ln_c && (accuracy - chance).abs() <= 0.05;
+        if dead == self.collapsed {
+            self.streak = 0;
+            return Ok(());
+        }
+        self.streak += 1;
+        if self.streak >= COLLAPSE_STREAK {
+            self.collapsed = dead;
+            self.streak = 0;
+            let detail = if dead {
+                format!(
+                    "training loss {loss:.4} ≈ ln {} = {ln_c:.4} and accuracy {accuracy:.3} ≈ 1/{} for {COLLAPSE_STREAK} measurements: a dead network",
+                    self.classes, self.classes
+                )
+            } else {
+                format!("training loss {loss:.4}, accuracy {accuracy:.3}: learning again")
+            };
+            events.send(Event::Health {
+                dynamics: kind,
+                replicate,
+                iteration: iteration as u64,
+                health: if dead {
+                    crate::events::Health::Collapsed
+                } else {
+                    crate::events::Health::Healthy
+                },
+                detail,
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Health;
+
+    fn values(loss: f64, accuracy: f64) -> Vec<(Metric, f64)> {
+        vec![(Metric::LOSS, loss), (Metric::TRAIN_ACCURACY, accuracy)]
+    }
+
+    #[test]
+    fn a_dead_network_is_flagged_after_a_streak_and_cleared_after_another() {
+        let (tx, rx) = crate::events::channel(false);
+        let mut watch = HealthWatch::new(10);
+        let ln10 = 10f64.ln();
+        let flags = |rx: &crate::events::EventReceivers| -> Vec<(u64, Health)> {
+            rx.recorder
+                .try_iter()
+                .filter_map(|e| match e {
+                    Event::Health {
+                        iteration, health, ..
+                    } => Some((iteration, health)),
+                    _ => None,
+                })
+                .collect()
+        };
+        // Learning, then two dead measurements, one alive (the streak restarts) …
+        for (t, (l, a)) in [(1.5, 0.5), (ln10, 0.1), (ln10 + 0.01, 0.11), (1.2, 0.6)]
+            .into_iter()
+            .enumerate()
+        {
+            watch
+                .check(&tx, DynamicsKind::Sgd, 0, t, &values(l, a))
+                .unwrap();
+        }
+        assert!(
+            flags(&rx).is_empty(),
+            "no flag before {COLLAPSE_STREAK} in a row"
+        );
+        // … then three dead ones in a row: collapsed, at the third.
+        for t in 4..7 {
+            watch
+                .check(&tx, DynamicsKind::Sgd, 0, t, &values(ln10, 0.1))
+                .unwrap();
+        }
+        assert_eq!(flags(&rx), vec![(6, Health::Collapsed)]);
+        // Staying dead says nothing more; learning again for a streak clears it.
+        for t in 7..9 {
+            watch
+                .check(&tx, DynamicsKind::Sgd, 0, t, &values(ln10, 0.1))
+                .unwrap();
+        }
+        for t in 9..12 {
+            watch
+                .check(&tx, DynamicsKind::Sgd, 0, t, &values(0.9, 0.7))
+                .unwrap();
+        }
+        assert_eq!(flags(&rx), vec![(11, Health::Healthy)]);
+        // A loss near ln C with a good accuracy is not a dead network.
+        let mut other = HealthWatch::new(10);
+        for t in 0..5 {
+            other
+                .check(&tx, DynamicsKind::Gd, 0, t, &values(ln10, 0.8))
+                .unwrap();
+        }
+        assert!(flags(&rx).is_empty());
+    }
+
+    #[test]
+    fn an_exploding_or_non_finite_loss_is_a_divergence() {
+        let (tx, _rx) = crate::events::channel(false);
+        let mut watch = HealthWatch::new(10);
+        let limit = 100.0 * 10f64.ln();
+        assert!(watch
+            .check(&tx, DynamicsKind::Sgd, 0, 0, &values(limit * 0.99, 0.1))
+            .is_ok());
+        for bad in [limit * 1.01, f64::NAN, f64::INFINITY] {
+            match watch.check(&tx, DynamicsKind::Sgd, 0, 1, &values(bad, 0.1)) {
+                Err(Error::Diverged(why)) => assert!(why.contains("training loss"), "{why}"),
+                other => panic!("{bad}: {other:?}"),
+            }
         }
     }
 }

@@ -6,7 +6,7 @@
 //! `sigma_batch_size` (scaled to per-sample units), Tr H from Hutchinson probes,
 //! Tr(HΣ) from one HVP per centred gradient (METHOD.md §3).
 
-use super::{end_trajectory, partial, report_end, Section, Tokens, Tracker};
+use super::{partial, report_end, Say, Section, Tokens, Tracker};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine::{self, Start, StepRule};
@@ -257,19 +257,25 @@ fn run_one(ctx: &RunContext<'_>, kind: DynamicsKind, w: usize) -> Result<()> {
     let cfg = settings(config);
     let model = objective(config, w)?;
     let spec = config.noise.spec(kind, cfg.eta);
-    let mut tracker = Tracker {
+    let mut tracker = Tracker::new(
         ctx,
         kind,
-        replicate: w,
-        offset: 0,
-        rng: rng::stream(config.seed, w as u64, Purpose::Measurements(kind)),
-        measure: |t: usize, at: &mut crate::estimators::AtPoint<'_, OneHidden>, _: &mut NoiseModel, rng: &mut rand_chacha::ChaCha12Rng| {
+        w,
+        0,
+        cfg.iterations,
+        cfg.metrics_every,
+        rng::stream(config.seed, w as u64, Purpose::Measurements(kind)),
+        |t: usize,
+         at: &mut crate::estimators::AtPoint<'_, OneHidden>,
+         _: &mut NoiseModel,
+         rng: &mut rand_chacha::ChaCha12Rng,
+         _: Say<'_>| {
             if t % cfg.metrics_every != 0 {
                 return Ok(None);
             }
             measure(&model, at.theta(), cfg, rng).map(Some)
         },
-    };
+    );
     let start = tracker.start(spec, cfg.iterations, model.dim(), |spec| {
         let theta = initial_theta(config, w);
         let rule = match cfg.optimizer {
@@ -290,11 +296,7 @@ fn run_one(ctx: &RunContext<'_>, kind: DynamicsKind, w: usize) -> Result<()> {
         }
     })?;
     let (end, _) = engine::run_from(&model, start, cfg.iterations, &mut tracker)?;
-    end_trajectory(ctx.events, kind, w, &end, 0, |theta| {
-        let values = measure(&model, theta, cfg, &mut tracker.rng)?;
-        tracker.publish(cfg.iterations, values);
-        Ok(())
-    })
+    tracker.finish(&end, |theta, rng, _| measure(&model, theta, cfg, rng))
 }
 
 impl Section for OneHiddenConfig {
@@ -316,6 +318,7 @@ impl Experiment for OneHiddenConfig {
             replicate_noun: "width",
             metrics: METRICS.iter().map(|m| m.def()).collect(),
             plane: None,
+            x_marks: vec![],
         }
     }
 

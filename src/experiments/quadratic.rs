@@ -3,7 +3,7 @@
 //! `metrics_every` iterations. Small and exact, it is the smallest whole experiment:
 //! what adding one to noiselab takes is this module and its registry line.
 
-use super::{end_trajectory, report_end, Measured, Section, Tracker};
+use super::{report_end, Measured, Say, Section, Tracker};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine::{self, Start};
@@ -98,28 +98,29 @@ fn run_one(ctx: &RunContext<'_>, cfg: &QuadraticConfig, kind: DynamicsKind) -> R
     let config = ctx.config;
     let (bowl, minimum) = cfg.bowl(config.seed);
     let every = cfg.metrics_every;
-    let mut tracker = Tracker {
+    let mut tracker = Tracker::new(
         ctx,
         kind,
-        replicate: 0,
-        offset: 0,
-        rng: rng::stream(config.seed, 0, Purpose::Measurements(kind)),
-        measure: |t: usize,
-                  at: &mut AtPoint<'_, Quadratic>,
-                  _: &mut NoiseModel,
-                  _: &mut ChaCha12Rng|
+        0,
+        0,
+        cfg.iterations,
+        every,
+        rng::stream(config.seed, 0, Purpose::Measurements(kind)),
+        |t: usize,
+         at: &mut AtPoint<'_, Quadratic>,
+         _: &mut NoiseModel,
+         _: &mut ChaCha12Rng,
+         _: Say<'_>|
          -> Result<Measured> { (t % every == 0).then(|| measure(&minimum, at)).transpose() },
-    };
+    );
     let spec = config.noise.spec(kind, cfg.eta);
     let start = tracker.start(spec, cfg.iterations, bowl.dim(), |spec| {
         let theta = vec![cfg.start; cfg.curvatures.len()];
         Start::plain(theta, NoiseModel::new(spec, config.seed, 0))
     })?;
     let (end, _) = engine::run_from(&bowl, start, cfg.iterations, &mut tracker)?;
-    end_trajectory(ctx.events, kind, 0, &end, 0, |theta| {
-        let mut at = AtPoint::new(&bowl, theta);
-        tracker.publish(cfg.iterations, measure(&minimum, &mut at)?);
-        Ok(())
+    tracker.finish(&end, |theta, _, _| {
+        measure(&minimum, &mut AtPoint::new(&bowl, theta))
     })
 }
 
@@ -191,6 +192,7 @@ impl Experiment for QuadraticConfig {
                 },
             ],
             plane: None,
+            x_marks: vec![],
         }
     }
 

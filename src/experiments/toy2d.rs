@@ -483,6 +483,7 @@ impl Experiment for Toy2dConfig {
                 success_label: "escaped to the flat basin".into(),
                 bound: 2.2,
             }),
+            x_marks: vec![],
         }
     }
 

@@ -143,6 +143,10 @@ fn write_file(
     for &kind in &state.config.dynamics {
         let g = root.create_group(kind.key()).map_err(&e)?;
         w.attr_str(&g, "label", kind.label())?;
+        if let Some(flag) = state.health_of(kind) {
+            w.attr_str(&g, "health", flag.health.key())?;
+            w.attr_str(&g, "health_detail", &flag.detail)?;
+        }
         if let Some(numbers) = summary["dynamics"][kind.key()].as_object() {
             for (name, value) in numbers {
                 match value {

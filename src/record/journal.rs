@@ -236,6 +236,51 @@ fn damage(path: &Path, contents: &Contents, why: &str) -> Error {
     )
 }
 
+/// An open-file-description lock over the whole file (Linux `F_OFD_*`): held by the
+/// journal's writer for as long as its process lives (released by the kernel on any
+/// exit, `kill -9` included) and tested by readers without taking it.
+fn ofd_lock(kind: libc::c_short) -> libc::flock {
+    // SAFETY: flock is plain old data; all-zero is a valid value (l_pid must be 0).
+    let mut lock: libc::flock = unsafe { std::mem::zeroed() };
+    lock.l_type = kind;
+    lock.l_whence = libc::SEEK_SET as libc::c_short;
+    lock
+}
+
+/// Takes the writer lock of a journal, or explains who holds it.
+fn lock_for_writing(file: &File, path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut lock = ofd_lock(libc::F_WRLCK as libc::c_short);
+    // SAFETY: fcntl on an fd we own with a valid flock pointer.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut lock) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EAGAIN) | Some(libc::EACCES) => Err(Error::unreadable(
+            path,
+            "another noiselab process is writing this run (it holds the journal's lock); \
+             wait for it to end, or stop it, before resuming or repairing",
+        )),
+        // A file system without these locks: write without one (watch cannot tell a
+        // dead writer from a live one there).
+        Some(libc::EINVAL) | Some(libc::ENOLCK) | Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(Error::io(path, e)),
+    }
+}
+
+/// Whether a process holds the writer lock of the journal at `path`; `None` when it
+/// cannot be told (no such file, no locks on this file system).
+pub fn writer_alive(path: &Path) -> Option<bool> {
+    use std::os::fd::AsRawFd;
+    let file = File::open(path).ok()?;
+    let mut lock = ofd_lock(libc::F_RDLCK as libc::c_short);
+    // SAFETY: as above; F_OFD_GETLK only reports, it takes nothing.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut lock) };
+    (rc == 0).then_some(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
 /// Appends records; `flush` hands them to the OS (enough to survive `kill -9`), `sync`
 /// also makes them durable on disk.
 pub struct Writer {
@@ -252,6 +297,7 @@ impl Writer {
             .create_new(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        lock_for_writing(&file, path)?;
         let mut w = Writer {
             path: path.to_path_buf(),
             file: BufWriter::with_capacity(1 << 20, file),
@@ -268,12 +314,13 @@ impl Writer {
     /// Opens an existing journal to write on: reads it, cuts off a torn tail, and
     /// returns what it held.
     pub fn append(path: &Path) -> Result<(Self, Contents)> {
-        let contents = read(path)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        lock_for_writing(&file, path)?;
+        let contents = read(path)?;
         file.set_len(contents.valid_len)
             .and_then(|_| file.seek(SeekFrom::End(0)).map(|_| ()))
             .map_err(|e| Error::io(path, e))?;

@@ -101,6 +101,8 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
         .map_err(|e| Error::io(&log_path, e))?;
     let mut last_sync = Instant::now();
     let mut ended = false;
+    // Progress reaches the journal at most every few seconds per trajectory.
+    let mut thinning = crate::progress::Thinning::default();
     loop {
         let wait = flush_interval.saturating_sub(last_sync.elapsed());
         match events.recv_timeout(wait) {
@@ -126,6 +128,7 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
                         journal.sync()?;
                         checkpoint::write(&run_dir, dynamics, replicate, &checkpoint)?;
                     }
+                    Event::Progress(p) if !thinning.keep(&p) => {}
                     other => {
                         journal.write(Body::Event(other))?;
                         if flush {
@@ -162,7 +165,8 @@ fn record(setup: Setup, events: Receiver<Event>) -> Result<Recorded> {
 
 /// Writes `run.h5` and `summary.json` from `state` (atomically, each).
 pub fn finalize(run_dir: &Path, state: &RecordState, status: RunStatus) -> Result<()> {
-    let summary = state.config.experiment.experiment().summary(state, status);
+    let mut summary = state.config.experiment.experiment().summary(state, status);
+    state.add_health(&mut summary);
     h5::write(&run_dir.join(h5::FILE_NAME), state, status, &summary)?;
     summary::write(&run_dir.join("summary.json"), &summary)?;
     Ok(())

@@ -7,7 +7,9 @@
 use super::journal::{Body, Contents, Header};
 use crate::config::{self, Config, LoadedConfig};
 use crate::dynamics::DynamicsKind;
-use crate::events::{Event, Metric, ReplicateMeans, ReplicateSummary, RunStatus, SpectrumOf};
+use crate::events::{
+    Event, Health, Metric, ReplicateMeans, ReplicateSummary, RunStatus, SpectrumOf,
+};
 use crate::experiment::Prior;
 use crate::{Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +66,21 @@ pub struct RecordState {
     pub failures: Vec<(DynamicsKind, String)>,
     /// Trajectories reported finished.
     pub finished_trajectories: BTreeSet<(DynamicsKind, usize)>,
+    /// The latest health flag of each trajectory that had one: collapsed, diverged
+    /// (`Diverged` events too) or healthy again, at which iteration, and why.
+    pub health: BTreeMap<(DynamicsKind, usize), HealthFlag>,
+    /// Where the run stands (progress events), for `inspect` of a running run.
+    pub progress: crate::progress::ProgressModel,
+    /// Wall-clock time (ms since the epoch) of the last journal record folded.
+    pub last_record_ms: Option<u64>,
+}
+
+/// A trajectory's latest health flag.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HealthFlag {
+    pub health: Health,
+    pub iteration: u64,
+    pub detail: String,
 }
 
 impl RecordState {
@@ -78,10 +95,14 @@ impl RecordState {
             status: RunStatus::Running,
             failures: vec![],
             finished_trajectories: BTreeSet::new(),
+            health: BTreeMap::new(),
+            progress: Default::default(),
+            last_record_ms: None,
         }
     }
 
     pub fn fold_event(&mut self, event: &Event) {
+        self.progress.apply(event);
         match event {
             Event::RunStarted(_) => self.status = RunStatus::Running,
             Event::RunEnded { status } => self.status = *status,
@@ -142,7 +163,38 @@ impl RecordState {
             } => {
                 self.finished_trajectories.insert((*dynamics, *replicate));
             }
-            Event::Log { .. } | Event::Diverged { .. } | Event::Finished { .. } => {}
+            Event::Health {
+                dynamics,
+                replicate,
+                iteration,
+                health,
+                detail,
+            } => {
+                self.health.insert(
+                    (*dynamics, *replicate),
+                    HealthFlag {
+                        health: *health,
+                        iteration: *iteration,
+                        detail: detail.clone(),
+                    },
+                );
+            }
+            Event::Diverged {
+                dynamics,
+                replicate,
+                iteration,
+                reason,
+            } => {
+                self.health.insert(
+                    (*dynamics, *replicate),
+                    HealthFlag {
+                        health: Health::Diverged,
+                        iteration: *iteration,
+                        detail: reason.clone(),
+                    },
+                );
+            }
+            Event::Log { .. } | Event::Finished { .. } | Event::Progress(_) => {}
         }
     }
 
@@ -174,6 +226,7 @@ impl RecordState {
         let mut state = RecordState::new(header, loaded.config);
         for r in &contents.records {
             state.fold(&r.body);
+            state.last_record_ms = Some(r.unix_ms);
         }
         Ok(state)
     }
@@ -198,6 +251,56 @@ impl RecordState {
             metrics.insert(m, points.into_iter().collect());
         }
         metrics
+    }
+
+    /// A dynamics' health flag for the record: the worst of its trajectories'
+    /// (diverged, then collapsed). `None` when healthy, and for experiments of many
+    /// seeds, which count their diverged seeds instead.
+    pub fn health_of(&self, kind: DynamicsKind) -> Option<&HealthFlag> {
+        let outline = self.config.experiment.experiment().outline(&self.config);
+        if outline.replicates > 1 && outline.replicate_labels.is_empty() {
+            return None;
+        }
+        self.health
+            .iter()
+            .filter(|((k, _), f)| *k == kind && f.health != Health::Healthy)
+            .map(|(_, f)| f)
+            .max_by_key(|f| f.health)
+    }
+
+    /// `summary.json`'s health: per dynamics its flag, iteration and why (beside the
+    /// experiment's numbers), and the counts of collapsed and diverged dynamics.
+    pub fn add_health(&self, summary: &mut serde_json::Value) {
+        let mut counts = serde_json::Map::new();
+        for h in [Health::Collapsed, Health::Diverged] {
+            counts.insert(h.key().into(), 0.into());
+        }
+        for &kind in &self.config.dynamics {
+            let Some(flag) = self.health_of(kind) else {
+                continue;
+            };
+            let n = counts[flag.health.key()].as_u64().unwrap_or(0) + 1;
+            counts.insert(flag.health.key().into(), n.into());
+            if let Some(entry) = summary["dynamics"][kind.key()].as_object_mut() {
+                entry.insert("health".into(), flag.health.key().into());
+                entry.insert("health_iteration".into(), flag.iteration.into());
+                entry.insert("health_detail".into(), flag.detail.clone().into());
+            }
+        }
+        if let Some(obj) = summary.as_object_mut() {
+            obj.insert("health".into(), counts.into());
+        }
+    }
+
+    /// Trajectories per health flag (collapsed, diverged; healthy again not counted).
+    pub fn health_counts(&self) -> BTreeMap<Health, Vec<(DynamicsKind, usize)>> {
+        let mut out: BTreeMap<Health, Vec<_>> = BTreeMap::new();
+        for (k, f) in &self.health {
+            if f.health != Health::Healthy {
+                out.entry(f.health).or_default().push(*k);
+            }
+        }
+        out
     }
 
     /// What a resumed run must not do again.

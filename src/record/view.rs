@@ -22,6 +22,16 @@ pub struct RunView {
     pub replicates_total: usize,
     /// Things a reader should know (a torn journal tail, a run still being written).
     pub notes: Vec<String>,
+    /// Where a running run stands (phase, per-trajectory progress, ETA).
+    pub progress: Option<String>,
+    /// The dynamics flagged collapsed or diverged, with their flag.
+    pub health: Vec<(crate::dynamics::DynamicsKind, super::state::HealthFlag)>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 pub fn open(run_dir: &Path) -> Result<RunView> {
@@ -49,12 +59,37 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
                 contents.file_len - contents.valid_len
             ));
         }
+        let mut progress = None;
         if state.status == RunStatus::Running {
-            notes.push(
-                "no end record: the run is still being written, or its process was killed (`noiselab resume` continues it, `noiselab repair` writes run.h5 from what is here)"
-                    .into(),
-            );
+            let alive = journal::writer_alive(&journal_path);
+            notes.push(match alive {
+                Some(true) => "no end record yet: the run is being written (a process holds the journal)".into(),
+                Some(false) => "no end record and no process writes the run (writer gone: killed or crashed); `noiselab resume` continues it, `noiselab repair` writes run.h5 from what is here".into(),
+                None => "no end record: the run is still being written, or its process was killed (`noiselab resume` continues it, `noiselab repair` writes run.h5 from what is here)".into(),
+            });
+            // Now on the workers' clock: the last record's time plus, while the writer
+            // lives, the time since it was written.
+            let since = match (alive, state.last_record_ms) {
+                (Some(true), Some(ms)) => now_ms().saturating_sub(ms) as f64 / 1e3,
+                _ => 0.0,
+            };
+            let snap = state.progress.snapshot(state.progress.now() + since);
+            if !snap.tracks.is_empty() {
+                let labels = state.replicate_labels();
+                let label = if labels.len() == 1 {
+                    labels[0].clone()
+                } else {
+                    "trajectories".into()
+                };
+                progress = Some(crate::progress::summary(&snap, &label));
+            }
         }
+        let health = state
+            .config
+            .dynamics
+            .iter()
+            .filter_map(|&k| state.health_of(k).map(|f| (k, f.clone())))
+            .collect();
         let run = from_state(&state);
         return Ok(RunView {
             run_dir: run_dir.to_path_buf(),
@@ -62,6 +97,8 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
             replicates_total: replicates(&state.header.config_toml),
             run,
             notes,
+            progress,
+            health,
         });
     }
     if h5_path.exists() {
@@ -73,6 +110,8 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
             run,
             replicates_total: total,
             notes: old_journal.into_iter().collect(),
+            progress: None,
+            health: vec![],
         });
     }
     Err(Error::unreadable(
@@ -179,6 +218,25 @@ impl RunView {
         for n in &self.notes {
             out += &format!("note: {n}\n");
         }
+        if let Some(p) = &self.progress {
+            out += &format!("progress   {p}\n");
+        }
+        let count =
+            |h: crate::events::Health| self.health.iter().filter(|(_, f)| f.health == h).count();
+        out += &format!(
+            "health     {} collapsed, {} diverged\n",
+            count(crate::events::Health::Collapsed),
+            count(crate::events::Health::Diverged)
+        );
+        for (kind, f) in &self.health {
+            out += &format!(
+                "  {:<18} {} at iteration {}: {}\n",
+                kind.label(),
+                f.health.key(),
+                f.iteration,
+                f.detail
+            );
+        }
         let metric_names: Vec<String> = self
             .run
             .dynamics
@@ -272,6 +330,13 @@ impl RunView {
             "created": self.attr("created"),
             "noiselab_version": self.attr("noiselab_version"),
             "notes": self.notes,
+            "progress": self.progress,
+            "health": self.health.iter().map(|(k, f)| json!({
+                "dynamics": k.key(),
+                "health": f.health.key(),
+                "iteration": f.iteration,
+                "detail": f.detail,
+            })).collect::<Vec<_>>(),
             "dynamics": dynamics,
         })
     }

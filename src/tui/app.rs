@@ -3,9 +3,12 @@
 
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, Metric, ReplicateMeans, ReplicateSummary, RunInfo, RunStatus};
-use crate::events::{MetricDef, SpectrumOf};
+use crate::events::{Health, MetricDef, SpectrumOf};
+use crate::progress::{ProgressModel, Snapshot};
 use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Most points kept per series; older history is thinned by half when exceeded.
@@ -65,6 +68,9 @@ pub struct DynamicsState {
     pub replicates: BTreeMap<usize, Arc<ReplicateSummary>>,
     /// Streamed metrics of every replicate; `series` shows the selected one.
     pub replicate_series: BTreeMap<usize, BTreeMap<Metric, Series>>,
+    /// The latest health flag (collapsed, diverged) of any of its trajectories, at
+    /// which iteration and why; `None` while healthy.
+    pub health: Option<(Health, u64, String)>,
 }
 
 impl DynamicsState {
@@ -81,6 +87,7 @@ impl DynamicsState {
             means: ReplicateMeans::default(),
             replicates: BTreeMap::new(),
             replicate_series: BTreeMap::new(),
+            health: None,
         }
     }
 
@@ -91,7 +98,11 @@ impl DynamicsState {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum View {
+    /// Every dynamics overlaid on one chart per metric (the paper's Fig. 4).
+    Compare,
+    /// One row per dynamics: progress, health and the chosen metric columns.
     Overview,
+    /// The selected dynamics in depth.
     Detail,
 }
 
@@ -109,6 +120,8 @@ pub enum Action {
     Quit,
     /// Ctrl-C: stop now and mark the run interrupted.
     Interrupt,
+    /// Write the run's figures as PNG beside it (in the background).
+    Figures,
 }
 
 /// A key, independent of the terminal library (see `input.rs`).
@@ -148,6 +161,32 @@ pub struct App {
     pub stopping: bool,
     /// Following a run directory (`noiselab watch`): nothing to stop, `q` just leaves.
     pub watching: bool,
+    /// What `watch` knows of the run it follows (its directory, its writer, its times).
+    pub watch: Option<Arc<Mutex<WatchInfo>>>,
+    /// Where every trajectory stands, from the progress events.
+    pub progress: ProgressModel,
+    /// The workers' clock at the latest progress event, and when it arrived here.
+    pub clock_anchor: Option<(f64, Instant)>,
+    /// A fixed "now" for rendering (snapshot tests): seconds on the workers' clock.
+    pub fixed_now: Option<f64>,
+    /// First overview metric column shown (`c` pages through them).
+    pub column_offset: usize,
+    /// The compare charts show the whole run (`z`) rather than from θ_GD on.
+    pub whole_run: bool,
+    /// The last line of a background job (the PNG export), for the footer.
+    pub notice: Option<String>,
+}
+
+/// What `noiselab watch` learns from the journal it follows, beyond its events.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WatchInfo {
+    /// The directory being watched.
+    pub dir: PathBuf,
+    /// Wall-clock ms of the latest attempt's start and of the last record.
+    pub attempt_started_ms: Option<u64>,
+    pub last_record_ms: Option<u64>,
+    /// Whether a process holds the journal's writer lock (`None`: not known yet).
+    pub writer_alive: Option<bool>,
 }
 
 impl App {
@@ -156,7 +195,7 @@ impl App {
             info: None,
             dynamics: vec![],
             selected: 0,
-            view: View::Overview,
+            view: View::Compare,
             overlay: Overlay::None,
             metric_cursor: 0,
             show_log: false,
@@ -169,14 +208,71 @@ impl App {
             monochrome,
             stopping: false,
             watching: false,
+            watch: None,
+            progress: ProgressModel::new(),
+            clock_anchor: None,
+            fixed_now: None,
+            column_offset: 0,
+            whole_run: false,
+            notice: None,
         }
+    }
+
+    /// Whether the run being watched lost its writer before it ended (killed).
+    pub fn writer_gone(&self) -> bool {
+        !self.is_done()
+            && self.watch.as_ref().is_some_and(|w| {
+                w.lock()
+                    .map(|w| w.writer_alive == Some(false))
+                    .unwrap_or(false)
+            })
+    }
+
+    /// Now, on the workers' clock: the latest progress time plus the time since it
+    /// arrived, frozen once the run ended or its writer is gone.
+    pub fn progress_now(&self) -> f64 {
+        if let Some(t) = self.fixed_now {
+            return t;
+        }
+        match self.clock_anchor {
+            Some((t, at)) if !self.is_done() && !self.writer_gone() => {
+                t + at.elapsed().as_secs_f64()
+            }
+            Some((t, _)) => t,
+            None => 0.0,
+        }
+    }
+
+    /// Where the run stands now.
+    pub fn snapshot(&self) -> Snapshot {
+        self.progress.snapshot(self.progress_now())
     }
 
     pub fn is_done(&self) -> bool {
         self.status != RunStatus::Running
     }
 
+    /// The run's own elapsed time (this attempt): the dashboard's clock for a live run;
+    /// for `watch`, from the journal's record times (frozen when the writer is gone).
     pub fn elapsed(&self) -> Duration {
+        if let Some(t) = self.fixed_now {
+            return Duration::from_secs_f64(t.max(0.0));
+        }
+        if let Some(w) = self
+            .watch
+            .as_ref()
+            .and_then(|w| w.lock().ok().map(|w| w.clone()))
+        {
+            let end = if self.is_done() || w.writer_alive == Some(false) {
+                w.last_record_ms
+            } else {
+                Some(now_ms())
+            };
+            return match (w.attempt_started_ms, end) {
+                (Some(a), Some(b)) => Duration::from_millis(b.saturating_sub(a)),
+                _ => Duration::ZERO,
+            };
+        }
         self.ended_after.unwrap_or_else(|| self.started.elapsed())
     }
 
@@ -185,8 +281,10 @@ impl App {
         self.info.as_ref().map_or(&[], |i| &i.metrics)
     }
 
+    /// The run's metrics in the dashboard's order: the mission's first (`by_priority`).
     pub fn metrics(&self) -> Vec<Metric> {
-        self.metric_defs().iter().map(|d| d.metric).collect()
+        let run: Vec<Metric> = self.metric_defs().iter().map(|d| d.metric).collect();
+        by_priority(&run)
     }
 
     /// How `metric` is shown, as the run announced it.
@@ -198,8 +296,8 @@ impl App {
     }
 
     pub fn selected_metric(&self) -> Option<Metric> {
-        let m = self.metric_defs();
-        (!m.is_empty()).then(|| m[self.metric_cursor % m.len()].metric)
+        let m = self.metrics();
+        (!m.is_empty()).then(|| m[self.metric_cursor % m.len()])
     }
 
     /// What one replicate is called ("seed", "width", …).
@@ -232,6 +330,12 @@ impl App {
         self.dynamics.iter_mut().find(|d| d.kind == kind)
     }
 
+    /// Shows `line` in the footer and keeps it in the log.
+    pub fn push_notice(&mut self, line: String) {
+        self.push_log(line.clone());
+        self.notice = Some(line);
+    }
+
     fn push_log(&mut self, line: String) {
         self.log.push_back(line);
         while self.log.len() > MAX_LOG {
@@ -244,7 +348,42 @@ impl App {
         if let Some(line) = event.describe() {
             self.push_log(line);
         }
+        self.progress.apply(&event);
         match event {
+            Event::Progress(p) => {
+                self.clock_anchor = Some((p.elapsed_s, Instant::now()));
+                if p.phase.is_none() {
+                    if let Some(d) = self.state_mut(p.dynamics) {
+                        if d.status == DynStatus::Waiting {
+                            d.status = DynStatus::Running;
+                        }
+                    }
+                }
+            }
+            Event::Health {
+                dynamics,
+                iteration,
+                health,
+                detail,
+                ..
+            } => {
+                if let Some(d) = self.state_mut(dynamics) {
+                    d.health = (health != Health::Healthy).then_some((health, iteration, detail));
+                }
+            }
+            Event::Diverged {
+                dynamics,
+                iteration,
+                reason,
+                ..
+            } => {
+                let single = one_trajectory(self.info.as_deref());
+                if let Some(d) = self.state_mut(dynamics) {
+                    if single {
+                        d.health = Some((Health::Diverged, iteration, reason));
+                    }
+                }
+            }
             Event::RunStarted(info) => {
                 // A resumed run announces itself again: keep what is already shown.
                 let same = self
@@ -317,7 +456,7 @@ impl App {
                     d.done += 1;
                 }
             }
-            Event::Checkpoint { .. } | Event::Log { .. } | Event::Diverged { .. } => {}
+            Event::Checkpoint { .. } | Event::Log { .. } => {}
             Event::Finished { dynamics } => {
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Finished;
@@ -372,17 +511,20 @@ impl App {
                     self.selected = i;
                 }
             }
-            Key::Char('o') => {
-                self.view = match self.view {
-                    View::Overview => View::Detail,
-                    View::Detail => View::Overview,
-                }
-            }
-            Key::Enter => self.view = View::Detail,
-            Key::Esc => self.view = View::Overview,
+            Key::Char('v') => self.view = View::Compare,
+            Key::Char('o') => self.view = View::Overview,
+            Key::Enter | Key::Char('d') => self.view = View::Detail,
+            Key::Esc => self.view = View::Compare,
             Key::Char('m') => {
                 self.metric_cursor = (self.metric_cursor + 1) % self.metrics().len().max(1)
             }
+            Key::Char('M') => {
+                let n = self.metrics().len().max(1);
+                self.metric_cursor = (self.metric_cursor + n - 1) % n
+            }
+            Key::Char('c') => self.column_offset += 1,
+            Key::Char('z') => self.whole_run = !self.whole_run,
+            Key::Char('p') => return Some(Action::Figures),
             Key::Char('l') => self.show_log = !self.show_log,
             Key::Char('?') => self.overlay = Overlay::Help,
             Key::Char(']') | Key::Char('[') => {
@@ -412,14 +554,45 @@ impl App {
     }
 }
 
+/// Diverged is a flag of the dynamics when its trajectories are few and named (a toy
+/// dynamics of 1,000 seeds counts its diverged seeds instead).
+fn one_trajectory(info: Option<&RunInfo>) -> bool {
+    info.is_none_or(|i| i.replicates <= 1 || !i.replicate_labels.is_empty())
+}
+
+/// For a classifier (a run that measures test accuracy) the metrics of the mission
+/// first — test accuracy, expected sharpness, Tr(HΣ) — then the rest in the run's order;
+/// otherwise the run's order (the toy leads with its escaped fraction).
+pub fn by_priority(metrics: &[Metric]) -> Vec<Metric> {
+    const FIRST: [Metric; 3] = [Metric::TEST_ACCURACY, Metric::SHARPNESS, Metric::TR_H_SIGMA];
+    if !metrics.contains(&Metric::TEST_ACCURACY) {
+        return metrics.to_vec();
+    }
+    let mut out: Vec<Metric> = FIRST.into_iter().filter(|m| metrics.contains(m)).collect();
+    out.extend(metrics.iter().filter(|m| !FIRST.contains(m)));
+    out
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Every key the dashboard knows, for the help overlay and the docs.
 pub const KEYS: &[(&str, &str)] = &[
+    ("v", "compare: every dynamics on one chart (Fig. 4)"),
+    ("o", "overview: one row per dynamics"),
+    ("Enter / d", "detail of the selected dynamics"),
+    ("Esc", "back to compare"),
     ("Tab / → / ←", "next / previous dynamics"),
     ("1 – 8", "select dynamics by number"),
-    ("o", "overview ↔ detail"),
-    ("Enter / Esc", "open detail / back to overview"),
-    ("m", "cycle the detail panel's metric"),
+    ("m / M", "next / previous metric (compare, detail)"),
+    ("c", "overview: next page of metric columns"),
+    ("z", "compare: from θ_GD on ↔ the whole run"),
     ("[ / ]", "previous / next replicate (seed, width)"),
+    ("p", "write the run's figures as PNG beside it"),
     ("l", "show / hide the log pane"),
     ("?", "this help"),
     (

@@ -3,6 +3,7 @@
 
 use crate::dynamics::DynamicsKind;
 use crate::events::{DisplayReceiver, Event, RunInfo, RunStatus};
+use crate::progress::ProgressModel;
 use crate::tui::ui::fmt_value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -11,14 +12,21 @@ use std::time::{Duration, Instant};
 
 /// Formats events as progress lines. Toy replicates are reported at every 10 % of a
 /// dynamics' seeds; network metrics as they arrive (the experiment emits them at its
-/// reporting schedule).
+/// reporting schedule); where the run stands (phase, per-dynamics iteration, rate, ETA)
+/// every `PROGRESS_EVERY_S` of the workers' clock and when a phase starts.
 pub struct Headless {
     info: Option<std::sync::Arc<RunInfo>>,
     replicates: usize,
     labels: Vec<String>,
     done: HashMap<DynamicsKind, (usize, usize)>,
     started: Instant,
+    progress: ProgressModel,
+    /// Workers' time of the last progress line, and the phase it showed.
+    last_line: Option<(f64, Option<String>)>,
 }
+
+/// Seconds between two progress lines.
+pub const PROGRESS_EVERY_S: f64 = 30.0;
 
 impl Default for Headless {
     fn default() -> Self {
@@ -28,6 +36,8 @@ impl Default for Headless {
             labels: vec![],
             done: HashMap::new(),
             started: Instant::now(),
+            progress: ProgressModel::new(),
+            last_line: None,
         }
     }
 }
@@ -36,6 +46,7 @@ impl Headless {
     /// The line(s) an event prints, if any.
     pub fn line(&mut self, event: &Event) -> Option<String> {
         let t = self.started.elapsed().as_secs_f64();
+        self.progress.apply(event);
         match event {
             Event::RunStarted(info) => {
                 self.replicates = info.replicates;
@@ -96,25 +107,68 @@ impl Headless {
                     .join(", ")
             )),
             Event::Spectrum { .. } => None,
+            Event::Progress(p) => {
+                let snap = self.progress.snapshot(p.elapsed_s);
+                let phase = snap.phase.as_ref().map(|p| p.0.clone());
+                let due = match &self.last_line {
+                    None => true,
+                    Some((at, shown)) => p.elapsed_s - at >= PROGRESS_EVERY_S || *shown != phase,
+                };
+                if !due {
+                    return None;
+                }
+                self.last_line = Some((p.elapsed_s, phase));
+                let label = self
+                    .labels
+                    .first()
+                    .filter(|_| self.labels.len() == 1)
+                    .cloned()
+                    .unwrap_or_else(|| "trajectories".into());
+                Some(format!(
+                    "[{t:7.1}s] {}",
+                    crate::progress::summary(&snap, &label)
+                ))
+            }
             other => other.describe().map(|line| format!("[{t:7.1}s] {line}")),
         }
     }
 }
 
-/// Prints progress to stderr until the run ends. When `interrupted` becomes true (a
-/// signal), calls `stop` once and keeps reporting until the workers are done.
-pub fn run(display: &DisplayReceiver, interrupted: &AtomicBool, stop: &dyn Fn()) -> RunStatus {
+/// What ends the printing besides the run's end.
+pub enum Leave<'a> {
+    /// Our own run: a signal calls `stop` once, and reporting goes on until the
+    /// workers are done.
+    Running { stop: &'a dyn Fn() },
+    /// `watch`: a signal leaves at once (the run is not ours), and so does a writer
+    /// that is gone (nothing more will come).
+    Watching { writer_gone: &'a dyn Fn() -> bool },
+}
+
+/// Prints progress to stderr until the run ends (or, watching, until a signal or the
+/// writer's end). Returns the run's status (`Running` when it left before the end).
+pub fn run(display: &DisplayReceiver, interrupted: &AtomicBool, leave: &Leave) -> RunStatus {
     let mut printer = Headless::default();
     let mut err = std::io::stderr().lock();
     let mut stopping = false;
     loop {
         if interrupted.load(Ordering::Relaxed) && !stopping {
-            stopping = true;
-            let _ = writeln!(
-                err,
-                "interrupted: stopping the workers and flushing the record …"
-            );
-            stop();
+            match leave {
+                Leave::Running { stop } => {
+                    stopping = true;
+                    let _ = writeln!(
+                        err,
+                        "interrupted: stopping the workers and flushing the record …"
+                    );
+                    stop();
+                }
+                Leave::Watching { .. } => return RunStatus::Running,
+            }
+        }
+        if let Leave::Watching { writer_gone } = leave {
+            // Everything already in the channels is printed first.
+            if writer_gone() && display.lifecycle.is_empty() && display.updates.is_empty() {
+                return RunStatus::Running;
+            }
         }
         crossbeam_channel::select! {
             recv(display.lifecycle) -> e => match e {

@@ -5,6 +5,7 @@
 //! selects over worker events, keys and a tick, and never waits on the workers.
 
 pub mod app;
+pub mod figures;
 pub mod headless;
 pub mod input;
 pub mod ui;
@@ -116,6 +117,7 @@ pub fn run_loop<B: Backend>(
     );
     let mut dirty = true;
     let mut last_frame: Option<Instant> = None;
+    let mut figures: Option<Receiver<String>> = None;
     loop {
         let due = match last_frame {
             None => Duration::ZERO,
@@ -138,6 +140,10 @@ pub fn run_loop<B: Backend>(
                     match app.on_key(k) {
                         Some(Action::Quit) => return Ok(Exit::Quit),
                         Some(Action::Interrupt) => return Ok(Exit::Interrupted),
+                        Some(Action::Figures) => {
+                            app.notice = Some("PNG: drawing …".into());
+                            figures = Some(figures::spawn(app));
+                        }
                         None => {}
                     }
                 }
@@ -150,6 +156,11 @@ pub fn run_loop<B: Backend>(
             default(due) => {}
         }
         dirty |= drain(app, &lifecycle, &updates);
+        if let Some(line) = figures.as_ref().and_then(|rx| rx.try_recv().ok()) {
+            app.push_notice(line);
+            figures = None;
+            dirty = true;
+        }
         app.dropped_updates = display.dropped.load(Ordering::Relaxed);
         if interrupted.load(Ordering::Relaxed) {
             return Ok(Exit::Interrupted);

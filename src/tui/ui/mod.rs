@@ -1,11 +1,17 @@
 //! Rendering: a pure function of the [`App`] state onto a ratatui frame.
 
 mod canvas;
+mod compare;
 mod detail;
-mod header;
+pub mod header;
 mod help;
 mod overview;
 pub mod scale;
+
+/// hh:mm:ss of a number of seconds.
+pub fn header_hms(s: f64) -> String {
+    header::hms_s(s)
+}
 
 use super::app::{App, Overlay, View};
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -97,6 +103,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
     .areas(area);
     header::draw(frame, head, app, theme);
     match app.view {
+        View::Compare => compare::draw(frame, body, app, theme),
         View::Overview => overview::draw(frame, body, app, theme),
         View::Detail => detail::draw(frame, body, app, theme),
     }
@@ -104,10 +111,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
         draw_log(frame, log, app, theme);
     }
     frame.render_widget(
-        Paragraph::new(Line::styled(
-            " Tab/←/→/1-8 dynamics · o overview/detail · m metric · [ ] seed · l log · ? help · q quit",
-            theme.dim(),
-        )),
+        Paragraph::new(Line::styled(footer(app, foot.width), theme.dim())),
         foot,
     );
     match app.overlay {
@@ -144,16 +148,50 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, theme: Theme) {
     );
 }
 
+/// The key hints that fit `width`, "q quit" and "? help" always among them.
+fn footer(app: &App, width: u16) -> String {
+    let mut hints: Vec<&str> = vec!["v compare", "o overview", "Enter detail", "m metric"];
+    if app.view == View::Overview {
+        hints.push("c columns");
+    }
+    hints.push("Tab/1-8 dynamics");
+    if app.info.as_ref().is_some_and(|i| i.replicates > 1) {
+        hints.push("[ ] replicate");
+    }
+    hints.extend(["p PNG", "l log"]);
+    let last = ["? help", "q quit"];
+    let fits = |n: usize| {
+        let line: Vec<&str> = hints[..n].iter().chain(&last).copied().collect();
+        format!(" {}", line.join(" · "))
+    };
+    let mut n = hints.len();
+    while n > 0 && Line::raw(fits(n)).width() > width as usize {
+        n -= 1;
+    }
+    let mut line = fits(n);
+    if let Some(notice) = &app.notice {
+        let with = format!("{line} │ {notice}");
+        if Line::raw(with.as_str()).width() <= width as usize {
+            line = with;
+        }
+    }
+    line
+}
+
 fn draw_confirm(frame: &mut Frame, area: Rect, theme: Theme) {
-    let r = centered(area, 56, 4);
+    let r = centered(area, 60, 6);
     frame.render_widget(Clear, r);
     frame.render_widget(
-        Paragraph::new("Stop the run? Workers stop after their current step and the record is flushed.\n  y / Enter: quit    any other key: keep running")
+        Paragraph::new("Stop the run? Workers stop after their current step and the record is flushed; `noiselab resume` continues it.")
             .wrap(Wrap { trim: true })
             .block(
                 Block::default()
                     .borders(Borders::ALL)
-                    .title(Line::styled(" quit? ", theme.title())),
+                    .title(Line::styled(" quit? ", theme.title()))
+                    .title_bottom(Line::styled(
+                        " y / Enter: quit · any other key: keep running ",
+                        theme.title(),
+                    )),
             ),
         r,
     );
@@ -185,5 +223,128 @@ pub fn fmt_value(v: f64) -> String {
         let s = format!("{v:.4}");
         let s = s.trim_end_matches('0').trim_end_matches('.');
         s.to_string()
+    }
+}
+
+/// A number in at most 7 columns: 4 significant digits in [0.01, 10⁴), otherwise 3
+/// with an SI suffix (12.3µ, 45.6k), scientific beyond the suffixes.
+pub fn fmt_fit(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let a = v.abs();
+    if a == 0.0 {
+        return "0".into();
+    }
+    if (0.01..1e4).contains(&a) {
+        let decimals = (3 - a.log10().floor() as i32).max(0) as usize;
+        let s = format!("{v:.decimals$}");
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        };
+        return s;
+    }
+    const SUFFIXES: [(i32, &str); 10] = [
+        (-15, "f"),
+        (-12, "p"),
+        (-9, "n"),
+        (-6, "µ"),
+        (-3, "m"),
+        (3, "k"),
+        (6, "M"),
+        (9, "G"),
+        (12, "T"),
+        (15, "P"),
+    ];
+    let exp3 = (a.log10() / 3.0).floor() as i32 * 3;
+    match SUFFIXES.iter().find(|(e, _)| *e == exp3) {
+        Some((e, suffix)) => {
+            let m = v / 10f64.powi(*e);
+            // Rounding may carry to 1000: the next suffix then.
+            let decimals = (2 - m.abs().log10().floor() as i32).max(0) as usize;
+            let s = format!("{m:.decimals$}");
+            if s.trim_start_matches('-').starts_with("1000") {
+                return fmt_fit(v.signum() * 10f64.powi(e + 3));
+            }
+            format!("{s}{suffix}")
+        }
+        None => format!("{v:.0e}"),
+    }
+}
+
+/// `label` in at most `width` columns by one rule: words of more than four letters are
+/// cut to their first three and a dot, longest first, until it fits; a label still too
+/// long (one unbreakable word) keeps its head and an ellipsis.
+pub fn abbreviate(label: &str, width: usize) -> String {
+    let fits = |s: &str| Line::raw(s).width() <= width;
+    if fits(label) {
+        return label.to_string();
+    }
+    let mut words: Vec<String> = label.split(' ').map(str::to_string).collect();
+    loop {
+        let longest = words
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.chars().count() > 4 && !w.ends_with('.'))
+            .max_by_key(|(_, w)| w.chars().count())
+            .map(|(i, _)| i);
+        let Some(i) = longest else { break };
+        words[i] = format!("{}.", words[i].chars().take(3).collect::<String>());
+        let joined = words.join(" ");
+        if fits(&joined) {
+            return joined;
+        }
+    }
+    let mut out = String::new();
+    for c in label.chars() {
+        if !fits(&format!("{out}{c}…")) {
+            break;
+        }
+        out.push(c);
+    }
+    format!("{out}…")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_fit_seven_columns_and_keep_their_value() {
+        let cases = [
+            (0.1005, "0.1005"),
+            (0.8123456, "0.8123"),
+            (2.0e-5, "20.0µ"),
+            (1.234e-3, "1.23m"),
+            (123456.0, "123k"),
+            (999_999.0, "1.00M"),
+            (-0.000_456, "-456µ"),
+            (1234.4, "1234"),
+            (0.0, "0"),
+            (3.0e-21, "3e-21"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(fmt_fit(v), want, "{v}");
+        }
+        for k in -20..20 {
+            for m in [1.0, 1.5, 9.999, -7.3] {
+                let v = m * 10f64.powi(k);
+                let s = fmt_fit(v);
+                assert!(Line::raw(s.as_str()).width() <= 7, "{v} → {s}");
+            }
+        }
+    }
+
+    #[test]
+    fn labels_are_abbreviated_by_the_rule() {
+        assert_eq!(abbreviate("test acc", 10), "test acc");
+        assert_eq!(abbreviate("sharpness", 6), "sha.");
+        assert_eq!(abbreviate("noise norm", 9), "noi. norm");
+        assert!(Line::raw(abbreviate("Tr(HΣ)/Tr(HΣ̄)", 8).as_str()).width() <= 8);
     }
 }

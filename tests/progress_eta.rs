@@ -1,0 +1,324 @@
+//! The run's ETA (`progress.rs`) on scripted timings: eight trajectories of very uneven
+//! cost (GLD Hessian's steps 25× SGD's, measurements that cost as much as dozens of
+//! steps, each step's cost jittered) sharing one machine, publishing progress as the
+//! workers do (about once a second while stepping, at the start and end of every
+//! measurement). After the first 10 % of the run, the ETA must be within 20 % of the
+//! time really left (in the last tenth of the run, within 2 % of the run: 20 % of a
+//! tenth). And on recorded timings: a real run's journal, replayed.
+
+use noiselab::dynamics::DynamicsKind;
+use noiselab::events::{Event, Progress, RunInfo, Task};
+use noiselab::progress::ProgressModel;
+use rand::{Rng, SeedableRng};
+use std::sync::Arc;
+
+fn info(dynamics: Vec<DynamicsKind>) -> Arc<RunInfo> {
+    Arc::new(RunInfo {
+        experiment: "scripted".into(),
+        run_dir: "runs/scripted".into(),
+        config_toml: String::new(),
+        config_source: String::new(),
+        dim: 10,
+        device: "cpu".into(),
+        threads: 2,
+        dynamics,
+        iterations: 3500,
+        replicates: 1,
+        replicate_labels: vec!["from θ_GD".into()],
+        replicate_noun: "trajectory".into(),
+        metrics: vec![],
+        plane: None,
+        x_marks: vec![],
+        started: String::new(),
+    })
+}
+
+struct Sim {
+    kind: DynamicsKind,
+    step_cost: f64,
+    measure_cost: f64,
+    step: u64,
+    /// Work done on the current step or measurement.
+    work: f64,
+    /// The current step's cost (jittered).
+    this_step: f64,
+    measuring: bool,
+    done: bool,
+    last_report: f64,
+}
+
+/// Processor sharing among the running trajectories, in time steps of `dt`; returns
+/// the events in time order and the time the last trajectory ended.
+fn simulate(
+    costs: &[(DynamicsKind, f64, f64)],
+    steps: u64,
+    every: u64,
+    jitter: f64,
+    seed: u64,
+) -> (Vec<(f64, Event)>, f64) {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut sims: Vec<Sim> = costs
+        .iter()
+        .map(|&(kind, step_cost, measure_cost)| Sim {
+            kind,
+            step_cost,
+            measure_cost,
+            step: 0,
+            work: 0.0,
+            this_step: step_cost,
+            measuring: true,
+            done: false,
+            last_report: 0.0,
+        })
+        .collect();
+    let progress = |s: &Sim, t: f64, task: Task| {
+        Event::Progress(Progress {
+            dynamics: s.kind,
+            replicate: 0,
+            phase: None,
+            step: s.step,
+            steps,
+            offset: 3000,
+            measure_every: every,
+            elapsed_s: t,
+            task,
+        })
+    };
+    let mut events = vec![(
+        0.0,
+        Event::RunStarted(info(costs.iter().map(|c| c.0).collect())),
+    )];
+    for s in &sims {
+        events.push((0.0, progress(s, 0.0, Task::Measuring("metrics".into()))));
+    }
+    let dt = 0.01;
+    let mut t = 0.0;
+    loop {
+        let running = sims.iter().filter(|s| !s.done).count();
+        if running == 0 {
+            break;
+        }
+        t += dt;
+        let share = dt / running as f64;
+        for s in sims.iter_mut().filter(|s| !s.done) {
+            s.work += share;
+            loop {
+                if s.measuring {
+                    if s.work < s.measure_cost {
+                        break;
+                    }
+                    s.work -= s.measure_cost;
+                    s.measuring = false;
+                    if s.step == steps {
+                        s.done = true;
+                        events.push((t, progress(s, t, Task::Steps)));
+                        events.push((
+                            t,
+                            Event::TrajectoryFinished {
+                                dynamics: s.kind,
+                                replicate: 0,
+                            },
+                        ));
+                        break;
+                    }
+                    events.push((t, progress(s, t, Task::Steps)));
+                    s.last_report = t;
+                } else {
+                    if s.work < s.this_step {
+                        break;
+                    }
+                    s.work -= s.this_step;
+                    s.step += 1;
+                    s.this_step = s.step_cost * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0));
+                    if s.step % every == 0 || s.step == steps {
+                        s.measuring = true;
+                        events.push((t, progress(s, t, Task::Measuring("metrics".into()))));
+                    } else if t - s.last_report >= 1.0 {
+                        events.push((t, progress(s, t, Task::Steps)));
+                        s.last_report = t;
+                    }
+                }
+            }
+        }
+    }
+    (events, t)
+}
+
+/// The worst ETA error after the first 10 % of the run, relative to the time really
+/// left; once less than a tenth of the run is left (where a ratio of a few seconds means
+/// little), relative to a tenth of the run instead. (error, where, as fractions.)
+fn worst_error(events: &[(f64, Event)], end: f64) -> (f64, f64) {
+    let mut model = ProgressModel::new();
+    let mut worst: (f64, f64) = (0.0, 0.0);
+    for (t, e) in events {
+        model.apply(e);
+        if *t < 0.1 * end || *t >= end {
+            continue;
+        }
+        let snap = model.snapshot(*t);
+        let eta = snap.eta_s.expect("every cost is known after 10 %");
+        let truth = end - t;
+        let err = (eta - truth).abs() / truth.max(0.1 * end);
+        if err > worst.0 {
+            worst = (err, t / end);
+        }
+    }
+    worst
+}
+
+#[test]
+fn eta_is_within_20_percent_after_the_first_10_percent_for_uneven_costs() {
+    use DynamicsKind::*;
+    // (kind, machine-seconds per step, per measurement): GLD Hessian's steps 25× SGD's.
+    let costs = [
+        (Gd, 0.02, 1.0),
+        (Sgd, 0.004, 1.0),
+        (GldConst, 0.02, 1.0),
+        (GldDynamic, 0.021, 1.2),
+        (GldDiag, 0.03, 1.5),
+        (GldLeading, 0.05, 2.0),
+        (GldHessian, 0.1, 2.0),
+        (GldEig1, 0.06, 1.5),
+    ];
+    for seed in 0..3 {
+        let (events, end) = simulate(&costs, 600, 50, 0.5, seed);
+        let (err, at) = worst_error(&events, end);
+        eprintln!(
+            "scripted seed {seed}: worst ETA error {:.1} % at {:.0} % of {end:.0} s",
+            100.0 * err,
+            100.0 * at
+        );
+        assert!(
+            err <= 0.2,
+            "seed {seed}: ETA off by {:.0} % at {:.0} % of a {end:.0} s run",
+            100.0 * err,
+            100.0 * at
+        );
+    }
+}
+
+#[test]
+fn a_naive_eta_from_finished_dynamics_fails_the_same_check() {
+    // The check can fail: extrapolating elapsed × (left / done) over whole
+    // trajectories (the old header) is far off on the same timings.
+    use DynamicsKind::*;
+    let costs = [(Sgd, 0.004, 1.0), (Gd, 0.02, 1.0), (GldHessian, 0.3, 2.0)];
+    let (events, end) = simulate(&costs, 600, 50, 0.0, 0);
+    let first_done = events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::TrajectoryFinished { .. }))
+        .map(|(t, _)| *t)
+        .unwrap();
+    // One of three finished: the old ETA says twice the elapsed time is left.
+    let naive = first_done * 2.0;
+    let truth = end - first_done;
+    assert!((naive - truth).abs() / truth > 0.2);
+    // The model, at the same moment, is within 20 %.
+    let mut model = ProgressModel::new();
+    for (t, e) in &events {
+        model.apply(e);
+        if *t >= first_done {
+            break;
+        }
+    }
+    let eta = model.snapshot(first_done).eta_s.unwrap();
+    assert!(
+        (eta - truth).abs() / truth <= 0.2,
+        "eta {eta}, truth {truth}"
+    );
+}
+
+#[test]
+fn per_trajectory_etas_follow_processor_sharing() {
+    // Two trajectories, no measurements to speak of: the cheap one ends first, then
+    // the other alone at full speed.
+    use DynamicsKind::*;
+    let costs = [(Sgd, 0.01, 1e-6), (GldHessian, 0.04, 1e-6)];
+    let (events, end) = simulate(&costs, 1000, 1000, 0.0, 0);
+    let sgd_end = events
+        .iter()
+        .find(|(_, e)| matches!(e, Event::TrajectoryFinished { dynamics: Sgd, .. }))
+        .map(|(t, _)| *t)
+        .unwrap();
+    let mut model = ProgressModel::new();
+    let at = 0.3 * sgd_end;
+    for (t, e) in &events {
+        if *t > at {
+            break;
+        }
+        model.apply(e);
+    }
+    let snap = model.snapshot(at);
+    let sgd = snap.track(Sgd, 0).unwrap().eta_s.unwrap();
+    let hess = snap.track(GldHessian, 0).unwrap().eta_s.unwrap();
+    assert!(
+        (sgd - (sgd_end - at)).abs() / (sgd_end - at) < 0.05,
+        "{sgd} vs {}",
+        sgd_end - at
+    );
+    assert!(
+        (hess - (end - at)).abs() / (end - at) < 0.05,
+        "{hess} vs {}",
+        end - at
+    );
+}
+
+#[test]
+fn eta_on_the_recorded_timings_of_a_real_run() {
+    // A real FashionMNIST run on this project's 2-core machine (8 dynamics, 100 GD
+    // iterations then 600 from θ_GD, measured every 50; see the fixture's README),
+    // replayed from its journal as the journal keeps progress (thinned). The clock is
+    // the records' own.
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/progress-run/journal.bin"
+    );
+    let contents = noiselab::record::journal::read(std::path::Path::new(path)).unwrap();
+    let start_ms = contents
+        .records
+        .iter()
+        .find(|r| {
+            matches!(
+                r.body,
+                noiselab::record::journal::Body::Event(Event::RunStarted(_))
+            )
+        })
+        .unwrap()
+        .unix_ms;
+    let timed: Vec<(f64, Event)> = contents
+        .records
+        .iter()
+        .filter_map(|r| match &r.body {
+            noiselab::record::journal::Body::Event(e) => {
+                Some(((r.unix_ms - start_ms) as f64 / 1e3, e.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let end = timed
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::TrajectoryFinished { .. }))
+        .map(|(t, _)| *t)
+        .fold(0.0, f64::max);
+    assert!(end > 60.0, "a run of minutes: {end} s");
+    let mut thinning = noiselab::progress::Thinning::default();
+    let kept: Vec<(f64, Event)> = timed
+        .into_iter()
+        .filter(|(_, e)| match e {
+            Event::Progress(p) => thinning.keep(p),
+            _ => true,
+        })
+        .collect();
+    let (err, at) = worst_error(&kept, end);
+    eprintln!(
+        "recorded: worst ETA error {:.1} % at {:.0} % of {end:.0} s",
+        100.0 * err,
+        100.0 * at
+    );
+    assert!(
+        err <= 0.2,
+        "ETA off by {:.0} % at {:.0} % of the recorded {end:.0} s run",
+        100.0 * err,
+        100.0 * at
+    );
+}
