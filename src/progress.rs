@@ -445,15 +445,16 @@ pub fn hms(s: f64) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// A rate or count in a few characters (4 significant digits).
-fn short(v: f64) -> String {
-    let s = format!("{v:.4}");
-    if v >= 1000.0 {
+/// Iterations per second in a few characters: 2–3 significant digits.
+pub fn fmt_rate(v: f64) -> String {
+    if v >= 100.0 {
         format!("{v:.0}")
-    } else if v >= 1.0 {
+    } else if v >= 10.0 {
         format!("{v:.1}")
+    } else if v >= 0.01 {
+        format!("{v:.2}")
     } else {
-        s.trim_end_matches('0').to_string()
+        format!("{v:.1e}")
     }
 }
 
@@ -462,6 +463,7 @@ fn short(v: f64) -> String {
 /// run's trajectories). The headless lines and `inspect` print it.
 pub fn summary(snap: &Snapshot, label: &str) -> String {
     let mut out = match &snap.phase {
+        Some((name, f, None)) if *f == 0.0 => format!("{name} …"),
         Some((name, f, eta)) => format!(
             "{name} {:.0}% ETA {}",
             100.0 * f,
@@ -483,7 +485,7 @@ pub fn summary(snap: &Snapshot, label: &str) -> String {
         if t.task != Task::Steps {
             out += &format!(" {}", t.task.describe());
         } else if let Some(r) = t.rate {
-            out += &format!(" {} it/s", short(r));
+            out += &format!(" {} it/s", fmt_rate(r));
         }
         if t.stalled {
             out += &format!(" STALLED ({:.0} s silent)", t.silent_s);

@@ -342,3 +342,66 @@ fn monochrome_compare_reads_by_numbers_along_the_curves() {
         );
     }
 }
+
+#[test]
+fn the_gd_phase_and_the_spectrum_are_never_silent() {
+    // The same run earlier: in its GD phase, then computing the spectrum at θ_GD.
+    let full = scripted_fashion();
+    let mut app = App::new(false);
+    app.apply(Event::RunStarted(full.info.clone().unwrap()));
+    for t in [0u64, 500] {
+        app.apply(Event::Metrics {
+            dynamics: DynamicsKind::Gd,
+            replicate: 0,
+            iteration: t,
+            values: vec![(Metric::TEST_ACCURACY, 0.1 + t as f64 / 1e4)],
+        });
+    }
+    let gd_phase = |step: u64, at: f64, task: Task| {
+        Event::Progress(Progress {
+            dynamics: DynamicsKind::Gd,
+            replicate: 0,
+            phase: Some("GD phase".into()),
+            step,
+            steps: 3000,
+            offset: 0,
+            measure_every: 500,
+            elapsed_s: at,
+            task,
+        })
+    };
+    app.apply(gd_phase(0, 0.0, Task::Measuring("metrics".into())));
+    app.apply(gd_phase(0, 20.0, Task::Steps));
+    app.apply(gd_phase(500, 70.0, Task::Measuring("metrics".into())));
+    app.apply(gd_phase(500, 90.0, Task::Steps));
+    app.apply(gd_phase(700, 110.0, Task::Steps));
+    app.fixed_now = Some(110.0);
+    for (w, h) in SIZES {
+        let text = render(&app, w, h);
+        check_screen(&text, w, h);
+        assert!(text.contains("GD phase 23%"), "{w}×{h}:\n{text}");
+        assert!(text.contains("ETA 00:"), "{w}×{h}: the phase's ETA:\n{text}");
+        // The axis spans the planned run, θ_GD (where the dynamics start) marked.
+        assert!(text.contains("3500") && text.contains("θ_GD"), "{w}×{h}:\n{text}");
+        insta::assert_snapshot!(format!("fashion_gd_phase_{w}x{h}"), text);
+    }
+    app.apply(gd_phase(3000, 400.0, Task::Steps));
+    app.apply(Event::Progress(Progress {
+        dynamics: DynamicsKind::Gd,
+        replicate: 0,
+        phase: Some("Hessian spectrum at θ_GD".into()),
+        step: 0,
+        steps: 1,
+        offset: 0,
+        measure_every: 0,
+        elapsed_s: 401.0,
+        task: Task::Computing("Lanczos: the top 100 eigenvalues of H".into()),
+    }));
+    app.fixed_now = Some(460.0);
+    let text = render(&app, 120, 40);
+    assert!(text.contains("Hessian spectrum at θ_GD …"), "{text}");
+    assert!(text.contains("Lanczos: the top 100"), "{text}");
+    app.on_key(Key::Char('o'));
+    let text = render(&app, 80, 24);
+    assert!(text.contains("Hessian spectrum at θ_GD"), "overview rows say what they wait for:\n{text}");
+}

@@ -76,21 +76,8 @@ fn log_axis(app: &App, metric: Metric) -> bool {
 fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme) {
     let def = app.def(metric);
     let log = log_axis(app, metric);
-    let zoom = match app.info.as_ref().and_then(|i| i.x_marks.last()) {
-        Some((_, name)) if app.whole_run => format!(" · whole run (z: from {name})"),
-        Some((_, name)) => format!(" · from {name} (z: whole run)"),
-        None => String::new(),
-    };
-    let title = format!(
-        " {}{} — every dynamics{zoom} ",
-        def.label,
-        if log { ", log axis" } else { "" }
-    );
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(Line::styled(title, theme.title()));
+    let block = Block::default().borders(Borders::ALL);
     let inner = block.inner(area);
-    frame.render_widget(block, area);
     let y = |v: f64| if log { v.log10() } else { v };
     let series: Vec<(usize, Vec<(f64, f64)>)> = app
         .dynamics
@@ -107,6 +94,31 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
             (!pts.is_empty()).then_some((i, pts))
         })
         .collect();
+    let zoomed = series.iter().any(|(_, pts)| pts.iter().any(|p| p.0 > 0.0))
+        && app
+            .info
+            .as_ref()
+            .and_then(|i| i.x_marks.last())
+            .is_some_and(|(mark, _)| {
+                !app.whole_run
+                    && series
+                        .iter()
+                        .any(|(_, pts)| pts.iter().any(|p| p.0 >= *mark as f64))
+            });
+    let zoom = match app.info.as_ref().and_then(|i| i.x_marks.last()) {
+        Some((_, name)) if zoomed => format!(" · from {name} (z: whole run)"),
+        Some((_, name)) if app.whole_run => format!(" · whole run (z: from {name})"),
+        _ => String::new(),
+    };
+    let title = format!(
+        " {}{} — every dynamics{zoom} ",
+        def.label,
+        if log { ", log axis" } else { "" }
+    );
+    frame.render_widget(
+        block.title(Line::styled(title, theme.title())),
+        area,
+    );
     if series.is_empty() || inner.width <= Y_LABELS + 4 || inner.height < 4 {
         // Never silent: what the run is doing while there is nothing to draw.
         frame.render_widget(
@@ -136,8 +148,12 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
         .iter()
         .flat_map(|(_, p)| p.iter().map(|q| q.0))
         .fold(f64::NEG_INFINITY, f64::max);
+    // The x-axis runs to the run's last iteration as planned: curves fill it as they go.
+    let planned = app.info.as_ref().map_or(0.0, |i| i.iterations as f64);
     let from = match marks.last() {
-        Some(&(mark, _)) if !app.whole_run && last_x > mark => mark - 0.1 * (last_x - mark),
+        Some(&(mark, _)) if !app.whole_run && last_x >= mark => {
+            mark - 0.1 * (planned.max(last_x) - mark)
+        }
         _ => f64::NEG_INFINITY,
     };
     let series: Vec<(usize, Vec<(f64, f64)>)> = series
@@ -168,6 +184,7 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
             y1 = y1.max(v);
         }
     }
+    x1 = x1.max(planned);
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }
@@ -253,7 +270,14 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
                             color: if mono { Color::Reset } else { Color::Gray },
                         });
                     }
-                    ctx.print(*x + (x1 - x0) / width, y1, Line::raw(name.clone()));
+                    // The name right of the line, or left of it at the right edge.
+                    let cell = (x1 - x0) / width;
+                    let at = if *x > x0 + 0.85 * (x1 - x0) {
+                        *x - (name.chars().count() as f64 + 1.0) * cell
+                    } else {
+                        *x + cell
+                    };
+                    ctx.print(at, y1, Line::raw(name.clone()));
                 }
             }
             for (i, pts) in &series {

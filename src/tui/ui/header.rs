@@ -28,6 +28,10 @@ pub fn progress_text(app: &App) -> String {
     let snap = app.snapshot();
     let eta = |s: Option<f64>| s.map_or(" ETA …".to_string(), |s| format!(" ETA {}", hms_s(s)));
     if let Some((name, fraction, left)) = &snap.phase {
+        // A one-off computation (the spectrum) has no fraction to show until it ends.
+        if *fraction == 0.0 && left.is_none() {
+            return format!("{name} …");
+        }
         return format!("{name} {:.0}%{}", 100.0 * fraction, eta(*left));
     }
     let info = app.info.as_ref();

@@ -87,7 +87,7 @@ pub fn progress_line(app: &App, d: &DynamicsState, snap: &Snapshot) -> String {
     }
     let rate: f64 = tracks.iter().filter_map(|t| t.rate).sum();
     if rate > 0.0 {
-        out += &format!(" {}/s", fmt_fit(rate));
+        out += &format!(" {} it/s", crate::progress::fmt_rate(rate));
     }
     if let Some(eta) = tracks.iter().filter_map(|t| t.eta_s).reduce(f64::max) {
         out += &format!(" {}", hms_s(eta));
