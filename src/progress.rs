@@ -484,7 +484,7 @@ pub fn summary(snap: &Snapshot, label: &str) -> String {
         out += &format!(" · {who} {}/{}", t.step, t.steps);
         if t.task != Task::Steps {
             out += &format!(" {}", t.task.describe());
-        } else if let Some(r) = t.rate {
+        } else if let Some(r) = t.rate.filter(|r| *r > 0.0) {
             out += &format!(" {} it/s", fmt_rate(r));
         }
         if t.stalled {

@@ -380,9 +380,15 @@ fn the_gd_phase_and_the_spectrum_are_never_silent() {
         let text = render(&app, w, h);
         check_screen(&text, w, h);
         assert!(text.contains("GD phase 23%"), "{w}×{h}:\n{text}");
-        assert!(text.contains("ETA 00:"), "{w}×{h}: the phase's ETA:\n{text}");
+        assert!(
+            text.contains("ETA 00:"),
+            "{w}×{h}: the phase's ETA:\n{text}"
+        );
         // The axis spans the planned run, θ_GD (where the dynamics start) marked.
-        assert!(text.contains("3500") && text.contains("θ_GD"), "{w}×{h}:\n{text}");
+        assert!(
+            text.contains("3500") && text.contains("θ_GD"),
+            "{w}×{h}:\n{text}"
+        );
         insta::assert_snapshot!(format!("fashion_gd_phase_{w}x{h}"), text);
     }
     app.apply(gd_phase(3000, 400.0, Task::Steps));
@@ -403,5 +409,8 @@ fn the_gd_phase_and_the_spectrum_are_never_silent() {
     assert!(text.contains("Lanczos: the top 100"), "{text}");
     app.on_key(Key::Char('o'));
     let text = render(&app, 80, 24);
-    assert!(text.contains("Hessian spectrum at θ_GD"), "overview rows say what they wait for:\n{text}");
+    assert!(
+        text.contains("Hessian spectrum at θ_GD"),
+        "overview rows say what they wait for:\n{text}"
+    );
 }

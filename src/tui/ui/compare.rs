@@ -115,10 +115,7 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
         def.label,
         if log { ", log axis" } else { "" }
     );
-    frame.render_widget(
-        block.title(Line::styled(title, theme.title())),
-        area,
-    );
+    frame.render_widget(block.title(Line::styled(title, theme.title())), area);
     if series.is_empty() || inner.width <= Y_LABELS + 4 || inner.height < 4 {
         // Never silent: what the run is doing while there is nothing to draw.
         frame.render_widget(
