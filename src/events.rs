@@ -606,6 +606,15 @@ impl EventSender {
         let _ = self.recorder.send(event);
     }
 
+    /// Publishes in order with the lifecycle events, never dropped: for a replay
+    /// (`watch`), where every event is already on disk and their order is the story.
+    pub fn send_in_order(&self, event: Event) {
+        if let Some((lifecycle, _)) = &self.display {
+            let _ = lifecycle.send(event.clone());
+        }
+        let _ = self.recorder.send(event);
+    }
+
     pub fn log(&self, dynamics: Option<DynamicsKind>, message: impl Into<String>) {
         self.send(Event::Log {
             dynamics,

@@ -457,7 +457,7 @@ fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Res
                     match r.body {
                         Body::Event(Event::RunEnded { .. })
                             if last_resume.is_some_and(|j| i < j) => {}
-                        Body::Event(e) => sender.send(e),
+                        Body::Event(e) => sender.send_in_order(e),
                         Body::Checkpoint { .. } | Body::Header(_) | Body::Resumed { .. } => {}
                     }
                 }

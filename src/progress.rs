@@ -430,9 +430,14 @@ impl ProgressModel {
             tracks[*index].eta_s = Some(clock);
         }
         let whole = done_total + left_total;
+        let all_done = started && waiting == 0 && tracks.iter().all(|t| t.done);
         Snapshot {
             phase,
-            fraction: (started && known && whole > 0.0).then(|| done_total / whole),
+            fraction: if all_done {
+                Some(1.0)
+            } else {
+                (started && known && whole > 0.0).then(|| done_total / whole)
+            },
             eta_s: (started && known).then_some(left_total),
             tracks,
         }
