@@ -71,7 +71,13 @@ pub struct DynamicsState {
     /// The latest health flag (collapsed, diverged) of any of its trajectories, at
     /// which iteration and why; `None` while healthy.
     pub health: Option<(Health, u64, String)>,
+    /// Replicates added to `means` since `series` was last rebuilt from them, and when.
+    pub means_stale: bool,
+    pub means_built: Option<Instant>,
 }
+
+/// Shortest interval between two rebuilds of a dynamics' replicate-mean curves.
+pub const MEANS_EVERY: Duration = Duration::from_millis(250);
 
 impl DynamicsState {
     fn new(kind: DynamicsKind) -> Self {
@@ -88,7 +94,23 @@ impl DynamicsState {
             replicates: BTreeMap::new(),
             replicate_series: BTreeMap::new(),
             health: None,
+            means_stale: false,
+            means_built: None,
         }
+    }
+
+    /// The curves shown: the per-iteration means over the replicates finished so far.
+    fn rebuild_means(&mut self) {
+        for (m, points) in self.means.means() {
+            self.series.insert(
+                m,
+                Series {
+                    points: points.into_iter().map(|(t, v)| (t as f64, v)).collect(),
+                },
+            );
+        }
+        self.means_stale = false;
+        self.means_built = Some(Instant::now());
     }
 
     pub fn success_rate(&self) -> Option<f64> {
@@ -434,6 +456,7 @@ impl App {
                 }
             }
             Event::ReplicateFinished { dynamics, summary } => {
+                let total = self.info.as_ref().map_or(usize::MAX, |i| i.replicates);
                 if let Some(d) = self.state_mut(dynamics) {
                     d.status = DynStatus::Running;
                     d.done += 1;
@@ -441,13 +464,12 @@ impl App {
                     d.diverged += usize::from(summary.diverged);
                     d.means.add(&summary);
                     d.replicates.insert(summary.replicate, summary);
-                    for (m, points) in d.means.means() {
-                        d.series.insert(
-                            m,
-                            Series {
-                                points: points.into_iter().map(|(t, v)| (t as f64, v)).collect(),
-                            },
-                        );
+                    d.means_stale = true;
+                    // Rebuilding every curve per replicate (thousands a second for the
+                    // toy) would cost the workers CPU: at most every MEANS_EVERY, and
+                    // at once when the dynamics' last replicate is in.
+                    if d.done >= total || d.means_built.is_none_or(|t| t.elapsed() >= MEANS_EVERY) {
+                        d.rebuild_means();
                     }
                 }
             }
@@ -468,6 +490,11 @@ impl App {
                 }
             }
             Event::RunEnded { status } => {
+                for d in &mut self.dynamics {
+                    if d.means_stale {
+                        d.rebuild_means();
+                    }
+                }
                 self.status = status;
                 self.ended_after = Some(self.started.elapsed());
                 self.overlay = match self.overlay {

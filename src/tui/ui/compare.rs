@@ -240,6 +240,29 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
     };
     frame.render_widget(Paragraph::new(Line::styled(x_text, theme.dim())), x_row);
 
+    // At most two points per braille dot column: a curve of thousands of points costs
+    // no more to draw than the chart can show (bucket means).
+    let dots = 2 * plot.width.max(1) as usize;
+    let series: Vec<(usize, Vec<(f64, f64)>)> = series
+        .into_iter()
+        .map(|(i, pts)| {
+            if pts.len() <= 2 * dots {
+                return (i, pts);
+            }
+            let per = pts.len().div_ceil(dots);
+            let thin = pts
+                .chunks(per)
+                .map(|c| {
+                    let n = c.len() as f64;
+                    (
+                        c.iter().map(|p| p.0).sum::<f64>() / n,
+                        c.iter().map(|p| p.1).sum::<f64>() / n,
+                    )
+                })
+                .collect();
+            (i, thin)
+        })
+        .collect();
     let mono = theme.fg(Color::Gray).fg.is_none();
     let colour = |i: usize| theme.series(i).fg.unwrap_or(Color::Reset);
     let width = plot.width.max(1) as f64;
