@@ -39,6 +39,17 @@ fn long_run(dir: &Path) -> Child {
     child
 }
 
+/// `noiselab watch --headless dir`, its progress lines piped.
+fn headless_watch(dir: &Path) -> Child {
+    noiselab()
+        .args(["watch", "--headless"])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn signal(child: &Child, sig: &str) {
     assert!(Command::new("kill")
         .args([sig, &child.id().to_string()])
@@ -68,13 +79,7 @@ fn headless_watch_leaves_on_sigint_and_sigterm_while_the_run_goes_on() {
     let dir = tmp.path().join("run");
     let mut writer = long_run(&dir);
     for sig in ["-INT", "-TERM"] {
-        let mut watcher = noiselab()
-            .args(["watch", "--headless"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut watcher = headless_watch(&dir);
         std::thread::sleep(Duration::from_millis(1500));
         signal(&watcher, sig);
         exits_within(&mut watcher, Duration::from_secs(5));
@@ -107,13 +112,7 @@ fn watch_of_a_killed_run_says_its_writer_is_gone_and_ends() {
     std::thread::sleep(Duration::from_millis(500));
     signal(&writer, "-KILL");
     writer.wait().unwrap();
-    let mut watcher = noiselab()
-        .args(["watch", "--headless"])
-        .arg(&dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut watcher = headless_watch(&dir);
     let code = exits_within(&mut watcher, Duration::from_secs(10));
     let mut err = String::new();
     std::io::Read::read_to_string(watcher.stderr.as_mut().unwrap(), &mut err).unwrap();

@@ -163,24 +163,9 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
         })
         .filter(|(_, pts)| !pts.is_empty())
         .collect();
-    let (mut x0, mut x1, mut y0, mut y1) = (
-        if from.is_finite() {
-            from
-        } else {
-            f64::INFINITY
-        },
-        f64::NEG_INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    );
-    for (_, pts) in &series {
-        for &(x, v) in pts {
-            x0 = x0.min(x);
-            x1 = x1.max(x);
-            y0 = y0.min(v);
-            y1 = y1.max(v);
-        }
-    }
+    let (x0, mut x1, mut y0, mut y1) =
+        super::bounds(series.iter().flat_map(|(_, pts)| pts.iter().copied()));
+    let x0 = if from.is_finite() { x0.min(from) } else { x0 };
     x1 = x1.max(planned);
     if x1 <= x0 {
         x1 = x0 + 1.0;

@@ -107,18 +107,7 @@ fn chart(
         frame.render_widget(Paragraph::new(" no data yet").block(block), area);
         return;
     }
-    let (mut x0, mut x1, mut y0, mut y1) = (
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-        f64::INFINITY,
-        f64::NEG_INFINITY,
-    );
-    for &&(x, y) in &all {
-        x0 = x0.min(x);
-        x1 = x1.max(x);
-        y0 = y0.min(y);
-        y1 = y1.max(y);
-    }
+    let (x0, mut x1, mut y0, mut y1) = super::bounds(all.iter().map(|p| **p));
     if x1 <= x0 {
         x1 = x0 + 1.0;
     }

@@ -226,6 +226,19 @@ pub fn fmt_value(v: f64) -> String {
     }
 }
 
+/// The x and y range of some points: (x0, x1, y0, y1); infinite when there are none.
+pub fn bounds(points: impl IntoIterator<Item = (f64, f64)>) -> (f64, f64, f64, f64) {
+    points.into_iter().fold(
+        (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ),
+        |(x0, x1, y0, y1), (x, y)| (x0.min(x), x1.max(x), y0.min(y), y1.max(y)),
+    )
+}
+
 /// A number in at most 7 columns: 4 significant digits in [0.01, 10⁴), otherwise 3
 /// with an SI suffix (12.3µ, 45.6k), scientific beyond the suffixes.
 pub fn fmt_fit(v: f64) -> String {
