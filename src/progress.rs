@@ -444,9 +444,9 @@ impl ProgressModel {
     }
 }
 
-/// hh:mm:ss of a number of seconds.
+/// hh:mm:ss of a number of seconds (hours grow past 99; negative is 0).
 pub fn hms(s: f64) -> String {
-    let s = s.clamp(0.0, 99.0 * 3600.0 + 3599.0) as u64;
+    let s = s.max(0.0) as u64;
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 

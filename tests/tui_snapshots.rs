@@ -39,19 +39,8 @@ fn scripted_fashion() -> App {
     let dynamics = vec![
         Gd, GldConst, GldDynamic, GldDiag, GldLeading, GldHessian, GldEig1, Sgd,
     ];
-    let metrics: Vec<Metric> = vec![
-        Metric::TEST_ACCURACY,
-        Metric::SHARPNESS,
-        Metric::TRAIN_ACCURACY,
-        Metric::LOSS,
-        Metric::TEST_LOSS,
-        Metric::TR_H_SIGMA,
-        Metric::TR_H_SIGMA_ISO,
-        Metric::ISOTROPY_RATIO,
-        Metric::PROJECTION_COEFFICIENT,
-        Metric::GRADIENT_NORM,
-        Metric::NOISE_NORM,
-    ];
+    // Every metric the FashionMNIST protocol reports, in its order.
+    let metrics: Vec<Metric> = noiselab::experiments::classification::METRICS.to_vec();
     let info = Arc::new(RunInfo {
         experiment: "fashion_mnist".into(),
         run_dir: "runs/fashion_mnist_quick-20261130-120000".into(),

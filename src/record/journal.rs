@@ -70,12 +70,19 @@ pub struct Header {
     pub device: String,
 }
 
+/// Wall-clock milliseconds since the Unix epoch: the records' clock.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Record {
     pub fn now(body: Body) -> Self {
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Record { unix_ms, body }
+        Record {
+            unix_ms: now_ms(),
+            body,
+        }
     }
 }
 

@@ -28,12 +28,6 @@ pub struct RunView {
     pub health: Vec<(crate::dynamics::DynamicsKind, super::state::HealthFlag)>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 pub fn open(run_dir: &Path) -> Result<RunView> {
     let journal_path = run_dir.join(journal::FILE_NAME);
     let h5_path = run_dir.join(h5::FILE_NAME);
@@ -70,7 +64,7 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
             // Now on the workers' clock: the last record's time plus, while the writer
             // lives, the time since it was written.
             let since = match (alive, state.last_record_ms) {
-                (Some(true), Some(ms)) => now_ms().saturating_sub(ms) as f64 / 1e3,
+                (Some(true), Some(ms)) => journal::now_ms().saturating_sub(ms) as f64 / 1e3,
                 _ => 0.0,
             };
             let snap = state.progress.snapshot(state.progress.now() + since);

@@ -288,7 +288,7 @@ impl App {
             let end = if self.is_done() || w.writer_alive == Some(false) {
                 w.last_record_ms
             } else {
-                Some(now_ms())
+                Some(crate::record::journal::now_ms())
             };
             return match (w.attempt_started_ms, end) {
                 (Some(a), Some(b)) => Duration::from_millis(b.saturating_sub(a)),
@@ -598,13 +598,6 @@ pub fn by_priority(metrics: &[Metric]) -> Vec<Metric> {
     let mut out: Vec<Metric> = FIRST.into_iter().filter(|m| metrics.contains(m)).collect();
     out.extend(metrics.iter().filter(|m| !FIRST.contains(m)));
     out
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Every key the dashboard knows, for the help overlay and the docs.

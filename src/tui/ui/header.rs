@@ -4,6 +4,7 @@
 
 use super::Theme;
 use crate::events::RunStatus;
+use crate::progress::hms as hms_s;
 use crate::tui::app::App;
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -13,13 +14,7 @@ use ratatui::Frame;
 use std::time::Duration;
 
 pub fn hms(d: Duration) -> String {
-    let s = d.as_secs();
-    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
-/// `hms` of a number of seconds.
-pub fn hms_s(s: f64) -> String {
-    hms(Duration::from_secs_f64(s.clamp(0.0, 360_000.0 * 99.0)))
+    hms_s(d.as_secs() as f64)
 }
 
 /// What the run is doing and how far it got: "GD phase 45% ETA 00:03:10",

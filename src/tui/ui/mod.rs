@@ -8,11 +8,6 @@ mod help;
 mod overview;
 pub mod scale;
 
-/// hh:mm:ss of a number of seconds.
-pub fn header_hms(s: f64) -> String {
-    header::hms_s(s)
-}
-
 use super::app::{App, Overlay, View};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};

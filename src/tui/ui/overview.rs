@@ -3,10 +3,10 @@
 //! rest), each a sparkline with its real last value and range. No number is cut: a
 //! column that cannot hold one is not drawn.
 
-use super::header::hms_s;
 use super::scale::{scale, TOP};
 use super::{abbreviate, fmt_fit, Theme};
 use crate::events::{Health, Metric, Task};
+use crate::progress::hms as hms_s;
 use crate::progress::Snapshot;
 use crate::tui::app::{App, DynStatus, DynamicsState};
 use ratatui::layout::{Constraint, Layout, Rect};
