@@ -5,16 +5,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
-# h5py for the record check and matplotlib for the figures: pip where it works,
-# Debian's packages where pip is locked by the system (PEP 668).
+# h5py for the record check and matplotlib for the figures, installed by setup.sh for
+# python3 (pip) or, where pip is locked by the system (PEP 668), for Debian's python3.
 py=python3
-if ! $py -c 'import h5py, numpy, matplotlib' 2>/dev/null; then
-  if ! $py -m pip install --quiet h5py numpy matplotlib 2>/dev/null; then
-    sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq python3-h5py python3-numpy python3-matplotlib >/dev/null
-    py=/usr/bin/python3
-  fi
-fi
+$py -c 'import h5py, numpy, matplotlib' 2>/dev/null || py=/usr/bin/python3
 
 cargo test --release --all-targets
 

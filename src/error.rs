@@ -23,6 +23,10 @@ pub enum Error {
     /// A dataset file that is missing pieces, truncated or not what its name says.
     #[error("{}: {message}", path.display())]
     Data { path: PathBuf, message: String },
+    /// A command-line argument that cannot be used as given (a run directory that is
+    /// not one, an `--out` path in the way): the CLI maps it to exit code 2.
+    #[error("{0}")]
+    Usage(String),
     /// A worker stopped because the run was asked to stop (not a failure).
     #[error("stopped by request")]
     Stopped,

@@ -124,6 +124,19 @@ impl Metric {
     }
 }
 
+/// For a classifier (a run that measures test accuracy) the metrics of the mission
+/// first — test accuracy, expected sharpness, Tr(HΣ) — then the rest in the run's order;
+/// otherwise the run's order (the toy leads with its escaped fraction).
+pub fn by_priority(metrics: &[Metric]) -> Vec<Metric> {
+    const FIRST: [Metric; 3] = [Metric::TEST_ACCURACY, Metric::SHARPNESS, Metric::TR_H_SIGMA];
+    if !metrics.contains(&Metric::TEST_ACCURACY) {
+        return metrics.to_vec();
+    }
+    let mut out: Vec<Metric> = FIRST.into_iter().filter(|m| metrics.contains(m)).collect();
+    out.extend(metrics.iter().filter(|m| !FIRST.contains(m)));
+    out
+}
+
 impl fmt::Debug for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Metric({})", self.0)

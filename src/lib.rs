@@ -17,6 +17,7 @@ pub mod experiments;
 pub mod kernels;
 pub mod linalg;
 pub mod models;
+pub mod numbers;
 pub mod objective;
 pub mod optim;
 pub mod progress;

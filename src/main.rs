@@ -5,7 +5,7 @@ use noiselab::config::{self, LoadedConfig};
 use noiselab::events::{self, Event, RunStatus};
 use noiselab::experiment::Prior;
 use noiselab::record::journal::{self, Body};
-use noiselab::record::{recorder, run_dir, state, view};
+use noiselab::record::{integrity, recorder, run_dir, state, view};
 use noiselab::tui::app::{App, WatchInfo};
 use noiselab::tui::{self, headless, input, FrameStats};
 use noiselab::{runner, signals, Error};
@@ -21,7 +21,14 @@ use std::time::{Duration, Instant};
     name = "noiselab",
     version,
     about = "Run GD, SGD and Langevin-type dynamics side by side and watch how the shape of their noise lets them escape sharp minima.",
-    after_help = "Exit codes: 0 success, 1 run failure or unreadable record, 2 bad config or usage, 130 interrupted (q, Ctrl-C, SIGTERM, SIGHUP)."
+    after_help = "Examples:
+  noiselab run fashion_mnist_quick        the main job, in the live dashboard
+  noiselab run toy2d --headless           the toy, with plain progress lines
+  noiselab presets                        the built-in configs and their run times
+  noiselab inspect runs/<run>             where a run stands, final metrics
+  noiselab resume runs/<run>              continue an interrupted or killed run
+
+Exit codes: 0 success, 1 run failure or unreadable record, 2 bad config, usage or run directory, 130 interrupted (q, Ctrl-C, SIGTERM, SIGHUP)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,40 +51,59 @@ struct Display {
     ui_stats: bool,
 }
 
+/// How a config is chosen and adjusted: shared by `run` and `check`.
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// A config file (e.g. configs/toy2d.toml) or a built-in preset's name (`noiselab presets`).
+    #[arg(value_name = "CONFIG")]
+    config: String,
+    /// Override a config key, e.g. --set toy2d.seeds=1000 (repeatable; TOML values).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Worker threads (same as --set threads=N; default: every core).
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// Dataset directory (same as --set fashion_mnist.data_dir="DIR", or cifar10.data_dir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// A run directory, as `noiselab run` prints it at the end.
+const RUN_HELP: &str =
+    "The run directory (e.g. runs/toy2d-20261130-120000), as `noiselab run` prints it";
+
 #[derive(Subcommand)]
 enum Command {
     /// Run an experiment from a TOML config file or a built-in preset.
+    #[command(after_help = run_after_help())]
     Run {
-        /// Config file (e.g. configs/toy2d.toml) or built-in preset name (e.g. toy2d).
-        config: String,
-        /// Run directory to write (default: <runs-dir>/<name>-<UTC time>).
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Run directory to write (default: <runs-dir>/<name>-<UTC time>); never overwritten.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Where timestamped run directories are created.
         #[arg(long, value_name = "DIR", default_value = "runs")]
         runs_dir: PathBuf,
-        /// Override a config key, e.g. --set toy2d.seeds=1000 (repeatable; TOML values).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
-        /// Worker threads (same as --set threads=N).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// Dataset directory (same as --set fashion_mnist.data_dir="DIR", or cifar10.data_dir).
-        #[arg(long, value_name = "DIR")]
-        data_dir: Option<PathBuf>,
         #[command(flatten)]
         display: Display,
     },
     /// Continue an interrupted or killed run from its record; the result is bitwise the
     /// one an uninterrupted run gives.
+    #[command(after_help = "Example:\n  noiselab resume runs/fashion_mnist_quick-20261130-120000")]
     Resume {
+        #[arg(value_name = "RUN", help = RUN_HELP)]
         run: PathBuf,
         #[command(flatten)]
         display: Display,
     },
     /// Follow a run another process is writing, or replay a finished one, in the
-    /// dashboard (never writes to the run).
+    /// dashboard (never writes to a run being written).
+    #[command(
+        after_help = "Example:\n  noiselab watch runs/fashion_mnist-20261130-120000   (in another terminal or over SSH)"
+    )]
     Watch {
+        #[arg(value_name = "RUN", help = RUN_HELP)]
         run: PathBuf,
         /// Plain progress lines instead of the dashboard; exits when the run has ended,
         /// when its writer is gone (killed), or on Ctrl-C / SIGTERM.
@@ -88,32 +114,74 @@ enum Command {
         exit_when_done: bool,
     },
     /// Summarise a run: status, and per dynamics progress and final metrics.
+    #[command(
+        after_help = "The table fits the terminal's width (or $COLUMNS); metric columns that do not fit continue below.\n\nExample:\n  noiselab inspect runs/toy2d-20261130-120000 --json | jq .dynamics.sgd"
+    )]
     Inspect {
+        #[arg(value_name = "RUN", help = RUN_HELP)]
         run: PathBuf,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
-    /// Export a run's metrics.
+    /// Export a run's metrics as tidy CSV rows: dynamics,replicate,iteration,metric,value.
+    #[command(
+        after_help = "Example:\n  noiselab export runs/fashion_mnist_quick-20261130-120000 -o metrics.csv"
+    )]
     Export {
+        #[arg(value_name = "RUN", help = RUN_HELP)]
         run: PathBuf,
-        /// Tidy CSV rows: dynamics,iteration,metric,value.
-        #[arg(long, required = true)]
+        /// CSV (the default, and so far the only format).
+        #[arg(long)]
         csv: bool,
         /// Write here instead of standard output.
         #[arg(long, short, value_name = "FILE")]
         output: Option<PathBuf>,
     },
     /// Rebuild run.h5 and summary.json from the run's journal (after a crash).
-    Repair { run: PathBuf },
+    #[command(after_help = "Example:\n  noiselab repair runs/toy2d-20261130-120000")]
+    Repair {
+        #[arg(value_name = "RUN", help = RUN_HELP)]
+        run: PathBuf,
+        /// For a journal damaged mid-file: keep its intact records (the whole file is
+        /// kept as journal.bin.damaged) and rebuild from them.
+        #[arg(long)]
+        truncate: bool,
+    },
     /// Validate a config and print it resolved (defaults and overrides applied).
+    #[command(
+        after_help = "Example:\n  noiselab check fashion_mnist_quick --set fashion_mnist.iterations=2000"
+    )]
     Check {
-        config: String,
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        overrides: Vec<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// List the built-in presets.
     Presets,
+}
+
+fn run_after_help() -> String {
+    format!(
+        "Presets (`noiselab check NAME` prints one in full):\n{}\nExamples:\n  \
+         noiselab run fashion_mnist_quick\n  \
+         noiselab run configs/toy2d.toml --set toy2d.seeds=1000 --headless\n  \
+         noiselab run fashion_mnist --out runs/long --threads 2",
+        config::presets_text()
+    )
+}
+
+impl ConfigArgs {
+    /// The config with `--threads` and `--data-dir` turned into their overrides.
+    fn load(&self) -> noiselab::Result<LoadedConfig> {
+        let mut overrides = self.overrides.clone();
+        if let Some(t) = self.threads {
+            overrides.push(format!("threads={t}"));
+        }
+        if let Some(o) = data_dir_override(&self.config, &overrides, self.data_dir.as_deref())? {
+            overrides.push(o);
+        }
+        Ok(config::load(&self.config, &overrides)?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -128,66 +196,59 @@ fn main() -> ExitCode {
             config,
             out,
             runs_dir,
-            mut overrides,
-            threads,
-            data_dir,
             display,
-        } => {
-            if let Some(t) = threads {
-                overrides.push(format!("threads={t}"));
-            }
-            data_dir_override(&config, &overrides, data_dir.as_deref())
-                .map(|o| overrides.extend(o))
-                .and_then(|()| config::load(&config, &overrides).map_err(Error::from))
-                .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &display))
+        } => config
+            .load()
+            .and_then(|loaded| run(&loaded, out.as_deref(), &runs_dir, &display)),
+        Command::Resume { run, display } => {
+            run_dir::check_run_arg(&run, true).and_then(|()| resume(&run, &display))
         }
-        Command::Resume { run, display } => resume(&run, &display),
         Command::Watch {
             run,
             headless,
             exit_when_done,
-        } => watch(&run, headless, exit_when_done),
-        Command::Inspect { run, json } => view::open(&run).map(|v| {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&v.json()).expect("JSON values serialize")
-                );
-            } else {
-                print!("{}", v.table());
-            }
-            ExitCode::SUCCESS
-        }),
+        } => run_dir::check_run_arg(&run, false)
+            .and_then(|()| heal(&run))
+            .and_then(|()| watch(&run, headless, exit_when_done)),
+        Command::Inspect { run, json } => run_dir::check_run_arg(&run, false)
+            .and_then(|()| heal(&run))
+            .and_then(|()| view::open(&run))
+            .map(|v| {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&v.json()).expect("JSON values serialize")
+                    );
+                } else {
+                    print!("{}", v.table(terminal_width()));
+                }
+                ExitCode::SUCCESS
+            }),
         Command::Export {
             run,
             csv: _,
             output,
-        } => export(&run, output.as_deref()),
-        Command::Repair { run } => recorder::repair(&run).map(|(_, status)| {
-            println!(
-                "rebuilt {} and summary.json from journal.bin (status {})",
-                run.join("run.h5").display(),
-                status.key()
-            );
+        } => run_dir::check_run_arg(&run, false)
+            .and_then(|()| heal(&run))
+            .and_then(|()| export(&run, output.as_deref())),
+        Command::Repair { run, truncate } => {
+            run_dir::check_run_arg(&run, true).and_then(|()| repair(&run, truncate))
+        }
+        Command::Check { config } => config.load().map(|loaded| {
+            print!("# {}\n{}", loaded.source, loaded.resolved_toml);
             ExitCode::SUCCESS
         }),
-        Command::Check { config, overrides } => config::load(&config, &overrides)
-            .map(|loaded| {
-                print!("# {}\n{}", loaded.source, loaded.resolved_toml);
-                ExitCode::SUCCESS
-            })
-            .map_err(Error::from),
         Command::Presets => {
-            for (name, text) in config::PRESETS {
-                let summary = text.lines().next().unwrap_or("").trim_start_matches("# ");
-                println!("{name:<12} {summary}");
-            }
+            print!(
+                "{}\nRun one with `noiselab run NAME`; `noiselab check NAME` prints its settings.\n",
+                config::presets_text()
+            );
             Ok(ExitCode::SUCCESS)
         }
     };
     match result {
         Ok(code) => code,
-        Err(e @ (Error::Config(_) | Error::Data { .. })) => {
+        Err(e @ (Error::Config(_) | Error::Data { .. } | Error::Usage(_))) => {
             say(&format!("error: {e}"));
             ExitCode::from(2)
         }
@@ -233,6 +294,53 @@ fn data_dir_override(
     Ok(Some(format!("{key}={value}")))
 }
 
+/// Rewrites a finished run's damaged or missing run.h5 / summary.json from its journal,
+/// saying so on stderr (`record::integrity`).
+fn heal(dir: &Path) -> noiselab::Result<()> {
+    for line in integrity::heal(dir)? {
+        say(&format!("{}: {line}", dir.display()));
+    }
+    Ok(())
+}
+
+/// `repair`: run.h5 and summary.json from the journal; with `truncate`, a journal
+/// damaged mid-file is first cut back to its intact records.
+fn repair(dir: &Path, truncate: bool) -> noiselab::Result<ExitCode> {
+    if truncate {
+        match journal::truncate_damaged(&dir.join(journal::FILE_NAME))? {
+            Some((kept, copy)) => say(&format!(
+                "journal.bin cut back to its {kept} intact records; the whole damaged file is kept as {}",
+                copy.display()
+            )),
+            None => say("journal.bin is not damaged: nothing to cut"),
+        }
+    }
+    let (_, status) = recorder::repair(dir)?;
+    println!(
+        "rebuilt {} and summary.json from journal.bin (status {})",
+        dir.join("run.h5").display(),
+        status.key()
+    );
+    if status == RunStatus::Interrupted {
+        println!("continue the run with `noiselab resume {}`", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Columns for `inspect`: the terminal's, else `$COLUMNS`, else 100.
+fn terminal_width() -> usize {
+    if std::io::stdout().is_terminal() {
+        if let Ok((w, _)) = ratatui::crossterm::terminal::size() {
+            return usize::from(w).max(40);
+        }
+    }
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|&w| w >= 40)
+        .unwrap_or(100)
+}
+
 /// A line on stderr that may be gone (hung-up terminal): best effort, never a panic.
 fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
@@ -264,14 +372,13 @@ fn resume(dir: &Path, display: &Display) -> noiselab::Result<ExitCode> {
     let contents = journal::read(&path)?;
     let prior = state::RecordState::from_journal(&contents, &path)?;
     if prior.status == RunStatus::Finished {
-        // Killed after its last record but before run.h5 was in place: finish that.
-        if !dir.join("run.h5").exists() || !dir.join("summary.json").exists() {
-            recorder::finalize(dir, &prior, RunStatus::Finished)?;
-            println!(
-                "{}: the run had finished; wrote its run.h5 and summary.json",
-                dir.display()
-            );
-        } else {
+        // Killed after its last record but before run.h5 was in place, or a derived file
+        // damaged since: put that right from the journal.
+        let healed = integrity::heal(dir)?;
+        for line in &healed {
+            println!("{}: the run had finished; {line}", dir.display());
+        }
+        if healed.is_empty() {
             println!(
                 "{}: the run already finished; nothing to resume",
                 dir.display()
@@ -416,10 +523,11 @@ fn export(dir: &Path, output: Option<&Path>) -> noiselab::Result<ExitCode> {
 fn watch(dir: &Path, headless_mode: bool, exit_when_done: bool) -> noiselab::Result<ExitCode> {
     let path = dir.join(journal::FILE_NAME);
     if !path.exists() {
-        return Err(Error::unreadable(
-            &path,
-            "no such file: not a noiselab run directory, or its run has not started",
-        ));
+        return Err(Error::Usage(format!(
+            "{}: it has run.h5 but no journal.bin, and watch replays the journal; read its \
+             record with `noiselab inspect` or `noiselab export`",
+            dir.display()
+        )));
     }
     let mut follower = journal::Follower::new(&path);
     let mut alive = journal::writer_alive(&path);

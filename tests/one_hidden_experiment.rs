@@ -78,7 +78,7 @@ fn ratio_grows_with_width_and_the_record_carries_it() {
     let csv = String::from_utf8_lossy(&csv.stdout);
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("sgd/h=800,300,tr_h_sigma_ratio,")),
+            .any(|l| l.starts_with("sgd,h = 800,300,tr_h_sigma_ratio,")),
         "{csv}"
     );
     let inspect = Command::new(env!("CARGO_BIN_EXE_noiselab"))

@@ -261,7 +261,7 @@ fn inspect_and_export_agree_with_the_summary() {
     assert!(o.status.success());
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("dynamics,iteration,metric,value"));
+    assert_eq!(lines.next(), Some("dynamics,replicate,iteration,metric,value"));
     assert_eq!(
         lines.count(),
         6 * 5 * 500,
@@ -269,7 +269,7 @@ fn inspect_and_export_agree_with_the_summary() {
     );
     let last = csv
         .lines()
-        .filter(|l| l.starts_with("gld_eig1,499,escaped_fraction,"))
+        .filter(|l| l.starts_with("gld_eig1,,499,escaped_fraction,"))
         .map(|l| l.rsplit(',').next().unwrap().parse::<f64>().unwrap())
         .next()
         .unwrap();

@@ -342,12 +342,28 @@ pub struct H5Run {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct H5Dynamics {
+    /// The dynamics' key (`sgd`), as everywhere in the record.
     pub key: String,
+    /// Which trajectory, when the dynamics has several named ones (the one-hidden
+    /// widths): its index and label (`h = 200`). `None` for one trajectory per dynamics.
+    pub replicate: Option<(usize, String)>,
+    /// For people: the dynamics' label, with the replicate's when there is one.
     pub label: String,
     /// Toy: (successes, finished seeds, diverged).
     pub toy: Option<(u64, u64, u64)>,
     pub iteration: Vec<u64>,
     pub metrics: BTreeMap<String, Vec<f64>>,
+}
+
+impl H5Dynamics {
+    /// A name unique within the run: the dynamics' key, with the replicate's label when
+    /// it has several (`sgd/h=200`).
+    pub fn id(&self) -> String {
+        match &self.replicate {
+            None => self.key.clone(),
+            Some((_, l)) => format!("{}/{}", self.key, l.replace(' ', "")),
+        }
+    }
 }
 
 /// Reads a `run.h5`, checking that it is one of ours and not from a newer noiselab.
@@ -413,15 +429,12 @@ pub fn read(path: &Path) -> Result<H5Run> {
         // One metrics group, or one per named replicate (the one-hidden widths).
         let mut groups = vec![];
         if let Ok(mg) = g.group("metrics") {
-            groups.push((
-                key.clone(),
-                label.clone(),
-                format!("/dynamics/{key}/metrics"),
-                mg,
-            ));
+            groups.push((None, label.clone(), format!("/dynamics/{key}/metrics"), mg));
         } else if let Ok(reps) = g.group("replicates") {
             let mut names = reps.member_names().map_err(|e| bad(e.to_string()))?;
             names.sort_by_key(|n| n.parse::<usize>().unwrap_or(usize::MAX));
+            // One trajectory (FashionMNIST's "from θ_GD") is the dynamics itself.
+            let single = names.len() == 1;
             for r in names {
                 let rg = reps
                     .group(&r)
@@ -434,9 +447,14 @@ pub fn read(path: &Path) -> Result<H5Run> {
                 let mg = rg.group("metrics").map_err(|_| {
                     bad(format!("/dynamics/{key}/replicates/{r}: no metrics group"))
                 })?;
+                let index = r.parse::<usize>().unwrap_or(0);
                 groups.push((
-                    format!("{key}/{}", rl.replace(' ', "")),
-                    format!("{label} · {rl}"),
+                    (!single).then(|| (index, rl.clone())),
+                    if single {
+                        label.clone()
+                    } else {
+                        format!("{label} · {rl}")
+                    },
                     format!("/dynamics/{key}/replicates/{r}/metrics"),
                     mg,
                 ));
@@ -444,10 +462,11 @@ pub fn read(path: &Path) -> Result<H5Run> {
         } else {
             return Err(bad(format!("/dynamics/{key}: no metrics group")));
         }
-        for (key, label, at, mg) in groups {
+        for (replicate, label, at, mg) in groups {
             let (iteration, metrics) = read_metrics(&mg, &at, &bad)?;
             dynamics.push(H5Dynamics {
-                key,
+                key: key.clone(),
+                replicate,
                 label,
                 toy,
                 iteration,

@@ -233,14 +233,55 @@ pub fn read(path: &Path) -> Result<Contents> {
 }
 
 fn damage(path: &Path, contents: &Contents, why: &str) -> Error {
+    let dir = path.parent().unwrap_or(Path::new("."));
     Error::unreadable(
         path,
         format!(
-            "damaged: {why}; the {} records before it are intact, nothing after it is trusted \
-             (run.h5 and summary.json, when present, are the last complete record)",
-            contents.records.len()
+            "{DAMAGED}: {why}; the {} records before it are intact, nothing after it is trusted \
+             (run.h5 and summary.json, when present, are the last complete record). \
+             `noiselab repair --truncate {}` keeps the intact records (the whole file is kept \
+             as journal.bin.damaged) and rebuilds run.h5 from them; `noiselab resume` then \
+             continues the run",
+            contents.records.len(),
+            dir.display()
         ),
     )
+}
+
+/// How a damaged journal's error message begins.
+pub const DAMAGED: &str = "damaged";
+
+/// Cuts a damaged journal back to its intact records, after copying the whole file to
+/// `journal.bin.damaged` (or `.damaged-2`, … when taken). Refused while a process writes
+/// the run. Returns the number of intact records kept and the copy's path; `None` when
+/// the journal is not damaged.
+pub fn truncate_damaged(path: &Path) -> Result<Option<(usize, PathBuf)>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    lock_for_writing(&file, path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let contents = parse(&bytes, path)?;
+    if contents.damaged.is_none() {
+        return Ok(None);
+    }
+    let copy = (1..)
+        .map(|i| {
+            let name = match i {
+                1 => format!("{FILE_NAME}.damaged"),
+                i => format!("{FILE_NAME}.damaged-{i}"),
+            };
+            path.with_file_name(name)
+        })
+        .find(|p| !p.exists())
+        .expect("an unused name");
+    std::fs::write(&copy, &bytes).map_err(|e| Error::io(&copy, e))?;
+    file.set_len(contents.valid_len)
+        .and_then(|_| file.sync_all())
+        .map_err(|e| Error::io(path, e))?;
+    Ok(Some((contents.records.len(), copy)))
 }
 
 /// An open-file-description lock over the whole file (Linux `F_OFD_*`): held by the

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod h5;
+pub mod integrity;
 pub mod journal;
 pub mod recorder;
 pub mod run_dir;

@@ -6,7 +6,9 @@ use super::h5::{self, H5Dynamics, H5Run};
 use super::journal;
 use super::state::{aligned_columns, RecordState};
 use crate::config;
-use crate::events::RunStatus;
+use crate::events::{by_priority, Metric, RunStatus};
+use crate::experiment::Outline;
+use crate::numbers::{fit, grouped};
 use crate::{Error, Result};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -26,21 +28,23 @@ pub struct RunView {
     pub progress: Option<String>,
     /// The dynamics flagged collapsed or diverged, with their flag.
     pub health: Vec<(crate::dynamics::DynamicsKind, super::state::HealthFlag)>,
+    /// What the run is (from its recorded config); `None` when that config no longer
+    /// loads (a record of another build).
+    pub outline: Option<Outline>,
+    /// Per entry of `run.dynamics`: the iteration it has reached, in the record's
+    /// numbering (its latest measurement, progress report or checkpoint).
+    pub reached: Vec<u64>,
 }
 
 pub fn open(run_dir: &Path) -> Result<RunView> {
     let journal_path = run_dir.join(journal::FILE_NAME);
     let h5_path = run_dir.join(h5::FILE_NAME);
-    // A journal of an older format (refused by this build) beside a run.h5: the
-    // record it left is still readable.
+    // A journal this build cannot read (an older format, or damaged) beside a run.h5
+    // that reads: the record it left is still there.
     let old_journal = match journal::read(&journal_path) {
-        Err(Error::Unreadable { message, .. })
-            if message.starts_with(journal::OLDER_FORMAT) && h5_path.exists() =>
-        {
-            Some(format!(
-                "journal.bin: {message}; the numbers are from run.h5"
-            ))
-        }
+        Err(Error::Unreadable { message, .. }) if h5::read(&h5_path).is_ok() => Some(format!(
+            "journal.bin: {message}; the numbers are from run.h5"
+        )),
         _ => None,
     };
     if journal_path.exists() && old_journal.is_none() {
@@ -85,27 +89,97 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
             .filter_map(|&k| state.health_of(k).map(|f| (k, f.clone())))
             .collect();
         let run = from_state(&state);
+        let outline = state.config.experiment.experiment().outline(&state.config);
+        let snap = state.progress.snapshot(state.progress.now());
+        let reached = run
+            .dynamics
+            .iter()
+            .map(|d| {
+                let kind = crate::dynamics::DynamicsKind::from_key(&d.key);
+                let r = d.replicate.as_ref().map_or(0, |(r, _)| *r);
+                let stepped = kind
+                    .and_then(|k| snap.track(k, r))
+                    .map(|t| t.offset + t.step);
+                let checkpointed = kind
+                    .and_then(|k| state.checkpoints.get(&(k, r)))
+                    .and_then(|c| c.last().copied());
+                // A finished trajectory (or a seed of the toy's) ran every iteration.
+                let finished = kind.is_some_and(|k| {
+                    state.finished_trajectories.contains(&(k, r))
+                        || (d.toy.is_some() && !state.replicates(k).is_empty())
+                });
+                let diverged_at = kind
+                    .and_then(|k| state.health.get(&(k, r)))
+                    .filter(|f| f.health == crate::events::Health::Diverged)
+                    .map(|f| f.iteration);
+                if let Some(t) = diverged_at {
+                    return t;
+                }
+                if finished {
+                    return outline.iterations;
+                }
+                last_measured(d)
+                    .max(stepped.unwrap_or(0))
+                    .max(checkpointed.unwrap_or(0))
+            })
+            .collect();
         return Ok(RunView {
             run_dir: run_dir.to_path_buf(),
             source: journal_path,
-            replicates_total: replicates(&state.header.config_toml),
+            replicates_total: outline.replicates,
             run,
             notes,
             progress,
             health,
+            outline: Some(outline),
+            reached,
         });
     }
     if h5_path.exists() {
-        let run = h5::read(&h5_path)?;
-        let total = run.attrs.get("config").map_or(1, |c| replicates(c));
+        let run = h5::read(&h5_path).map_err(|e| match e {
+            Error::Unreadable { path, message } if !journal_path.exists() => Error::Unreadable {
+                path,
+                message: format!("{message}; there is no journal.bin beside it to rebuild it from"),
+            },
+            e => e,
+        })?;
+        let outline = run.attrs.get("config").and_then(|c| outline_of(c));
+        let finished = run.attrs.get("status").is_some_and(|s| s == "finished");
+        let reached = run
+            .dynamics
+            .iter()
+            .map(|d| match (&outline, d.toy) {
+                // A finished toy run: every recorded seed ran every iteration.
+                (Some(o), Some((_, n, _))) if finished && n > 0 => o.iterations,
+                _ => last_measured(d),
+            })
+            .collect();
+        // Nothing to rewrite a damaged summary from without a journal: say so.
+        let notes = old_journal
+            .into_iter()
+            .chain(
+                super::integrity::check(run_dir)
+                    .into_iter()
+                    .filter(|d| d.file != h5::FILE_NAME)
+                    .map(|d| {
+                        format!(
+                            "{} is {}; run.h5 is intact, and there is no journal.bin to rewrite it from",
+                            d.file,
+                            if d.problem == "missing" { "missing".to_string() } else { format!("damaged ({})", d.problem) }
+                        )
+                    }),
+            )
+            .collect();
         return Ok(RunView {
             run_dir: run_dir.to_path_buf(),
             source: h5_path,
+            replicates_total: outline.as_ref().map_or(1, |o| o.replicates),
             run,
-            replicates_total: total,
-            notes: old_journal.into_iter().collect(),
+            notes,
             progress: None,
             health: vec![],
+            outline,
+            reached,
         });
     }
     Err(Error::unreadable(
@@ -114,16 +188,15 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
     ))
 }
 
-fn replicates(config_toml: &str) -> usize {
+fn outline_of(config_toml: &str) -> Option<Outline> {
     config::parse(config_toml, "record", &[])
-        .map(|l| {
-            l.config
-                .experiment
-                .experiment()
-                .outline(&l.config)
-                .replicates
-        })
-        .unwrap_or(1)
+        .ok()
+        .map(|l| l.config.experiment.experiment().outline(&l.config))
+}
+
+/// The highest iteration at which anything was measured.
+fn last_measured(d: &H5Dynamics) -> u64 {
+    d.iteration.last().copied().unwrap_or(0)
 }
 
 /// The same numbers `run.h5` would hold, straight from the state.
@@ -156,29 +229,28 @@ fn from_state(state: &RecordState) -> H5Run {
             )
         });
         let mut entries = vec![];
-        if labels.is_empty() {
-            entries.push((
-                kind.key().to_string(),
-                kind.label().to_string(),
-                state.metric_series(kind),
-            ));
+        if labels.len() <= 1 {
+            // One trajectory per dynamics (FashionMNIST's "from θ_GD"), or the toy's
+            // seeds averaged: the dynamics itself, as run.h5 reads back.
+            entries.push((None, kind.label().to_string(), state.metric_series(kind)));
         } else {
             for (r, l) in labels.iter().enumerate() {
                 entries.push((
-                    format!("{}/{}", kind.key(), l.replace(' ', "")),
+                    Some((r, l.clone())),
                     format!("{} · {l}", kind.label()),
                     state.metrics.get(&(kind, r)).cloned().unwrap_or_default(),
                 ));
             }
         }
-        for (key, label, series) in entries {
+        for (replicate, label, series) in entries {
             let (iteration, columns) = aligned_columns(&series);
             let metrics = columns
                 .into_iter()
                 .map(|(m, c)| (m.key().to_string(), c))
                 .collect();
             dynamics.push(H5Dynamics {
-                key,
+                key: kind.key().to_string(),
+                replicate,
                 label,
                 toy: toy_stats,
                 iteration,
@@ -194,12 +266,19 @@ impl RunView {
         self.run.attrs.get(key).map_or("", String::as_str)
     }
 
-    /// The `inspect` table.
-    pub fn table(&self) -> String {
+    /// The `inspect` text: what the run is and how it stands, then one row per
+    /// trajectory with the columns of its experiment (seeds and escapes for the toy,
+    /// iterations reached for the others) and the last value of each metric, the
+    /// mission's first. Metric columns that do not fit in `width` continue in further
+    /// blocks below (each repeating the dynamics column): nothing is cut.
+    pub fn table(&self, width: usize) -> String {
         let mut out = format!(
-            "run        {}\nread from  {}\nexperiment {} · status {} · created {} · noiselab {}{}\n",
+            "run         {}\nread from   {}\nexperiment  {} · status {} · created {} · noiselab {}{}\n",
             self.run_dir.display(),
-            self.source.display(),
+            self.source
+                .strip_prefix(&self.run_dir)
+                .unwrap_or(&self.source)
+                .display(),
             self.attr("experiment"),
             self.attr("status"),
             self.attr("created"),
@@ -213,81 +292,171 @@ impl RunView {
             out += &format!("note: {n}\n");
         }
         if let Some(p) = &self.progress {
-            out += &format!("progress   {p}\n");
+            out += &format!("progress    {p}\n");
         }
-        let count =
-            |h: crate::events::Health| self.health.iter().filter(|(_, f)| f.health == h).count();
-        out += &format!(
-            "health     {} collapsed, {} diverged\n",
-            count(crate::events::Health::Collapsed),
-            count(crate::events::Health::Diverged)
-        );
-        for (kind, f) in &self.health {
+        let metrics = self.metric_order();
+        // Health is watched where a trajectory can die (the classifiers); the toy counts
+        // its diverged seeds in its own column.
+        if !self.health.is_empty() || metrics.contains(&Metric::TEST_ACCURACY) {
+            let count = |h: crate::events::Health| {
+                self.health.iter().filter(|(_, f)| f.health == h).count()
+            };
             out += &format!(
-                "  {:<18} {} at iteration {}: {}\n",
-                kind.label(),
-                f.health.key(),
-                f.iteration,
-                f.detail
+                "health      {} collapsed, {} diverged\n",
+                count(crate::events::Health::Collapsed),
+                count(crate::events::Health::Diverged)
             );
+            for (kind, f) in &self.health {
+                out += &format!(
+                    "  {:<18} {} at iteration {}: {}\n",
+                    kind.label(),
+                    f.health.key(),
+                    grouped(f.iteration),
+                    f.detail
+                );
+            }
         }
-        let metric_names: Vec<String> = self
+        out += "\n";
+
+        // The experiment's own columns: (header, cells), right-aligned.
+        let toy = self.run.dynamics.iter().any(|d| d.toy.is_some());
+        let mut fixed: Vec<(String, Vec<String>)> = vec![];
+        if toy {
+            let noun = self.outline.as_ref().map_or("seed", |o| o.replicate_noun);
+            let mut done = vec![];
+            let mut escaped = vec![];
+            let mut rate = vec![];
+            for d in &self.run.dynamics {
+                let (succ, n, div) = d.toy.unwrap_or((0, 0, 0));
+                done.push(format!("{n}/{}", self.replicates_total));
+                escaped.push(if div > 0 {
+                    format!("{succ} ({div} diverged)")
+                } else {
+                    succ.to_string()
+                });
+                rate.push(if n > 0 {
+                    format!("{:.3}", succ as f64 / n as f64)
+                } else {
+                    "-".into()
+                });
+            }
+            fixed.push((format!("{noun}s"), done));
+            fixed.push(("escaped".into(), escaped));
+            fixed.push(("rate".into(), rate));
+        } else {
+            let planned = self.outline.as_ref().map(|o| o.iterations);
+            let cells = self
+                .reached
+                .iter()
+                .map(|&t| match planned {
+                    Some(p) => format!("{}/{}", grouped(t), grouped(p)),
+                    None => grouped(t),
+                })
+                .collect();
+            fixed.push(("iteration".into(), cells));
+        }
+        let columns: Vec<(String, Vec<String>)> = metrics
+            .iter()
+            // The toy's rate is its escaped fraction's last value: one column is enough.
+            .filter(|m| !(toy && **m == Metric::ESCAPED_FRACTION))
+            .map(|m| {
+                let cells = self
+                    .run
+                    .dynamics
+                    .iter()
+                    .map(|d| {
+                        d.metrics
+                            .get(m.key())
+                            .and_then(|v| v.iter().rev().find(|x| !x.is_nan()))
+                            .map_or("-".into(), |&v| fit(v))
+                    })
+                    .collect();
+                (m.label(), cells)
+            })
+            .collect();
+
+        let names: Vec<&str> = self.run.dynamics.iter().map(|d| d.label.as_str()).collect();
+        let name_w = names
+            .iter()
+            .map(|n| n.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(8);
+        let col_w = |(h, cells): &(String, Vec<String>)| {
+            cells
+                .iter()
+                .map(|c| c.chars().count())
+                .chain([h.chars().count()])
+                .max()
+                .unwrap_or(0)
+        };
+        // Blocks of columns that fit the width; the experiment's own ones lead the first.
+        let mut blocks: Vec<Vec<&(String, Vec<String>)>> = vec![fixed.iter().collect()];
+        let mut used = name_w + fixed.iter().map(|c| col_w(c) + 2).sum::<usize>();
+        for c in &columns {
+            let w = col_w(c) + 2;
+            let block = blocks.last_mut().expect("one block at least");
+            if used + w > width && !block.is_empty() {
+                blocks.push(vec![c]);
+                used = name_w + w;
+            } else {
+                block.push(c);
+                used += w;
+            }
+        }
+        for (b, block) in blocks.iter().enumerate() {
+            if b > 0 {
+                out += "\n";
+            }
+            let mut line = format!("{:<name_w$}", "dynamics");
+            for c in block {
+                line += &format!("  {:>w$}", c.0, w = col_w(c));
+            }
+            out += line.trim_end();
+            out += "\n";
+            for (i, name) in names.iter().enumerate() {
+                let mut line = format!("{name:<name_w$}");
+                for c in block {
+                    line += &format!("  {:>w$}", c.1[i], w = col_w(c));
+                }
+                out += line.trim_end();
+                out += "\n";
+            }
+        }
+        out += if toy {
+            "(metrics: the mean over finished seeds at the last iteration)\n"
+        } else {
+            "(metrics: each one's last measured value; all of them: noiselab export)\n"
+        };
+        out
+    }
+
+    /// The metrics present, in the dashboard's order (the mission's first).
+    fn metric_order(&self) -> Vec<Metric> {
+        let present: std::collections::BTreeSet<&str> = self
             .run
             .dynamics
             .iter()
-            .flat_map(|d| d.metrics.keys().cloned())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
+            .flat_map(|d| d.metrics.keys().map(String::as_str))
             .collect();
-        out += &format!(
-            "\n{:<18} {:>11} {:>8} {:>7} {:>10}",
-            "dynamics", "seeds", "escaped", "rate", "iterations"
-        );
-        for m in &metric_names {
-            out += &format!(" {m:>16}");
-        }
-        out += "\n";
-        for d in &self.run.dynamics {
-            let (succ, done, div) = d.toy.unwrap_or((0, 0, 0));
-            let rate = if done > 0 {
-                format!("{:.3}", succ as f64 / done as f64)
-            } else {
-                "-".into()
-            };
-            let (seeds, escaped) = match d.toy {
-                None => ("-".to_string(), "-".to_string()),
-                Some(_) if div > 0 => (
-                    format!("{done}/{}", self.replicates_total),
-                    format!("{succ} ({div}✗)"),
-                ),
-                Some(_) => (
-                    format!("{done}/{}", self.replicates_total),
-                    succ.to_string(),
-                ),
-            };
-            out += &format!(
-                "{:<18} {:>11} {:>8} {:>7} {:>10}",
-                d.label,
-                seeds,
-                escaped,
-                rate,
-                d.iteration.last().map_or(0, |t| t + 1)
-            );
-            for m in &metric_names {
-                let v = d.metrics.get(m).and_then(|v| v.last().copied());
-                out += &format!(" {:>16}", v.map_or("-".into(), |v| format!("{v:.6}")));
+        let mut order: Vec<Metric> = self
+            .outline
+            .iter()
+            .flat_map(|o| o.metrics.iter().map(|d| d.metric))
+            .filter(|m| present.contains(m.key()))
+            .collect();
+        for k in &present {
+            if !order.iter().any(|m| m.key() == *k) {
+                order.push(Metric::from_key(k));
             }
-            out += "\n";
         }
-        out +=
-            "(metrics: value at the last iteration; for the toy, the mean over finished seeds)\n";
-        out
+        by_priority(&order)
     }
 
     /// `inspect --json`.
     pub fn json(&self) -> Value {
         let mut dynamics = Map::new();
-        for d in &self.run.dynamics {
+        for (i, d) in self.run.dynamics.iter().enumerate() {
             let (succ, done, div) = d.toy.unwrap_or((0, 0, 0));
             let finals: Map<String, Value> = d
                 .metrics
@@ -303,15 +472,18 @@ impl RunView {
                 })
                 .collect();
             dynamics.insert(
-                d.key.clone(),
+                d.id(),
                 json!({
+                    "dynamics": d.key,
+                    "replicate": d.replicate.as_ref().map(|(_, l)| l.clone()),
                     "label": d.label,
                     "seeds_done": done,
                     "seeds_total": self.replicates_total,
                     "successes": succ,
                     "success_rate": if done > 0 { Value::from(succ as f64 / done as f64) } else { Value::Null },
                     "diverged": div,
-                    "iterations_done": d.iteration.last().map_or(0, |t| t + 1),
+                    "iterations_done": self.reached[i],
+                    "iterations_planned": self.outline.as_ref().map(|o| o.iterations),
                     "final": finals,
                 }),
             );
@@ -335,13 +507,19 @@ impl RunView {
         })
     }
 
-    /// `export --csv`: tidy rows `dynamics,iteration,metric,value`.
+    /// `export --csv`: tidy rows `dynamics,replicate,iteration,metric,value`, one per
+    /// measured value (`replicate` is empty for one trajectory per dynamics, the
+    /// replicate's label otherwise, e.g. the one-hidden widths' `h = 200`).
     pub fn write_csv(&self, out: &mut dyn std::io::Write) -> std::io::Result<()> {
-        writeln!(out, "dynamics,iteration,metric,value")?;
+        writeln!(out, "dynamics,replicate,iteration,metric,value")?;
         for d in &self.run.dynamics {
+            let replicate = d.replicate.as_ref().map_or("", |(_, l)| l.as_str());
             for (m, values) in &d.metrics {
                 for (t, v) in d.iteration.iter().zip(values) {
-                    writeln!(out, "{},{t},{m},{v}", d.key)?;
+                    // NaN marks "not measured at this iteration" in the aligned columns.
+                    if !v.is_nan() {
+                        writeln!(out, "{},{replicate},{t},{m},{v}", d.key)?;
+                    }
                 }
             }
         }

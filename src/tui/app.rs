@@ -2,8 +2,8 @@
 //! here, so every behaviour is unit-testable.
 
 use crate::dynamics::DynamicsKind;
+use crate::events::{by_priority, Health, MetricDef, SpectrumOf};
 use crate::events::{Event, Metric, ReplicateMeans, ReplicateSummary, RunInfo, RunStatus};
-use crate::events::{Health, MetricDef, SpectrumOf};
 use crate::progress::{ProgressModel, Snapshot};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -585,19 +585,6 @@ impl App {
 /// dynamics of 1,000 seeds counts its diverged seeds instead).
 fn one_trajectory(info: Option<&RunInfo>) -> bool {
     info.is_none_or(|i| i.replicates <= 1 || !i.replicate_labels.is_empty())
-}
-
-/// For a classifier (a run that measures test accuracy) the metrics of the mission
-/// first — test accuracy, expected sharpness, Tr(HΣ) — then the rest in the run's order;
-/// otherwise the run's order (the toy leads with its escaped fraction).
-pub fn by_priority(metrics: &[Metric]) -> Vec<Metric> {
-    const FIRST: [Metric; 3] = [Metric::TEST_ACCURACY, Metric::SHARPNESS, Metric::TR_H_SIGMA];
-    if !metrics.contains(&Metric::TEST_ACCURACY) {
-        return metrics.to_vec();
-    }
-    let mut out: Vec<Metric> = FIRST.into_iter().filter(|m| metrics.contains(m)).collect();
-    out.extend(metrics.iter().filter(|m| !FIRST.contains(m)));
-    out
 }
 
 /// Every key the dashboard knows, for the help overlay and the docs.

@@ -5,8 +5,9 @@
 //! chart (the next metric) sits beside the first when the width allows.
 
 use super::overview::{flag, status_symbol};
-use super::{fmt_fit, Theme};
+use super::Theme;
 use crate::events::Metric;
+use crate::numbers::fit as fmt_fit;
 use crate::tui::app::App;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Color;

@@ -4,8 +4,9 @@
 //! column that cannot hold one is not drawn.
 
 use super::scale::{scale, TOP};
-use super::{abbreviate, fmt_fit, Theme};
+use super::{abbreviate, Theme};
 use crate::events::{Health, Metric, Task};
+use crate::numbers::fit as fmt_fit;
 use crate::progress::hms as hms_s;
 use crate::progress::Snapshot;
 use crate::tui::app::{App, DynStatus, DynamicsState};
