@@ -12,8 +12,14 @@ Each run directory's run.h5 (layout: docs/SCHEMA.md) gives, by its experiment:
                  fig4c_sharpness.png, fig5_gradient_and_noise_norm.png
 - cifar10:       fig7a_train_accuracy.png, fig7b_test_accuracy.png, fig7c_sharpness.png
 PNG files go to OUT_DIR (default: each run's directory, subfolder figures/).
+
+Figs. 4 and 7 draw the GD phase (0 … θ_GD) and phase 2 (every dynamics from θ_GD) as two
+panels sharing the y-axis, each with its own x-scale (only phase 2 when the run recorded
+no GD phase). Legends sit outside the axes; each dynamics keeps one colour, marker and
+dash pattern in every figure, so curves that coincide stay distinguishable.
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -43,30 +49,61 @@ def metrics(group):
     return group["replicates"]["0"]["metrics"]
 
 
+# One look per dynamics in every figure: colour, marker and dash pattern, so that curves
+# which coincide (the trapped dynamics in Fig. 4, GLD const and GLD diag in Fig. 1c) stay
+# distinguishable. Open markers let a marker underneath show through.
+STYLE = {
+    "gd": dict(color="C0", marker="o", ls="-"),
+    "gld_const": dict(color="C1", marker="s", ls=(0, (6, 2))),
+    "gld_dynamic": dict(color="C2", marker="^", ls="-."),
+    "gld_diag": dict(color="C3", marker="v", ls=(0, (2, 2))),
+    "gld_leading": dict(color="C4", marker="D", ls="-"),
+    "gld_hessian": dict(color="C5", marker="P", ls=(0, (6, 2))),
+    "gld_eig1": dict(color="C6", marker="X", ls="-."),
+    "sgd": dict(color="C7", marker="*", ls="-"),
+}
+
+
+def style(key, index):
+    """Plot keywords of a dynamics; index (its place in the figure's drawing order) makes
+    the lines drawn first a little wider, so a later line on top of one leaves it visible."""
+    s = dict(STYLE.get(key, dict(color=f"C{index % 10}", marker="o", ls="-")))
+    s.update(lw=max(2.0 - 0.15 * index, 0.9), mfc="none", ms=5)
+    return s
+
+
+def legend_outside(ax, handles=None, labels=None, **kw):
+    """The legend to the right of the axes, where it covers no data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    kw.setdefault("fontsize", 7)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1), borderaxespad=0, **kw)
+
+
 def save(fig, out, name):
     out.mkdir(parents=True, exist_ok=True)
     path = out / name
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     print(path)
 
 
 def toy2d(f, out):
-    fig, ax = plt.subplots(figsize=(5, 5))
-    for key in dynamics(f):
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for i, key in enumerate(dynamics(f)):
         g = f["dynamics"][key]
         if "trajectories" in g and len(g["trajectories"]):
             path = g["trajectories"][0]
-            ax.plot(path[:, 0], path[:, 1], lw=1, label=label(f, key))
-    ax.plot([1], [1], "k^", ms=9)
-    ax.plot([-1], [-1], "kv", ms=9)
-    ax.annotate("sharp (1, 1)", (1, 1), textcoords="offset points", xytext=(6, 6))
-    ax.annotate("flat (−1, −1)", (-1, -1), textcoords="offset points", xytext=(6, -12))
+            color = STYLE.get(key, {}).get("color", f"C{i % 10}")
+            ax.plot(path[:, 0], path[:, 1], lw=1, color=color, label=label(f, key))
+    # The minima as markers named in the legend (text beside them would cover paths).
+    ax.plot([1], [1], "k^", ms=9, mfc="white", mew=1.5, ls="none", zorder=5, label="sharp minimum (1, 1)")
+    ax.plot([-1], [-1], "kv", ms=9, mfc="white", mew=1.5, ls="none", zorder=5, label="flat minimum (−1, −1)")
     ax.set_xlabel("θ₁")
     ax.set_ylabel("θ₂")
     ax.set_title("(a) one run of each dynamics")
-    ax.legend(fontsize=7)
+    legend_outside(ax, markerscale=0.7, labelspacing=0.8)
     save(fig, out, "fig1a_trajectories.png")
 
     keys = dynamics(f)
@@ -80,15 +117,19 @@ def toy2d(f, out):
     ax.set_title(f"(b) escaping to the flat basin, {max(seeds)} runs")
     save(fig, out, "fig1b_success_rate.png")
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in keys:
+    fig, ax = plt.subplots(figsize=(7.5, 3.8))
+    for i, key in enumerate(keys):
         g = f["dynamics"][key]
         if "tr_h_noise" in g and len(g["tr_h_noise"]):
-            ax.plot(g["tr_h_noise"][0], lw=1, label=label(f, key))
+            v = g["tr_h_noise"][0]
+            # Markers at staggered iterations: curves that coincide (GLD const and GLD
+            # diag) still show each its own marks, besides each its own dash pattern.
+            every = max(len(v) // 10, 1)
+            ax.plot(v, markevery=(i * every // max(len(keys), 1), every), label=label(f, key), **style(key, i))
     ax.set_xlabel("iteration")
-    ax.set_ylabel("Tr(H_t Σ_t)")
-    ax.set_title("(c) Tr(HΣ) of each dynamics' noise, one run")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("Tr(H_t Cov n_t)")
+    ax.set_title("(c) Tr(H·Cov n) of each dynamics' noise, one run")
+    legend_outside(ax)
     save(fig, out, "fig1c_tr_h_noise.png")
 
 
@@ -117,8 +158,15 @@ def series(f, key, metric):
 
 
 def theta_gd_iteration(f, keys):
-    """Where phase 2 starts: the first measurement of the dynamics other than GD (GD's
-    curve also holds the GD phase before it), else GD's spectrum at θ_GD."""
+    """Where phase 2 starts: gd_iterations of the run's resolved config (θ_GD is iteration
+    G), else the first measurement of the dynamics other than GD (GD's curve also holds
+    the GD phase before it), else GD's spectrum at θ_GD."""
+    config = f.attrs.get("config", "")
+    if isinstance(config, bytes):
+        config = config.decode()
+    found = re.search(r"^\s*gd_iterations\s*=\s*(\d+)\s*(#.*)?$", str(config), re.M)
+    if found:
+        return int(found.group(1))
     starts = [series(f, k, "test_accuracy")[0] for k in keys if k != "gd"]
     starts = [int(it[0]) for it in starts if it is not None and len(it)]
     if starts:
@@ -131,24 +179,64 @@ def theta_gd_iteration(f, keys):
 
 def classification(f, out, number):
     """Fig. 4 (FashionMNIST) or Fig. 7 (CIFAR-10): accuracies and sharpness along the GD
-    phase and then every dynamics from θ_GD (dashed line), as the paper draws them."""
+    phase and then every dynamics from θ_GD. Two panels sharing the y-axis, each with its
+    own x-scale: a narrow one for the GD phase (0 … G, GD's curve) and a wide one for phase
+    2 (G … G + T, every dynamics), θ_GD dashed at G in both. When the run holds no GD phase
+    (gd_metrics_every = 0, or θ_GD read from a file) only the phase-2 panel."""
     keys = dynamics(f)
     start = theta_gd_iteration(f, keys)
+    its = [series(f, k, m)[0] for k in keys for m in ("train_accuracy", "test_accuracy", "sharpness")]
+    its = [it.astype(np.int64) for it in its if it is not None and len(it)]
+    gd_phase = any(int(it.min()) < start for it in its)
+    end = max([int(it.max()) for it in its] + [start])
     for name, metric, title, ylabel in [
         ("a_train_accuracy.png", "train_accuracy", "(a) training accuracy", "training accuracy"),
         ("b_test_accuracy.png", "test_accuracy", "(b) test accuracy", "test accuracy"),
         ("c_sharpness.png", "sharpness", "(c) expected sharpness, E[L(θ+ν)] − L(θ)", "expected sharpness"),
     ]:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for key in keys:
+        if gd_phase:
+            fig, (before, after) = plt.subplots(
+                1, 2, sharey=True, figsize=(9, 4), gridspec_kw={"width_ratios": [1, 2.6]}
+            )
+            panels = [(before, 0, start), (after, start, end)]
+        else:
+            fig, after = plt.subplots(figsize=(7.5, 4))
+            before = None
+            panels = [(after, start, end)]
+        for i, key in enumerate(keys):
             it, v = series(f, key, metric)
-            if it is not None:
-                ax.plot(it, v, marker=".", lw=1, label=label(f, key))
-        ax.axvline(start, color="k", ls="--", lw=0.8)
-        ax.set_xlabel(f"iteration (θ_GD at {start}, dashed)")
-        ax.set_ylabel(ylabel)
-        ax.set_title(f"Fig. {number}{title}")
-        ax.legend(fontsize=7)
+            if it is None:
+                continue
+            it = it.astype(np.int64)
+            for ax, lo, hi in panels:
+                keep = (it >= lo) & (it <= hi)
+                # The GD-phase panel holds the curves of the GD phase (GD's), not the
+                # other dynamics' first points at θ_GD on its edge.
+                if keep.any() and (hi > start or (it < start).any()):
+                    ax.plot(it[keep], v[keep], label=label(f, key), **style(key, i))
+        for ax, lo, hi in panels:
+            pad = max((hi - lo) * 0.03, 0.5)
+            ax.set_xlim(lo - pad, hi + pad)
+            ax.axvline(start, color="k", ls="--", lw=0.8)
+            ax.grid(alpha=0.25)
+        after.set_xlabel(f"iteration (θ_GD at {start}, dashed)")
+        if before is not None:
+            before.set_xlabel("iteration")
+            before.set_ylabel(ylabel)
+            before.set_title(f"GD phase, 0 … {start}", fontsize=9)
+            after.set_title(f"every dynamics from θ_GD, {start} … {end}", fontsize=9)
+            fig.suptitle(f"Fig. {number}{title}")
+        else:
+            after.set_ylabel(ylabel)
+            after.set_title(f"Fig. {number}{title}\nevery dynamics from θ_GD, {start} … {end}", fontsize=10)
+        # Every dynamics once, in the drawing order (GD may have only one panel's points).
+        entries = {}
+        for ax, _, _ in panels:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                entries.setdefault(lab, h)
+        order = {label(f, k): i for i, k in enumerate(keys)}
+        labs = sorted(entries, key=lambda lab: order.get(lab, len(order)))
+        legend_outside(after, [entries[lab] for lab in labs], labs)
         save(fig, out, f"fig{number}{name}")
 
 
@@ -166,24 +254,24 @@ def fashion_mnist(f, out):
 
         it, th = series(f, "sgd", "tr_h_sigma")
         _, iso = series(f, "sgd", "tr_h_sigma_iso")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot(it, th, marker=".", label=r"Tr($H_t\Sigma_t$)")
         ax.plot(it, iso, marker=".", ls=":", label=r"Tr($H_t\bar\Sigma_t$), isotropic")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_title("Fig. 3(c): SGD noise vs isotropic noise of equal trace")
-        ax.legend()
+        legend_outside(ax, fontsize=9)
         save(fig, out, "fig3c_tr_h_sigma.png")
 
         it, g = series(f, "sgd", "gradient_norm")
         _, n = series(f, "sgd", "noise_norm")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig, ax = plt.subplots(figsize=(7, 3.5))
         ax.plot(it, g, marker=".", label="‖∇L(θ_t)‖")
         ax.plot(it, n, marker=".", label="noise norm √Tr C_m")
         ax.set_yscale("log")
         ax.set_xlabel("iteration")
         ax.set_title("Fig. 5: gradient mean vs noise, SGD")
-        ax.legend()
+        legend_outside(ax, fontsize=9)
         save(fig, out, "fig5_gradient_and_noise_norm.png")
 
     spectra = [k for k in keys if "spectra" in f["dynamics"][k] and "hessian" in f["dynamics"][k]["spectra"]]

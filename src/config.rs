@@ -239,7 +239,7 @@ pub struct LoadedConfig {
 pub struct Preset {
     pub name: &'static str,
     /// One line for `noiselab presets` and `run --help`: what it runs, and how long it
-    /// takes on two cores (measured: README).
+    /// takes on our 2-core machines (measured: README).
     pub summary: &'static str,
     pub text: &'static str,
 }
@@ -248,27 +248,27 @@ pub struct Preset {
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "toy2d",
-        summary: "the 2-D toy (Fig. 1): 6 dynamics × 100 seeds from a sharp minimum · ~1 s",
+        summary: "the 2-D toy (Fig. 1): 6 dynamics × 100 seeds from a sharp minimum · ~2 s",
         text: include_str!("../configs/toy2d.toml"),
     },
     Preset {
         name: "fashion_mnist_quick",
-        summary: "the main job: LeNet on FashionMNIST, 8 dynamics escape θ_GD · ~15 min",
+        summary: "the main job: LeNet on FashionMNIST, 8 dynamics escape θ_GD · ~35 min",
         text: include_str!("../configs/fashion_mnist_quick.toml"),
     },
     Preset {
         name: "one_hidden",
-        summary: "Fig. 2: Tr(HΣ) vs isotropic Tr(HΣ̄) along SGD, 3 widths · ~1 min",
+        summary: "Fig. 2: Tr(HΣ) vs isotropic Tr(HΣ̄) along SGD, 3 widths · ~2.5 min",
         text: include_str!("../configs/one_hidden.toml"),
     },
     Preset {
         name: "one_hidden_released",
-        summary: "Fig. 2 by the authors' released recipe (Adam, squared loss) · ~1 min",
+        summary: "Fig. 2 by the authors' released recipe (Adam, squared loss) · ~4 min",
         text: include_str!("../configs/one_hidden_released.toml"),
     },
     Preset {
         name: "fashion_mnist",
-        summary: "the FashionMNIST protocol unabridged (Figs. 3–6) · ~4.5 h",
+        summary: "the FashionMNIST protocol unabridged (Figs. 3–6) · 4.5–14 h",
         text: include_str!("../configs/fashion_mnist.toml"),
     },
     Preset {

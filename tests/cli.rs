@@ -112,7 +112,8 @@ fn toy_run_prints_the_table_and_writes_run_h5_and_summary() {
         ],
         tmp.path(),
     );
-    assert_eq!(again.status.code(), Some(1));
+    // A usage error (exit 2), saying what to do instead.
+    assert_eq!(again.status.code(), Some(2));
     assert!(text(&again).1.contains("already holds a run"));
 }
 
@@ -325,7 +326,7 @@ fn headless_sigterm_flushes_an_interrupted_record_and_out_never_overwrites() {
     assert_eq!(summary_status(&out), "interrupted");
     // The directory holds a run now: `run --out` refuses it and points to resume.
     let again = noiselab(&["run", PRESET, "--out", out.to_str().unwrap()], tmp.path());
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(again.status.code(), Some(2));
     assert!(
         text(&again).1.contains("noiselab resume"),
         "{}",

@@ -190,8 +190,8 @@ fn resume_continues_a_stopped_run_and_refuses_a_finished_one() {
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).contains("already finished"));
     let o = noiselab(&["resume", tmp.path().join("nothing").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("journal.bin"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such directory"));
 }
 
 #[test]
@@ -261,7 +261,10 @@ fn inspect_and_export_agree_with_the_summary() {
     assert!(o.status.success());
     let csv = std::fs::read_to_string(&csv_path).unwrap();
     let mut lines = csv.lines();
-    assert_eq!(lines.next(), Some("dynamics,replicate,iteration,metric,value"));
+    assert_eq!(
+        lines.next(),
+        Some("dynamics,replicate,iteration,metric,value")
+    );
     assert_eq!(
         lines.count(),
         6 * 5 * 500,
@@ -486,8 +489,8 @@ fn journal_reader_refuses_foreign_and_newer_files_by_name() {
         .to_string();
     assert!(err.contains("truncated"), "{err}");
     let o = noiselab(&["inspect", "/nonexistent/run"]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("not a noiselab run directory"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such directory"));
 }
 
 proptest! {
