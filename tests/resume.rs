@@ -129,7 +129,12 @@ fn phase(dir: &Path) -> &'static str {
 /// over the run's length (one in each `1/kills` of it, at a random point) and resumed:
 /// each must end with the uninterrupted run's datasets and summary.json, bit for bit.
 /// Returns where the kills landed and how many resumes continued from a checkpoint.
-fn kill_and_resume(args: &[String], kills: usize, seed: u64) -> (Vec<&'static str>, usize) {
+fn kill_and_resume(
+    args: &[String],
+    kills: usize,
+    seed: u64,
+    aimed: &[&'static str],
+) -> (Vec<&'static str>, usize) {
     let tmp = tempfile::tempdir().unwrap();
     // Twice uninterrupted: the same record both times, and the kills are spread over
     // the shorter (warm) duration.
@@ -155,11 +160,28 @@ fn kill_and_resume(args: &[String], kills: usize, seed: u64) -> (Vec<&'static st
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
     let mut phases = vec![];
     let mut from_checkpoint = 0;
-    for i in 0..kills {
+    // First a kill aimed at each of `aimed` (the log is watched until the run is
+    // there: a short phase is hit whatever the machine's speed), then `kills` spread
+    // over the run's length.
+    let plan = aimed
+        .iter()
+        .map(|p| Some(*p))
+        .chain(std::iter::repeat_n(None, kills));
+    for (i, aim) in plan.enumerate() {
         let dir: PathBuf = tmp.path().join(format!("killed-{i}"));
-        let at = (i as f64 + rng.random_range(0.0..1.0)) / kills as f64;
+        let timed = i.saturating_sub(aimed.len());
+        let at = (timed as f64 + rng.random_range(0.0..1.0)) / kills as f64;
         let mut child = spawn(args, &dir);
-        std::thread::sleep(Duration::from_secs_f64(at * full.as_secs_f64()));
+        match aim {
+            Some(target) => {
+                let deadline = Instant::now() + 4 * full;
+                while phase(&dir) != target {
+                    assert!(Instant::now() < deadline, "the run never was {target}");
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+            None => std::thread::sleep(Duration::from_secs_f64(at * full.as_secs_f64())),
+        }
         let _ = child.kill(); // SIGKILL
         child.wait().unwrap();
         phases.push(phase(&dir));
@@ -185,7 +207,7 @@ fn kill_and_resume(args: &[String], kills: usize, seed: u64) -> (Vec<&'static st
     }
     eprintln!(
         "{} kills over {:.1} s: {phases:?}; {from_checkpoint} resumes continued from a checkpoint",
-        kills,
+        kills + aimed.len(),
         full.as_secs_f64()
     );
     (phases, from_checkpoint)
@@ -193,7 +215,7 @@ fn kill_and_resume(args: &[String], kills: usize, seed: u64) -> (Vec<&'static st
 
 #[test]
 fn fashion_mnist_killed_anywhere_resumes_to_the_uninterrupted_record() {
-    let (phases, from_checkpoint) = kill_and_resume(&fashion_args(), 12, 12);
+    let (phases, from_checkpoint) = kill_and_resume(&fashion_args(), 12, 12, &["in the GD phase"]);
     assert!(phases.contains(&"in the GD phase"), "{phases:?}");
     assert!(
         phases
@@ -209,7 +231,7 @@ fn fashion_mnist_killed_anywhere_resumes_to_the_uninterrupted_record() {
 
 #[test]
 fn one_hidden_killed_anywhere_resumes_to_the_uninterrupted_record() {
-    let (_, from_checkpoint) = kill_and_resume(&one_hidden_args(), 10, 10);
+    let (_, from_checkpoint) = kill_and_resume(&one_hidden_args(), 10, 10, &[]);
     assert!(
         from_checkpoint >= 2,
         "{from_checkpoint} resumes used a checkpoint"
