@@ -256,12 +256,7 @@ pub const DAMAGED: &str = "damaged";
 /// the run. Returns the number of intact records kept and the copy's path; `None` when
 /// the journal is not damaged.
 pub fn truncate_damaged(path: &Path) -> Result<Option<(usize, PathBuf)>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    lock_for_writing(&file, path)?;
+    let file = open_existing_for_writing(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let contents = parse(&bytes, path)?;
     if contents.damaged.is_none() {
@@ -318,6 +313,18 @@ fn lock_for_writing(file: &File, path: &Path) -> Result<()> {
     }
 }
 
+/// An existing journal opened to be changed, with its writer lock taken (refused while
+/// another process writes it).
+fn open_existing_for_writing(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    lock_for_writing(&file, path)?;
+    Ok(file)
+}
+
 /// Whether a process holds the writer lock of the journal at `path`; `None` when it
 /// cannot be told (no such file, no locks on this file system).
 pub fn writer_alive(path: &Path) -> Option<bool> {
@@ -362,12 +369,7 @@ impl Writer {
     /// Opens an existing journal to write on: reads it, cuts off a torn tail, and
     /// returns what it held.
     pub fn append(path: &Path) -> Result<(Self, Contents)> {
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        lock_for_writing(&file, path)?;
+        let mut file = open_existing_for_writing(path)?;
         let contents = read(path)?;
         file.set_len(contents.valid_len)
             .and_then(|_| file.seek(SeekFrom::End(0)).map(|_| ()))
