@@ -58,6 +58,16 @@ pub fn check(dir: &Path) -> Vec<Damage> {
 
 const SUMMARY: &str = "summary.json";
 
+impl Damage {
+    /// What state the file is in, in words: `missing` or `damaged (why)`.
+    pub fn state(&self) -> String {
+        match self.problem.as_str() {
+            "missing" => "missing".into(),
+            p => format!("damaged ({p})"),
+        }
+    }
+}
+
 /// An error's text without the path it starts with (the caller names the file).
 fn unprefixed(text: &str, path: &Path) -> String {
     let shown = format!("{}: ", path.display());
@@ -86,10 +96,7 @@ pub fn heal(dir: &Path) -> Result<Vec<String>> {
     if damage.is_empty() {
         return Ok(vec![]);
     }
-    let what = |d: &Damage| match d.problem.as_str() {
-        "missing" => format!("{} was missing", d.file),
-        p => format!("{} was damaged ({p})", d.file),
-    };
+    let what = |d: &Damage| format!("{} was {}", d.file, d.state());
     Ok(match recorder::finalize(dir, &state, state.status) {
         Ok(()) => damage
             .iter()

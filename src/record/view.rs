@@ -165,7 +165,7 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
                         format!(
                             "{} is {}; run.h5 is intact, and there is no journal.bin to rewrite it from",
                             d.file,
-                            if d.problem == "missing" { "missing".to_string() } else { format!("damaged ({})", d.problem) }
+                            d.state()
                         )
                     }),
             )
