@@ -40,15 +40,26 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
     let journal_path = run_dir.join(journal::FILE_NAME);
     let h5_path = run_dir.join(h5::FILE_NAME);
     // A journal this build cannot read (an older format, or damaged) beside a run.h5
-    // that reads: the record it left is still there.
-    let old_journal = match journal::read(&journal_path) {
-        Err(Error::Unreadable { message, .. }) if h5::read(&h5_path).is_ok() => Some(format!(
-            "journal.bin: {message}; the numbers are from run.h5"
-        )),
-        _ => None,
+    // that reads: the record it left is still there. Each file is read once.
+    let mut old_journal = None;
+    let mut h5_run = None;
+    let journal = journal_path.exists().then(|| journal::read(&journal_path));
+    let contents = match journal {
+        Some(Ok(contents)) => Some(contents),
+        Some(Err(Error::Unreadable { path, message })) => match h5::read(&h5_path) {
+            Ok(run) => {
+                old_journal = Some(format!(
+                    "journal.bin: {message}; the numbers are from run.h5"
+                ));
+                h5_run = Some(run);
+                None
+            }
+            Err(_) => return Err(Error::Unreadable { path, message }),
+        },
+        Some(Err(e)) => return Err(e),
+        None => None,
     };
-    if journal_path.exists() && old_journal.is_none() {
-        let contents = journal::read(&journal_path)?;
+    if let Some(contents) = contents {
         let state = RecordState::from_journal(&contents, &journal_path)?;
         let mut notes = vec![];
         if let Some(why) = &contents.stopped {
@@ -136,13 +147,19 @@ pub fn open(run_dir: &Path) -> Result<RunView> {
         });
     }
     if h5_path.exists() {
-        let run = h5::read(&h5_path).map_err(|e| match e {
-            Error::Unreadable { path, message } if !journal_path.exists() => Error::Unreadable {
-                path,
-                message: format!("{message}; there is no journal.bin beside it to rebuild it from"),
-            },
-            e => e,
-        })?;
+        let run = h5_run
+            .map_or_else(|| h5::read(&h5_path), Ok)
+            .map_err(|e| match e {
+                Error::Unreadable { path, message } if !journal_path.exists() => {
+                    Error::Unreadable {
+                        path,
+                        message: format!(
+                            "{message}; there is no journal.bin beside it to rebuild it from"
+                        ),
+                    }
+                }
+                e => e,
+            })?;
         let outline = run.attrs.get("config").and_then(|c| outline_of(c));
         let finished = run.attrs.get("status").is_some_and(|s| s == "finished");
         let reached = run
