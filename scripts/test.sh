@@ -10,6 +10,11 @@ bash scripts/setup.sh
 py=python3
 $py -c 'import h5py, numpy, matplotlib' 2>/dev/null || py=/usr/bin/python3
 
+# A one-node Slurm on this machine (root) for `sweep --slurm` (tests/slurm.rs): with
+# NOISELAB_REQUIRE_SLURM set, a cluster that does not answer fails that test.
+bash scripts/slurm-cluster.sh start
+export NOISELAB_REQUIRE_SLURM=1
+
 cargo test --release --all-targets
 
 # The record, read back by h5py with nothing but docs/SCHEMA.md: a finished run, and a
@@ -51,4 +56,8 @@ $py scripts/plot_figures.py "$work/finished" "$work/one_hidden" "$work/fashion" 
   -o "$work/figures"
 # Figs. 1a/b/c, 2, 3a/b/c, 4a/b/c, 5 and 7a/b/c.
 test "$(ls "$work/figures"/*.png | wc -l)" -eq 14
+# A sweep's figures: mean ± 95 % CI over seeds (Fig. 1b from three toy seeds).
+$bin sweep toy2d --seeds 0..2 --set toy2d.seeds=20 --out "$work/sweep" --local 2 >/dev/null
+$py scripts/plot_figures.py "$work/sweep"
+test -s "$work/sweep/figures/fig1b_success_rate.png"
 rm -rf "$work"

@@ -154,6 +154,11 @@ pub struct RecordConfig {
     /// iterations (0 = never); `resume` continues from the latest. Presets set it to
     /// about five minutes of work.
     pub checkpoint_every: usize,
+    /// A directory where runs share work that does not depend on what differs between
+    /// them (θ_GD of runs with the same GD phase); `noiselab sweep` sets it to the
+    /// sweep's `cache/`. Unset: every run does its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_cache: Option<String>,
 }
 
 impl Default for RecordConfig {
@@ -161,6 +166,7 @@ impl Default for RecordConfig {
         RecordConfig {
             flush_seconds: 2.0,
             checkpoint_every: 500,
+            shared_cache: None,
         }
     }
 }
@@ -265,6 +271,11 @@ pub const PRESETS: &[Preset] = &[
         name: "one_hidden_released",
         summary: "Fig. 2 by the authors' released recipe (Adam, squared loss) · ~4 min",
         text: include_str!("../configs/one_hidden_released.toml"),
+    },
+    Preset {
+        name: "fashion_mnist_sweep",
+        summary: "FashionMNIST for sweeps over seeds: 6 dynamics × 2,000 its · 25–70 min a seed",
+        text: include_str!("../configs/fashion_mnist_sweep.toml"),
     },
     Preset {
         name: "fashion_mnist",

@@ -64,6 +64,13 @@ pub trait Experiment: Send + Sync + fmt::Debug {
     /// `/dynamics/<key>` in `run.h5`.
     fn summary(&self, record: &RecordState, status: RunStatus) -> serde_json::Value;
 
+    /// What the run's shareable phase depends on (θ_GD of the networks: data, seed,
+    /// GD's settings), as a short stable key: runs with the same key can share that
+    /// phase through `record.shared_cache`. `None`: nothing to share.
+    fn shared_work_key(&self, _config: &Config) -> Option<String> {
+        None
+    }
+
     /// The config key `--data-dir` sets, for experiments that read a dataset.
     fn data_dir_key(&self) -> Option<String> {
         None

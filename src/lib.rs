@@ -5,6 +5,7 @@
 //! section numbers in comments (`METHOD.md §2`) refer to it. Data flows one way:
 //! config → experiment → [`engine`] (θ ← θ − η·g0 + n) → events → record and dashboard.
 
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod dynamics;
@@ -25,6 +26,8 @@ pub mod record;
 pub mod rng;
 pub mod runner;
 pub mod signals;
+pub mod stats;
+pub mod sweep;
 pub mod tui;
 
 pub use error::{Error, Result};

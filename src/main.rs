@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "noiselab",
@@ -36,19 +38,19 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct Display {
+pub struct Display {
     /// No dashboard and no progress lines; only the result table and the run directory.
     #[arg(long, short)]
-    quiet: bool,
+    pub quiet: bool,
     /// Plain progress lines instead of the dashboard (automatic when stdout is not a terminal).
     #[arg(long)]
-    headless: bool,
+    pub headless: bool,
     /// Close the dashboard by itself when every dynamics has finished.
     #[arg(long)]
-    exit_when_done: bool,
+    pub exit_when_done: bool,
     /// Print the dashboard's frame count, draw time and CPU use at the end.
     #[arg(long, hide = true)]
-    ui_stats: bool,
+    pub ui_stats: bool,
 }
 
 /// How a config is chosen and adjusted: shared by `run` and `check`.
@@ -98,18 +100,24 @@ enum Command {
         display: Display,
     },
     /// Follow a run another process is writing, or replay a finished one, in the
-    /// dashboard (never writes to a run being written).
+    /// dashboard (never writes to a run being written); or a whole sweep: its points'
+    /// states and, per dynamics, the mean ± 95 % CI over seeds.
     #[command(
-        after_help = "Example:\n  noiselab watch runs/fashion_mnist-20261130-120000   (in another terminal or over SSH)"
+        after_help = "Given a sweep directory (it has sweep.json): a table of the points (↑ ↓ to choose, Enter to open one in the run dashboard, q there to come back) over a chart of the selected metric (m), per dynamics the mean over the finished and running points with its 95 % t band, one settings group at a time (g).\n\nExamples:\n  noiselab watch runs/fashion_mnist-20261130-120000   (in another terminal or over SSH)\n  noiselab watch runs/fashion_mnist-sweep-20261130-120000"
     )]
     Watch {
-        #[arg(value_name = "RUN", help = RUN_HELP)]
+        #[arg(
+            value_name = "RUN|SWEEP",
+            help = "The run directory (e.g. runs/toy2d-20261130-120000), as `noiselab run` prints it, or a sweep directory, as `noiselab sweep` prints it"
+        )]
         run: PathBuf,
         /// Plain progress lines instead of the dashboard; exits when the run has ended,
-        /// when its writer is gone (killed), or on Ctrl-C / SIGTERM.
+        /// when its writer is gone (killed), or on Ctrl-C / SIGTERM. For a sweep: its
+        /// counts per state and each running point's progress every 10 s, until no point
+        /// runs or waits in Slurm's queue.
         #[arg(long)]
         headless: bool,
-        /// Close the dashboard by itself once the run has ended.
+        /// Close the dashboard by itself once the run (every point of a sweep) has ended.
         #[arg(long)]
         exit_when_done: bool,
     },
@@ -155,6 +163,35 @@ enum Command {
     Check {
         #[command(flatten)]
         config: ConfigArgs,
+    },
+    /// Run one config over many seeds (and a grid of settings), here or as a Slurm job
+    /// array; `sweep status` and `sweep resume` follow and continue it.
+    #[command(after_help = cli::sweep::AFTER_HELP)]
+    Sweep(Box<cli::sweep::SweepArgs>),
+    /// Statistics over seeds: per dynamics and metric, mean ± 95 % CI at the last
+    /// iteration and over a window, paired differences to a baseline and a sign test.
+    #[command(
+        after_help = "Runs are grouped by what their configs set differently (a sweep's grid); the seed never counts. Collapsed and diverged trajectories are counted, and the statistics are given with and without them.\n\nExamples:\n  noiselab compare runs/fashion_mnist-sweep-20261130-120000 --window 4000..5000\n  noiselab compare runs/a runs/b runs/c --baseline sgd --metric test_accuracy --csv > stats.csv"
+    )]
+    Compare {
+        /// A sweep directory, or run directories.
+        #[arg(value_name = "SWEEP|RUN", required = true)]
+        paths: Vec<PathBuf>,
+        /// The dynamics each other one is compared with, seed by seed (`none`: no pairing).
+        #[arg(long, default_value = "gd")]
+        baseline: String,
+        /// Also average each metric over these iterations (A..B, both included; the record's numbering).
+        #[arg(long, value_name = "A..B")]
+        window: Option<String>,
+        /// Only this metric (repeatable; keys as in `noiselab export`).
+        #[arg(long = "metric", value_name = "KEY")]
+        metrics: Vec<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Tidy CSV, one line per group, metric, statistic, dynamics and subset.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
     },
     /// List the built-in presets.
     Presets,
@@ -207,22 +244,35 @@ fn main() -> ExitCode {
             run,
             headless,
             exit_when_done,
+        } if run.join(noiselab::sweep::manifest::FILE_NAME).is_file() => {
+            // A point opens in the run dashboard; leaving it comes back to the sweep.
+            let open = |point: &Path| {
+                run_dir::check_run_arg(point, false)
+                    .and_then(|()| heal(point))
+                    .and_then(|()| watch(point, false, false))
+                    .map(|_| ())
+            };
+            tui::sweep::watch(&run, headless, exit_when_done, &open).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Watch {
+            run,
+            headless,
+            exit_when_done,
         } => run_dir::check_run_arg(&run, false)
             .and_then(|()| heal(&run))
             .and_then(|()| watch(&run, headless, exit_when_done)),
         Command::Inspect { run, json } => run_dir::check_run_arg(&run, false)
             .and_then(|()| heal(&run))
             .and_then(|()| view::open(&run))
-            .map(|v| {
+            .and_then(|v| {
                 if json {
-                    println!(
-                        "{}",
+                    out(&format!(
+                        "{}\n",
                         serde_json::to_string_pretty(&v.json()).expect("JSON values serialize")
-                    );
+                    ))
                 } else {
-                    print!("{}", v.table(terminal_width()));
+                    out(&v.table(terminal_width()))
                 }
-                ExitCode::SUCCESS
             }),
         Command::Export {
             run,
@@ -238,6 +288,15 @@ fn main() -> ExitCode {
             print!("# {}\n{}", loaded.source, loaded.resolved_toml);
             ExitCode::SUCCESS
         }),
+        Command::Sweep(args) => cli::sweep::main(*args),
+        Command::Compare {
+            paths,
+            baseline,
+            window,
+            metrics,
+            json,
+            csv,
+        } => compare(&paths, &baseline, window.as_deref(), metrics, json, csv),
         Command::Presets => {
             print!(
                 "{}\nRun one with `noiselab run NAME`; `noiselab check NAME` prints its settings.\n",
@@ -339,6 +398,16 @@ fn terminal_width() -> usize {
         .and_then(|c| c.parse::<usize>().ok())
         .filter(|&w| w >= 40)
         .unwrap_or(100)
+}
+
+/// Text on stdout; a reader that closed the pipe (`| head`) has what it wanted.
+pub fn out(text: &str) -> noiselab::Result<ExitCode> {
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Error::io("standard output", e))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 /// A line on stderr that may be gone (hung-up terminal): best effort, never a panic.
@@ -492,6 +561,49 @@ fn execute(
             ExitCode::FAILURE
         }
     })
+}
+
+fn compare(
+    paths: &[PathBuf],
+    baseline: &str,
+    window: Option<&str>,
+    metrics: Vec<String>,
+    json: bool,
+    csv: bool,
+) -> noiselab::Result<ExitCode> {
+    use noiselab::compare;
+    let window = window.map(compare::parse_window).transpose()?;
+    let (dirs, notes) = compare::collect(paths)?;
+    for d in &dirs {
+        heal(d)?;
+    }
+    let mut request = compare::Request {
+        metrics,
+        window,
+        baseline: (baseline != "none").then(|| baseline.to_string()),
+    };
+    let result = match compare::compare(&dirs, &request, notes.clone()) {
+        // The default baseline where the runs have no GD: no pairing, not an error.
+        Err(Error::Usage(_)) if baseline == "gd" && request.baseline.is_some() => {
+            request.baseline = None;
+            compare::compare(&dirs, &request, notes)?
+        }
+        other => other?,
+    };
+    if json {
+        out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&result).expect("JSON serializes")
+        ))
+    } else if csv {
+        let mut text = vec![];
+        result
+            .write_csv(&mut text)
+            .map_err(|e| Error::io("CSV", e))?;
+        out(&String::from_utf8_lossy(&text))
+    } else {
+        out(&result.text())
+    }
 }
 
 fn export(dir: &Path, output: Option<&Path>) -> noiselab::Result<ExitCode> {

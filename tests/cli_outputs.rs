@@ -112,7 +112,18 @@ fn presets_and_help_match_their_golden_outputs() {
         assert!(run_help.contains(p.name), "{} not in run --help", p.name);
     }
     for command in [
-        "", "run", "resume", "watch", "inspect", "export", "repair", "check",
+        "",
+        "run",
+        "resume",
+        "watch",
+        "inspect",
+        "export",
+        "repair",
+        "check",
+        "sweep",
+        "sweep status",
+        "sweep resume",
+        "compare",
     ] {
         let args: Vec<&str> = command.split_whitespace().chain(["--help"]).collect();
         let help = stdout(&noiselab(&args, 100));
@@ -121,7 +132,7 @@ fn presets_and_help_match_their_golden_outputs() {
             let t = line.trim_start();
             if t.starts_with('<') && line.starts_with("  <") {
                 assert!(
-                    t.split_once("> ")
+                    t.split_once("  ")
                         .is_some_and(|(_, d)| !d.trim().is_empty()),
                     "`{command} --help`: {line:?} has no description"
                 );
@@ -134,9 +145,9 @@ fn presets_and_help_match_their_golden_outputs() {
             );
         }
         let name = if command.is_empty() {
-            "noiselab"
+            "noiselab".to_string()
         } else {
-            command
+            command.replace(' ', "_")
         };
         insta::assert_snapshot!(format!("help_{name}"), help);
     }

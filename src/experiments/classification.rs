@@ -484,15 +484,15 @@ fn settings<D: Dataset>(config: &Config) -> &ImageConfig<D> {
 const THETA_GD: &str = "theta_gd.f64";
 
 /// θ_GD: read from `<section>.theta_gd`, from the run's own `theta_gd.f64` when an
-/// earlier attempt of it got that far, or phase 1 (GD from PyTorch's default
-/// initialisation, published as GD's iterations before `gd_iterations`, continued from
-/// its checkpoint when there is one), written to `theta_gd.f64` in the run directory.
+/// earlier attempt of it got that far, from `record.shared_cache` when another run with
+/// the same GD phase computed it, or phase 1 (GD from PyTorch's default initialisation,
+/// published as GD's iterations before `gd_iterations`, continued from its checkpoint
+/// when there is one), written to `theta_gd.f64` in the run directory.
 fn theta_gd<T: Float, D: Dataset>(
     ctx: &RunContext<'_>,
     measure: &Measure<'_, T, D>,
 ) -> Result<Vec<f64>> {
-    let (model, cfg) = (measure.model, measure.cfg);
-    let config = ctx.config;
+    let cfg = measure.cfg;
     if let Some(path) = &cfg.theta_gd {
         let theta = read_theta_gd::<D>(Path::new(path))?;
         ctx.events.log(None, format!("θ_GD read from {path}"));
@@ -510,6 +510,122 @@ fn theta_gd<T: Float, D: Dataset>(
         );
         return Ok(theta);
     }
+    match (
+        &ctx.config.record.shared_cache,
+        gd_phase_key::<D>(ctx.config),
+    ) {
+        (Some(cache), Some(key)) => shared_theta_gd(ctx, measure, &Path::new(cache).join(key)),
+        _ => gd_phase(ctx, measure),
+    }
+}
+
+/// What θ_GD depends on, hashed: runs with the same key compute the same θ_GD (the
+/// GD phase draws only from its own streams, docs/METHOD.md §4.3), so a sweep over
+/// phase-2 settings computes it once. `None` when θ_GD is read from a file.
+fn gd_phase_key<D: Dataset>(config: &Config) -> Option<String> {
+    use sha2::Digest;
+    let cfg = settings::<D>(config);
+    if cfg.theta_gd.is_some() {
+        return None;
+    }
+    let depends_on = json!({
+        "noiselab": env!("CARGO_PKG_VERSION"),
+        "experiment": D::SECTION,
+        "data_dir": std::fs::canonicalize(&cfg.data_dir)
+            .map_or_else(|_| cfg.data_dir.clone(), |p| p.display().to_string()),
+        "train_samples": cfg.train_samples,
+        "corrupted": cfg.corrupted,
+        "seed": config.seed,
+        "gd_eta": cfg.gd_eta,
+        "gd_iterations": cfg.gd_iterations,
+        "precision": cfg.precision,
+    });
+    let digest = sha2::Sha256::digest(depends_on.to_string().as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    Some(format!("theta_gd-{hex}"))
+}
+
+/// θ_GD through the shared cache entry `entry`: the first run to take the entry's lock
+/// computes it and leaves a copy there; the others wait for the lock (a run asked to
+/// stop stops waiting) and read it. Either way the run keeps its own `theta_gd.f64`.
+fn shared_theta_gd<T: Float, D: Dataset>(
+    ctx: &RunContext<'_>,
+    measure: &Measure<'_, T, D>,
+    entry: &Path,
+) -> Result<Vec<f64>> {
+    std::fs::create_dir_all(entry).map_err(|e| Error::io(entry, e))?;
+    let lock_path = entry.join("lock");
+    let lock = std::fs::File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
+    let mut said = false;
+    loop {
+        // flock(2), released when `lock` is closed (or the process dies).
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns.
+        let taken = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        let error = std::io::Error::last_os_error();
+        match taken {
+            0 => break,
+            _ if error.raw_os_error() == Some(libc::EWOULDBLOCK) => {
+                if !said {
+                    said = true;
+                    ctx.events.log(
+                        None,
+                        format!(
+                            "waiting for θ_GD: another run of the sweep computes it ({})",
+                            entry.display()
+                        ),
+                    );
+                }
+                if ctx.stopping() {
+                    return Err(Error::Stopped);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(500));
+            }
+            _ => return Err(Error::io(&lock_path, error)),
+        }
+    }
+    let cached = entry.join(THETA_GD);
+    let own = ctx.run_dir.join(THETA_GD);
+    if cached.exists() {
+        let theta = read_theta_gd::<D>(&cached)?;
+        let source = std::fs::read_to_string(entry.join("source.json")).unwrap_or_default();
+        let from: Value = serde_json::from_str(&source).unwrap_or(Value::Null);
+        ctx.events.log(
+            None,
+            format!(
+                "θ_GD from the sweep's shared cache {} (computed by {}); its GD-phase measurements are in that run's record",
+                entry.display(),
+                from["run"].as_str().unwrap_or("another run")
+            ),
+        );
+        write_theta(&own, &theta)?;
+        return Ok(theta);
+    }
+    let theta = gd_phase(ctx, measure)?;
+    write_theta(&cached, &theta)?;
+    let source = json!({ "run": ctx.run_dir.display().to_string(), "written": crate::record::run_dir::utc_now() });
+    crate::record::write_atomically(&entry.join("source.json"), |p| {
+        std::fs::write(p, source.to_string()).map_err(|e| Error::io(p, e))
+    })?;
+    Ok(theta)
+}
+
+fn write_theta(path: &Path, theta: &[f64]) -> Result<()> {
+    let bytes: Vec<u8> = theta.iter().flat_map(|x| x.to_le_bytes()).collect();
+    crate::record::write_atomically(path, |p| {
+        std::fs::write(p, &bytes).map_err(|e| Error::io(p, e))
+    })
+}
+
+/// Phase 1: GD from PyTorch's default initialisation to θ_GD (continued from its
+/// checkpoint when there is one), written to the run's `theta_gd.f64`.
+fn gd_phase<T: Float, D: Dataset>(
+    ctx: &RunContext<'_>,
+    measure: &Measure<'_, T, D>,
+) -> Result<Vec<f64>> {
+    let (model, cfg) = (measure.model, measure.cfg);
+    let config = ctx.config;
+    let own = ctx.run_dir.join(THETA_GD);
     // Progress every 5 % of the phase, and at least every 10 s (VGG11 on CPU).
     let every = (cfg.gd_iterations / 20).max(1);
     let mut last_log = std::time::Instant::now();
@@ -577,10 +693,7 @@ fn theta_gd<T: Float, D: Dataset>(
             cfg.gd_iterations, eval.loss, eval.accuracy
         ),
     );
-    let bytes: Vec<u8> = theta.iter().flat_map(|x| x.to_le_bytes()).collect();
-    crate::record::write_atomically(&own, |p| {
-        std::fs::write(p, &bytes).map_err(|e| Error::io(p, e))
-    })?;
+    write_theta(&own, &theta)?;
     Ok(theta)
 }
 
@@ -852,5 +965,9 @@ impl<D: Dataset> Experiment for ImageConfig<D> {
 
     fn data_dir_key(&self) -> Option<String> {
         Some(Self::key("data_dir"))
+    }
+
+    fn shared_work_key(&self, config: &Config) -> Option<String> {
+        gd_phase_key::<D>(config)
     }
 }

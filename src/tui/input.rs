@@ -38,16 +38,27 @@ pub fn map_key(k: KeyEvent) -> Option<Key> {
 
 /// Reads terminal events until `stop` is set or the receiver goes away.
 pub fn spawn(stop: Arc<AtomicBool>) -> Receiver<Input> {
-    let (tx, rx): (Sender<Input>, Receiver<Input>) = crossbeam_channel::unbounded();
+    spawn_reader("input", stop, |k| map_key(k).map(Input::Key), Input::Resize)
+}
+
+/// Reads terminal events on thread `name` until `stop` is set: keys through `map`, a
+/// resize as `resized`. The receiver disconnects when the thread ends.
+pub fn spawn_reader<T: Clone + Send + 'static>(
+    name: &str,
+    stop: Arc<AtomicBool>,
+    map: fn(KeyEvent) -> Option<T>,
+    resized: T,
+) -> Receiver<T> {
+    let (tx, rx): (Sender<T>, Receiver<T>) = crossbeam_channel::unbounded();
     std::thread::Builder::new()
-        .name("input".into())
+        .name(name.into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match event::poll(Duration::from_millis(100)) {
                     Ok(true) => {
                         let input = match event::read() {
-                            Ok(TermEvent::Key(k)) => map_key(k).map(Input::Key),
-                            Ok(TermEvent::Resize(..)) => Some(Input::Resize),
+                            Ok(TermEvent::Key(k)) => map(k),
+                            Ok(TermEvent::Resize(..)) => Some(resized.clone()),
                             Ok(_) => None,
                             Err(_) => return,
                         };
@@ -63,6 +74,6 @@ pub fn spawn(stop: Arc<AtomicBool>) -> Receiver<Input> {
                 }
             }
         })
-        .expect("spawning the input thread");
+        .expect("spawning an input thread");
     rx
 }

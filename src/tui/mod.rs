@@ -8,6 +8,7 @@ pub mod app;
 pub mod figures;
 pub mod headless;
 pub mod input;
+pub mod sweep;
 pub mod ui;
 
 use crate::events::DisplayReceiver;

@@ -132,3 +132,32 @@ pub fn relative_error(a: &[f64], b: &[f64]) -> f64 {
     let norm: f64 = b.iter().map(|y| y * y).sum();
     (diff / norm).sqrt()
 }
+
+/// The noiselab binary with `args`, its output captured.
+pub fn noiselab(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_noiselab"))
+        .args(args)
+        .output()
+        .expect("noiselab runs")
+}
+
+/// Its stdout, after checking it succeeded (else both streams in the panic).
+pub fn noiselab_ok(args: &[&str]) -> String {
+    let out = noiselab(args);
+    assert!(
+        out.status.success(),
+        "noiselab {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+/// Its stdout as JSON.
+pub fn noiselab_json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&noiselab_ok(args)).expect("JSON")
+}
+
+pub fn path_str(p: &std::path::Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
