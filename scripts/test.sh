@@ -12,7 +12,7 @@ $py -c 'import h5py, numpy, matplotlib' 2>/dev/null || py=/usr/bin/python3
 
 # A one-node Slurm on this machine (root) for `sweep --slurm` (tests/slurm.rs): with
 # NOISELAB_REQUIRE_SLURM set, a cluster that does not answer fails that test.
-bash scripts/slurm-cluster.sh start
+if [ "$(id -u)" -eq 0 ]; then bash scripts/slurm-cluster.sh start; else sudo bash scripts/slurm-cluster.sh start; fi
 export NOISELAB_REQUIRE_SLURM=1
 
 cargo test --release --all-targets

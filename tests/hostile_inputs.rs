@@ -173,9 +173,14 @@ fn help_describes_every_argument_and_check_takes_runs_options() {
         2,
         &["--data-dir", "reads no dataset"],
     );
-    for command in ["resume", "watch", "inspect", "export", "repair"] {
+    for command in ["resume", "inspect", "export", "repair"] {
         expect(&[command, "--help"], 0, &["<RUN>  The run directory"]);
     }
+    expect(
+        &["watch", "--help"],
+        0,
+        &["<RUN|SWEEP>  The run directory", "a sweep directory"],
+    );
     expect(
         &["check", "--help"],
         0,

@@ -63,7 +63,7 @@ fn fashion_overrides(data: &Path) -> Vec<String> {
         "fashion_mnist.test_samples=200".into(),
         "fashion_mnist.gd_iterations=30".into(),
         "fashion_mnist.gd_metrics_every=15".into(),
-        "fashion_mnist.iterations=400".into(),
+        "fashion_mnist.iterations=200".into(),
         "fashion_mnist.metrics_every=50".into(),
         "fashion_mnist.sharpness_samples=4".into(),
         "fashion_mnist.curvature_metrics=false".into(),

@@ -196,7 +196,10 @@ impl Point {
     /// The overrides that make the sweep's base config this point's: its seed, its grid
     /// values and the sweep's shared cache.
     pub fn overrides(&self, sweep_dir: &Path) -> Vec<String> {
-        let cache = toml::Value::String(sweep_dir.join(CACHE_DIR).display().to_string());
+        // Absolute, so that the path recorded in the run's config holds from any
+        // working directory (a resume elsewhere, a Slurm task).
+        let dir = std::fs::canonicalize(sweep_dir).unwrap_or_else(|_| sweep_dir.to_path_buf());
+        let cache = toml::Value::String(dir.join(CACHE_DIR).display().to_string());
         let mut o = vec![format!("seed={}", self.seed)];
         o.extend(self.settings.iter().map(|(k, v)| format!("{k}={v}")));
         o.push(format!("record.shared_cache={cache}"));
