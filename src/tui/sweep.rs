@@ -1092,33 +1092,18 @@ fn draw_chart(frame: &mut Frame, area: Rect, view: &SweepView, theme: Theme) {
             }
         }
     }
-    let (x0, mut x1, mut y0, mut y1) = ui::bounds(
+    let bounds = ui::bounds(
         lines
             .iter()
             .chain(bands.iter())
             .flat_map(|(_, p)| p.iter().copied()),
     );
-    if !x0.is_finite() {
+    if !bounds.0.is_finite() {
         frame.render_widget(block, area);
         return;
     }
-    x1 = x1.max(chart.planned as f64);
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    if y1 <= y0 {
-        let pad = y0.abs().max(1e-12) * 0.05;
-        y0 -= pad;
-        y1 += pad;
-    } else {
-        let pad = (y1 - y0) * 0.04;
-        y0 = if y0 >= 0.0 && !log {
-            (y0 - pad).max(0.0)
-        } else {
-            y0 - pad
-        };
-        y1 += pad;
-    }
+    // log10 values may go below zero: floor at zero only on a linear axis.
+    let (x0, x1, y0, y1) = ui::chart_ranges(bounds, chart.planned as f64, !log);
     // Bands under the means, the selected dynamics' mean on top.
     lines.sort_by_key(|(i, _)| *i == view.dynamics_cursor);
     let mut datasets: Vec<Dataset> = vec![];
@@ -1282,15 +1267,7 @@ fn draw_footer(frame: &mut Frame, area: Rect, view: &SweepView, theme: Theme) {
 
 fn draw_help(frame: &mut Frame, area: Rect, theme: Theme) {
     let r = ui::centered(area, 72, KEYS.len() as u16 + 4);
-    let lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<14}"), theme.title()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
+    let lines = ui::help::key_lines(KEYS, theme);
     frame.render_widget(Clear, r);
     frame.render_widget(
         Paragraph::new(lines).block(

@@ -164,27 +164,10 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, metric: Metric, theme: Theme)
         })
         .filter(|(_, pts)| !pts.is_empty())
         .collect();
-    let (x0, mut x1, mut y0, mut y1) =
-        super::bounds(series.iter().flat_map(|(_, pts)| pts.iter().copied()));
+    let (x0, x1, y0, y1) = super::bounds(series.iter().flat_map(|(_, pts)| pts.iter().copied()));
     let x0 = if from.is_finite() { x0.min(from) } else { x0 };
-    x1 = x1.max(planned);
-    if x1 <= x0 {
-        x1 = x0 + 1.0;
-    }
-    if y1 <= y0 {
-        let pad = y0.abs().max(1e-12) * 0.05;
-        y0 -= pad;
-        y1 += pad;
-    } else {
-        let pad = (y1 - y0) * 0.04;
-        // A padding never takes a positive quantity below zero.
-        y0 = if y0 >= 0.0 {
-            (y0 - pad).max(0.0)
-        } else {
-            y0 - pad
-        };
-        y1 += pad;
-    }
+    // A padding never takes a positive quantity below zero.
+    let (x0, x1, y0, y1) = super::chart_ranges((x0, x1, y0, y1), planned, true);
     let [plot_row, x_row] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(1)]).areas(inner);
     let [y_col, plot] =

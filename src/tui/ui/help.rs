@@ -6,15 +6,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui::Frame;
 
 pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
-    let mut lines: Vec<Line> = KEYS
-        .iter()
-        .map(|(k, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<14}"), theme.title()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
+    let mut lines = key_lines(KEYS, theme);
     lines.push(Line::raw(""));
     lines.push(Line::styled(" Esc or ? closes this help", theme.dim()));
     let r = centered(area, 78, lines.len() as u16 + 2);
@@ -27,4 +19,16 @@ pub fn draw(frame: &mut Frame, area: Rect, theme: Theme) {
         ),
         r,
     );
+}
+
+/// One line a key: the key in the title style, then what it does.
+pub fn key_lines(keys: &[(&str, &str)], theme: Theme) -> Vec<Line<'static>> {
+    keys.iter()
+        .map(|&(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<14}"), theme.title()),
+                Span::raw(what.to_string()),
+            ])
+        })
+        .collect()
 }

@@ -4,7 +4,7 @@ mod canvas;
 mod compare;
 mod detail;
 pub mod header;
-mod help;
+pub mod help;
 mod overview;
 pub mod scale;
 
@@ -219,6 +219,35 @@ pub fn fmt_value(v: f64) -> String {
         let s = s.trim_end_matches('0').trim_end_matches('.');
         s.to_string()
     }
+}
+
+/// A chart's axes from its points' bounds (x0, x1, y0, y1): x reaching at least
+/// `planned`, neither axis empty, y padded by 4 % of its span (5 % of |y| when flat).
+/// With `floor_at_zero` the padding never takes a non-negative y0 below zero.
+pub fn chart_ranges(
+    (x0, x1, y0, y1): (f64, f64, f64, f64),
+    planned: f64,
+    floor_at_zero: bool,
+) -> (f64, f64, f64, f64) {
+    let mut x1 = x1.max(planned);
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let (mut y0, mut y1) = (y0, y1);
+    if y1 <= y0 {
+        let pad = y0.abs().max(1e-12) * 0.05;
+        y0 -= pad;
+        y1 += pad;
+    } else {
+        let pad = (y1 - y0) * 0.04;
+        y0 = if y0 >= 0.0 && floor_at_zero {
+            (y0 - pad).max(0.0)
+        } else {
+            y0 - pad
+        };
+        y1 += pad;
+    }
+    (x0, x1, y0, y1)
 }
 
 /// The x and y range of some points: (x0, x1, y0, y1); infinite when there are none.
