@@ -2,6 +2,7 @@
 //! with unknown keys rejected, and validation errors that name the file, the key, the
 //! bad value and what was expected.
 
+use crate::device::Device;
 use crate::dynamics::{
     CovarianceSource, DynamicsKind, Magnitude, NoiseSpec, ScaleRule, ShapeSource, Units,
 };
@@ -45,6 +46,8 @@ pub struct Config {
     pub seed: u64,
     /// Worker threads; defaults to the available cores.
     pub threads: Option<usize>,
+    /// Where the network experiments compute (`crate::device`); the others run on the CPU.
+    pub device: Device,
     /// Dynamics to run, by config key (docs/METHOD.md §2).
     pub dynamics: Vec<DynamicsKind>,
     pub noise: NoiseConfig,
@@ -61,6 +64,8 @@ struct Common {
     seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Device::is_cpu")]
+    device: Device,
     dynamics: Vec<DynamicsKind>,
     #[serde(default)]
     noise: NoiseConfig,
@@ -427,6 +432,7 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
         name: common.name,
         seed: common.seed,
         threads: common.threads,
+        device: common.device,
         dynamics: common.dynamics,
         noise: common.noise,
         record: common.record,
@@ -611,7 +617,20 @@ impl Config {
         ] {
             at_least(key, v, 1)?;
         }
-        self.experiment.experiment().validate(self)
+        let experiment = self.experiment.experiment();
+        if !self.device.is_cpu() && !experiment.runs_on_candle() {
+            return Err((
+                "device".into(),
+                format!(
+                    "value \"{}\" is invalid: experiment \"{}\" runs on the CPU only \
+                     (device = \"cpu\"); the network experiments (fashion_mnist, cifar10) \
+                     run on candle-cpu and cuda",
+                    self.device,
+                    self.experiment.key()
+                ),
+            ));
+        }
+        experiment.validate(self)
     }
 
     /// The resolved config as TOML: `experiment`, the shared keys, then its section.
@@ -620,6 +639,7 @@ impl Config {
             name: self.name.clone(),
             seed: self.seed,
             threads: self.threads,
+            device: self.device,
             dynamics: self.dynamics.clone(),
             noise: self.noise.clone(),
             record: self.record.clone(),

@@ -27,6 +27,10 @@ pub enum Error {
     /// not one, an `--out` path in the way): the CLI maps it to exit code 2.
     #[error("{0}")]
     Usage(String),
+    /// A compute device that cannot be used: a GPU asked of a binary built without CUDA,
+    /// or one the driver does not open (the message says what to do).
+    #[error("{0}")]
+    Device(String),
     /// A worker stopped because the run was asked to stop (not a failure).
     #[error("stopped by request")]
     Stopped,

@@ -71,6 +71,12 @@ pub trait Experiment: Send + Sync + fmt::Debug {
         None
     }
 
+    /// Whether the experiment runs on candle's devices (`device = "candle-cpu"`, `"cuda"`)
+    /// besides the CPU kernels; the others are refused with `device` named.
+    fn runs_on_candle(&self) -> bool {
+        false
+    }
+
     /// The config key `--data-dir` sets, for experiments that read a dataset.
     fn data_dir_key(&self) -> Option<String> {
         None

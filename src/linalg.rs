@@ -159,6 +159,11 @@ impl GradientMatrix {
     }
 
     /// All entries, row after row.
+    pub fn as_slice(&self) -> &[f64] {
+        &self.data
+    }
+
+    /// All entries, row after row.
     pub fn as_mut_slice(&mut self) -> &mut [f64] {
         &mut self.data
     }

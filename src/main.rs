@@ -65,6 +65,10 @@ struct ConfigArgs {
     /// Worker threads (same as --set threads=N; default: every core).
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
+    /// Where the network experiments compute: cpu (the CPU kernels), candle-cpu (candle
+    /// on the CPU: the CUDA path's code), cuda or cuda:N (same as --set device="…").
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<noiselab::device::Device>,
     /// Dataset directory (same as --set fashion_mnist.data_dir="DIR", or cifar10.data_dir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -168,6 +172,10 @@ enum Command {
     /// array; `sweep status` and `sweep resume` follow and continue it.
     #[command(after_help = cli::sweep::AFTER_HELP)]
     Sweep(Box<cli::sweep::SweepArgs>),
+    /// Check a device: every operation of the network experiments on candle (cuda, or
+    /// candle-cpu as a dry run) against the CPU kernels in f64, with its time
+    /// (scripts/gpu-check.sh runs it beside PyTorch).
+    DeviceCheck(Box<cli::device_check::DeviceCheckArgs>),
     /// Statistics over seeds: per dynamics and metric, mean ± 95 % CI at the last
     /// iteration and over a window, paired differences to a baseline and a sign test.
     #[command(
@@ -213,6 +221,9 @@ impl ConfigArgs {
         let mut overrides = self.overrides.clone();
         if let Some(t) = self.threads {
             overrides.push(format!("threads={t}"));
+        }
+        if let Some(d) = self.device {
+            overrides.push(format!("device=\"{d}\""));
         }
         if let Some(o) = data_dir_override(&self.config, &overrides, self.data_dir.as_deref())? {
             overrides.push(o);
@@ -289,6 +300,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }),
         Command::Sweep(args) => cli::sweep::main(*args),
+        Command::DeviceCheck(args) => cli::device_check::main(*args),
         Command::Compare {
             paths,
             baseline,
@@ -307,7 +319,7 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(code) => code,
-        Err(e @ (Error::Config(_) | Error::Data { .. } | Error::Usage(_))) => {
+        Err(e @ (Error::Config(_) | Error::Data { .. } | Error::Usage(_) | Error::Device(_))) => {
             say(&format!("error: {e}"));
             ExitCode::from(2)
         }

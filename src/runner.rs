@@ -41,7 +41,7 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
         config_toml: loaded.resolved_toml.clone(),
         config_source: loaded.source.clone(),
         dim: outline.dim,
-        device: "cpu".into(),
+        device: config.device.to_string(),
         threads: config.threads(),
         dynamics: config.dynamics.clone(),
         iterations: outline.iterations,

@@ -23,10 +23,9 @@ use crate::estimators::trace::hutchinson;
 use crate::estimators::AtPoint;
 use crate::events::{Event, Metric, RunStatus, SpectrumOf};
 use crate::experiment::{Experiment, Outline, RunContext};
-use crate::kernels::Float;
+use crate::models::classifier::{Classifier, ImageModel};
 use crate::models::native::NativeClassifier;
 use crate::models::network::Architecture;
-use crate::objective::Objective;
 use crate::record::state::RecordState;
 use crate::rng::{self, Purpose};
 use crate::{Error, Result};
@@ -306,7 +305,57 @@ pub fn preflight<D: Dataset>(config: &Config) -> Result<()> {
     if let Some(path) = &cfg.theta_gd {
         read_theta_gd::<D>(Path::new(path))?;
     }
-    check_memory::<D>(config, data.train.len(), available_memory())
+    check_memory::<D>(config, data.train.len(), available_memory())?;
+    // Opening the device here makes a missing GPU or a CPU-only build fail before a run
+    // directory exists.
+    if let Some(device) = config.device.candle()? {
+        if let Some(gpu) = crate::device::gpu_memory(&device) {
+            check_gpu_memory::<D>(config, data.train.len(), &gpu)?;
+        }
+    }
+    Ok(())
+}
+
+/// The candle classifier on a GPU holds the training images there and runs one pass
+/// per dynamics at a time: refuses a run whose estimate exceeds the device's free
+/// memory, with the numbers.
+pub fn check_gpu_memory<D: Dataset>(
+    config: &Config,
+    n: usize,
+    gpu: &crate::device::GpuMemory,
+) -> Result<()> {
+    let cfg = settings::<D>(config);
+    let dtype = match cfg.precision {
+        Precision::F32 => candle_core::DType::F32,
+        Precision::F64 => candle_core::DType::F64,
+    };
+    let rows = match config.noise.covariance {
+        crate::dynamics::CovarianceSource::PerSample => 1,
+        crate::dynamics::CovarianceSource::Minibatches => config.noise.batch_size,
+    };
+    let passes = config.dynamics.len().max(1);
+    let needed =
+        crate::models::classifier::device_bytes(&D::architecture()?, dtype, n, rows, passes);
+    if needed <= gpu.free {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    Err(Error::Config(crate::config::ConfigError {
+        source: format!("experiment \"{}\"", D::SECTION),
+        key: Some("device".into()),
+        problem: format!(
+            "{n} training images with {passes} dynamics need about {:.1} GB of GPU memory, \
+             but {} ({}) has {:.1} GB free of {:.1} GB. Use fewer dynamics, fewer \
+             {}.train_samples, or {}.precision = \"f32\"",
+            gb(needed),
+            config.device,
+            gpu.name,
+            gb(gpu.free),
+            gb(gpu.total),
+            D::SECTION,
+            D::SECTION
+        ),
+    }))
 }
 
 /// `MemAvailable` of /proc/meminfo, if it can be read.
@@ -394,20 +443,20 @@ fn read_theta_gd<D: Dataset>(path: &Path) -> Result<Vec<f64>> {
 }
 
 /// What one measurement needs besides the point.
-struct Measure<'a, T: Float, D: Dataset> {
-    model: &'a NativeClassifier<T>,
+struct Measure<'a, M: ImageModel, D: Dataset> {
+    model: &'a M,
     data: &'a Data,
     cfg: &'a ImageConfig<D>,
 }
 
-impl<T: Float, D: Dataset> Measure<'_, T, D> {
+impl<M: ImageModel, D: Dataset> Measure<'_, M, D> {
     /// Loss, accuracies, sharpness and ‖g0‖ at the point `at`; with curvature metrics
     /// also Tr(HΣ), Tr(HΣ̄), their ratio, â and the noise norm. Σ is the noise covariance
     /// the dynamics use (shared with them through the point's cache; drawn from the
     /// measurement stream otherwise).
     fn at<R: Rng>(
         &self,
-        at: &mut AtPoint<'_, NativeClassifier<T>>,
+        at: &mut AtPoint<'_, M>,
         noise: &NoiseModel,
         rng: &mut R,
         say: Say<'_>,
@@ -488,9 +537,9 @@ const THETA_GD: &str = "theta_gd.f64";
 /// the same GD phase computed it, or phase 1 (GD from PyTorch's default initialisation,
 /// published as GD's iterations before `gd_iterations`, continued from its checkpoint
 /// when there is one), written to `theta_gd.f64` in the run directory.
-fn theta_gd<T: Float, D: Dataset>(
+fn theta_gd<M: ImageModel, D: Dataset>(
     ctx: &RunContext<'_>,
-    measure: &Measure<'_, T, D>,
+    measure: &Measure<'_, M, D>,
 ) -> Result<Vec<f64>> {
     let cfg = measure.cfg;
     if let Some(path) = &cfg.theta_gd {
@@ -540,6 +589,11 @@ fn gd_phase_key<D: Dataset>(config: &Config) -> Option<String> {
         "gd_iterations": cfg.gd_iterations,
         "precision": cfg.precision,
     });
+    let mut depends_on = depends_on;
+    if !config.device.is_cpu() {
+        // Added only off the kernels, so the keys of existing CPU caches stay valid.
+        depends_on["arithmetic"] = json!(config.device.arithmetic());
+    }
     let digest = sha2::Sha256::digest(depends_on.to_string().as_bytes());
     let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
     Some(format!("theta_gd-{hex}"))
@@ -548,9 +602,9 @@ fn gd_phase_key<D: Dataset>(config: &Config) -> Option<String> {
 /// θ_GD through the shared cache entry `entry`: the first run to take the entry's lock
 /// computes it and leaves a copy there; the others wait for the lock (a run asked to
 /// stop stops waiting) and read it. Either way the run keeps its own `theta_gd.f64`.
-fn shared_theta_gd<T: Float, D: Dataset>(
+fn shared_theta_gd<M: ImageModel, D: Dataset>(
     ctx: &RunContext<'_>,
-    measure: &Measure<'_, T, D>,
+    measure: &Measure<'_, M, D>,
     entry: &Path,
 ) -> Result<Vec<f64>> {
     std::fs::create_dir_all(entry).map_err(|e| Error::io(entry, e))?;
@@ -619,9 +673,9 @@ fn write_theta(path: &Path, theta: &[f64]) -> Result<()> {
 
 /// Phase 1: GD from PyTorch's default initialisation to θ_GD (continued from its
 /// checkpoint when there is one), written to the run's `theta_gd.f64`.
-fn gd_phase<T: Float, D: Dataset>(
+fn gd_phase<M: ImageModel, D: Dataset>(
     ctx: &RunContext<'_>,
-    measure: &Measure<'_, T, D>,
+    measure: &Measure<'_, M, D>,
 ) -> Result<Vec<f64>> {
     let (model, cfg) = (measure.model, measure.cfg);
     let config = ctx.config;
@@ -640,7 +694,7 @@ fn gd_phase<T: Float, D: Dataset>(
         // or not phase 1 was measured or run at all.
         rng::stream(config.seed, 1, Purpose::Measurements(DynamicsKind::Gd)),
         |t: usize,
-         at: &mut AtPoint<'_, NativeClassifier<T>>,
+         at: &mut AtPoint<'_, M>,
          noise: &mut NoiseModel,
          rng: &mut ChaCha12Rng,
          say: Say<'_>| {
@@ -700,10 +754,10 @@ fn gd_phase<T: Float, D: Dataset>(
 /// Fig. 3a: the top `hessian_spectrum` eigenvalues of H at θ_GD by Lanczos, published
 /// as GD's Hessian spectrum at the iteration where every dynamics starts (once: a
 /// resumed run that recorded it does not compute it again).
-fn hessian_spectrum<T: Float, D: Dataset>(
+fn hessian_spectrum<M: ImageModel, D: Dataset>(
     ctx: &RunContext<'_>,
     cfg: &ImageConfig<D>,
-    model: &NativeClassifier<T>,
+    model: &M,
     theta: &[f64],
 ) -> Result<()> {
     let k = cfg.hessian_spectrum.min(model.dim());
@@ -771,10 +825,10 @@ fn write_corrupted(data: &Data, run_dir: &Path) -> Result<()> {
 
 /// One dynamics from θ_GD (or from its checkpoint), publishing its measurements at
 /// iterations counted from the start of phase 1.
-fn run_one<T: Float, D: Dataset>(
+fn run_one<M: ImageModel, D: Dataset>(
     ctx: &RunContext<'_>,
     kind: DynamicsKind,
-    measure: &Measure<'_, T, D>,
+    measure: &Measure<'_, M, D>,
     theta0: &[f64],
 ) -> Result<()> {
     let config = ctx.config;
@@ -790,7 +844,7 @@ fn run_one<T: Float, D: Dataset>(
         cfg.metrics_every,
         rng::stream(config.seed, 0, Purpose::Measurements(kind)),
         |t: usize,
-         at: &mut AtPoint<'_, NativeClassifier<T>>,
+         at: &mut AtPoint<'_, M>,
          noise: &mut NoiseModel,
          rng: &mut ChaCha12Rng,
          say: Say<'_>| {
@@ -812,9 +866,12 @@ fn run_one<T: Float, D: Dataset>(
     })
 }
 
-fn run_with<T: Float, D: Dataset>(ctx: &RunContext<'_>, data: &Data) -> Result<usize> {
+fn run_with<M: ImageModel, D: Dataset>(
+    ctx: &RunContext<'_>,
+    data: &Data,
+    model: M,
+) -> Result<usize> {
     let cfg = settings::<D>(ctx.config);
-    let model = NativeClassifier::<T>::new(D::architecture()?, &data.train)?;
     let measure = Measure {
         model: &model,
         data,
@@ -855,9 +912,38 @@ fn run_live<D: Dataset>(ctx: &RunContext<'_>) -> Result<usize> {
         ),
     );
     write_corrupted(&data, ctx.run_dir)?;
-    match settings::<D>(ctx.config).precision {
-        Precision::F32 => run_with::<f32, D>(ctx, &data),
-        Precision::F64 => run_with::<f64, D>(ctx, &data),
+    let arch = D::architecture()?;
+    let precision = settings::<D>(ctx.config).precision;
+    let device = ctx.config.device.candle()?;
+    if let Some(gpu) = device.as_ref().and_then(crate::device::gpu_memory) {
+        ctx.events.log(
+            None,
+            format!(
+                "device {}: {} (compute capability {}.{}), {:.1} GB free of {:.1} GB",
+                ctx.config.device,
+                gpu.name,
+                gpu.compute_capability.0,
+                gpu.compute_capability.1,
+                gpu.free as f64 / 1e9,
+                gpu.total as f64 / 1e9
+            ),
+        );
+    }
+    match (device, precision) {
+        (None, Precision::F32) => {
+            run_with::<_, D>(ctx, &data, NativeClassifier::<f32>::new(arch, &data.train)?)
+        }
+        (None, Precision::F64) => {
+            run_with::<_, D>(ctx, &data, NativeClassifier::<f64>::new(arch, &data.train)?)
+        }
+        (Some(device), precision) => {
+            let dtype = match precision {
+                Precision::F32 => candle_core::DType::F32,
+                Precision::F64 => candle_core::DType::F64,
+            };
+            let net = crate::models::network::Network::new(arch, dtype, device)?;
+            run_with::<_, D>(ctx, &data, Classifier::new(net, &data.train)?)
+        }
     }
 }
 
@@ -961,6 +1047,10 @@ impl<D: Dataset> Experiment for ImageConfig<D> {
             "corrupted": self.corrupted,
             "dynamics": dynamics,
         })
+    }
+
+    fn runs_on_candle(&self) -> bool {
+        true
     }
 
     fn data_dir_key(&self) -> Option<String> {

@@ -27,6 +27,36 @@ pub struct Evaluation {
     pub accuracy: f64,
 }
 
+/// What the image-classification experiments ask of a model besides the [`Objective`]:
+/// the kernels ([`NativeClassifier`](super::native::NativeClassifier)) and candle's
+/// [`Classifier`] (CPU or CUDA) both offer it.
+pub trait ImageModel: Objective {
+    fn arch(&self) -> &Architecture;
+
+    /// Mean loss and accuracy of θ on a set of images (e.g. the test set).
+    fn evaluate(&self, theta: &[f64], data: &ImageSet) -> Result<Evaluation>;
+}
+
+impl ImageModel for Classifier {
+    fn arch(&self) -> &Architecture {
+        &self.net.arch
+    }
+
+    fn evaluate(&self, theta: &[f64], data: &ImageSet) -> Result<Evaluation> {
+        Classifier::evaluate(self, theta, data)
+    }
+}
+
+impl<T: crate::kernels::Float> ImageModel for super::native::NativeClassifier<T> {
+    fn arch(&self) -> &Architecture {
+        super::native::NativeClassifier::arch(self)
+    }
+
+    fn evaluate(&self, theta: &[f64], data: &ImageSet) -> Result<Evaluation> {
+        super::native::NativeClassifier::evaluate(self, theta, data)
+    }
+}
+
 pub struct Classifier {
     net: Network,
     /// N × C × H × W, in the network's dtype.
@@ -41,6 +71,34 @@ pub struct Classifier {
 
 /// Activation memory one pass may use (the graph keeps several tensors per layer).
 const PASS_BYTES: usize = 1 << 30;
+
+/// Device memory a [`Classifier`] on `n` training images needs with `passes`
+/// forward/backward passes in flight at once (one per dynamics worker): the images and
+/// their one-hot labels, and per pass its activation budget, its largest result (a
+/// gradient matrix of `rows_of(batch_size)` groups) and a few parameter-sized tensors.
+pub fn device_bytes(
+    arch: &Architecture,
+    dtype: DType,
+    n: usize,
+    batch_size: usize,
+    passes: usize,
+) -> u64 {
+    let size = dtype.size_in_bytes() as u64;
+    let (c, h, w) = arch.input;
+    let data = n as u64 * (c * h * w + arch.classes) as u64 * size;
+    let chunk = pass_samples(arch, dtype);
+    let batch_size = batch_size.max(1);
+    let rows = (chunk / batch_size).clamp(1, (n / batch_size).max(1));
+    let per_pass = PASS_BYTES as u64 + (rows + 4) as u64 * arch.dim() as u64 * size;
+    data + passes as u64 * per_pass
+}
+
+/// Samples per pass: what fits in [`PASS_BYTES`] (the graph keeps several tensors per
+/// layer).
+fn pass_samples(arch: &Architecture, dtype: DType) -> usize {
+    let bytes = arch.activations_per_sample() * dtype.size_in_bytes() * 8;
+    (PASS_BYTES / bytes.max(1)).max(1)
+}
 
 fn one_hot(labels: &[u8], classes: usize, net: &Network) -> Result<Tensor> {
     let mut m = vec![0f32; labels.len() * classes];
@@ -93,12 +151,11 @@ impl Classifier {
                 net.arch.name
             )));
         }
-        let bytes = net.arch.activations_per_sample() * net.dtype.size_in_bytes() * 8;
         Ok(Classifier {
             x: images(data, &net)?,
             one_hot: one_hot(&data.labels, net.arch.classes, &net)?,
             labels: data.labels.clone(),
-            chunk: (PASS_BYTES / bytes.max(1)).max(1),
+            chunk: pass_samples(&net.arch, net.dtype),
             net,
         })
     }

@@ -43,7 +43,7 @@ pub fn new_run(loaded: &LoadedConfig, run_dir: &Path, created: &str) -> Result<S
         config_source: loaded.source.clone(),
         seed: loaded.config.seed,
         created: created.to_string(),
-        device: "cpu".into(),
+        device: loaded.config.device.to_string(),
     };
     let mut journal = journal::Writer::create(&run_dir.join(journal::FILE_NAME))?;
     journal.write(Body::Header(header.clone()))?;

@@ -290,13 +290,18 @@ impl RunView {
     /// blocks below (each repeating the dynamics column): nothing is cut.
     pub fn table(&self, width: usize) -> String {
         let mut out = format!(
-            "run         {}\nread from   {}\nexperiment  {} · status {} · created {} · noiselab {}{}\n",
+            "run         {}\nread from   {}\nexperiment  {}{} · status {} · created {} · noiselab {}{}\n",
             self.run_dir.display(),
             self.source
                 .strip_prefix(&self.run_dir)
                 .unwrap_or(&self.source)
                 .display(),
             self.attr("experiment"),
+            // Runs on the CPU kernels (the default) say nothing.
+            match self.attr("device") {
+                "" | "cpu" => String::new(),
+                d => format!(" on {d}"),
+            },
             self.attr("status"),
             self.attr("created"),
             self.attr("noiselab_version"),
@@ -512,6 +517,7 @@ impl RunView {
             "status": self.attr("status"),
             "created": self.attr("created"),
             "noiselab_version": self.attr("noiselab_version"),
+            "device": self.attr("device"),
             "notes": self.notes,
             "progress": self.progress,
             "health": self.health.iter().map(|(k, f)| json!({
