@@ -114,6 +114,16 @@ pub enum Precision {
     F64,
 }
 
+impl Precision {
+    /// The candle dtype of this precision (the candle classifier on candle-cpu / CUDA).
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            Precision::F32 => candle_core::DType::F32,
+            Precision::F64 => candle_core::DType::F64,
+        }
+    }
+}
+
 impl<D: Dataset> ImageConfig<D> {
     /// `section.name`, for error messages.
     pub(crate) fn key(name: &str) -> String {
@@ -325,10 +335,7 @@ pub fn check_gpu_memory<D: Dataset>(
     gpu: &crate::device::GpuMemory,
 ) -> Result<()> {
     let cfg = settings::<D>(config);
-    let dtype = match cfg.precision {
-        Precision::F32 => candle_core::DType::F32,
-        Precision::F64 => candle_core::DType::F64,
-    };
+    let dtype = cfg.precision.dtype();
     let rows = match config.noise.covariance {
         crate::dynamics::CovarianceSource::PerSample => 1,
         crate::dynamics::CovarianceSource::Minibatches => config.noise.batch_size,
@@ -937,11 +944,7 @@ fn run_live<D: Dataset>(ctx: &RunContext<'_>) -> Result<usize> {
             run_with::<_, D>(ctx, &data, NativeClassifier::<f64>::new(arch, &data.train)?)
         }
         (Some(device), precision) => {
-            let dtype = match precision {
-                Precision::F32 => candle_core::DType::F32,
-                Precision::F64 => candle_core::DType::F64,
-            };
-            let net = crate::models::network::Network::new(arch, dtype, device)?;
+            let net = crate::models::network::Network::new(arch, precision.dtype(), device)?;
             run_with::<_, D>(ctx, &data, Classifier::new(net, &data.train)?)
         }
     }
