@@ -82,6 +82,20 @@ pub struct GpuMemory {
     pub total: u64,
 }
 
+impl fmt::Display for GpuMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} (compute capability {}.{}), {:.1} GB free of {:.1} GB",
+            self.name,
+            self.compute_capability.0,
+            self.compute_capability.1,
+            self.free as f64 / 1e9,
+            self.total as f64 / 1e9
+        )
+    }
+}
+
 /// Name and free/total memory of `device` when it is a CUDA device (`None` otherwise,
 /// and always in a binary built without CUDA).
 pub fn gpu_memory(device: &candle_core::Device) -> Option<GpuMemory> {

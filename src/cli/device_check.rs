@@ -11,7 +11,7 @@ use noiselab::estimators::sharpness::expected_sharpness;
 use noiselab::experiments::cifar10::Cifar10;
 use noiselab::experiments::classification::Dataset;
 use noiselab::experiments::fashion_mnist::FashionMnist;
-use noiselab::linalg::GradientMatrix;
+use noiselab::linalg::{norm_sq, GradientMatrix};
 use noiselab::models::classifier::Classifier;
 use noiselab::models::native::NativeClassifier;
 use noiselab::models::network::Network;
@@ -75,6 +75,15 @@ enum Arch {
     Vgg11,
 }
 
+impl Arch {
+    fn name(self) -> &'static str {
+        match self {
+            Arch::Lenet => "lenet",
+            Arch::Vgg11 => "vgg11",
+        }
+    }
+}
+
 /// One operation's outcome.
 #[derive(Debug, serde::Serialize)]
 struct Row {
@@ -84,8 +93,8 @@ struct Row {
     detail: String,
     /// Median seconds on the device.
     seconds: f64,
-    /// ‖device − reference‖ / ‖reference‖ (for accuracy: the fraction of images whose
-    /// prediction differs).
+    /// ‖device − reference‖ / ‖reference‖ (eigenvalues: the largest difference over λ1;
+    /// test evaluation: the accuracy difference plus the loss's relative difference).
     error: f64,
     tolerance: f64,
     ok: bool,
@@ -118,8 +127,7 @@ fn median_time<R>(repeats: usize, mut f: impl FnMut() -> Result<R>) -> Result<(f
 
 fn relative(a: &[f64], b: &[f64]) -> f64 {
     let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum();
-    let norm: f64 = b.iter().map(|y| y * y).sum();
-    (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
+    (diff / norm_sq(b).max(f64::MIN_POSITIVE)).sqrt()
 }
 
 fn matrix_relative(a: &GradientMatrix, b: &GradientMatrix) -> f64 {
@@ -161,7 +169,7 @@ fn check<D: Dataset>(
     let v: Vec<f64> = {
         use rand_distr::{Distribution, StandardNormal};
         let raw: Vec<f64> = (0..d).map(|_| StandardNormal.sample(&mut rng)).collect();
-        let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let norm = norm_sq(&raw).sqrt();
         raw.iter().map(|x| x / norm).collect()
     };
     let mut rows = Vec::new();
@@ -169,7 +177,7 @@ fn check<D: Dataset>(
         let ok = error.is_finite() && error <= tolerance;
         eprintln!(
             "  {:<6} {operation:<12} {seconds:>9.4} s  error {error:.2e} (≤ {tolerance:.0e}) {}  {detail}",
-            format!("{arch:?}").to_lowercase(),
+            arch.name(),
             if ok { "ok" } else { "FAILED" }
         );
         rows.push(Row {
@@ -312,15 +320,7 @@ pub fn main(args: DeviceCheckArgs) -> Result<ExitCode> {
     }
     let device = args.device.candle()?.expect("a candle device");
     if let Some(gpu) = noiselab::device::gpu_memory(&device) {
-        eprintln!(
-            "device-check on {} ({}, compute capability {}.{}, {:.1} GB free of {:.1} GB)",
-            args.device,
-            gpu.name,
-            gpu.compute_capability.0,
-            gpu.compute_capability.1,
-            gpu.free as f64 / 1e9,
-            gpu.total as f64 / 1e9
-        );
+        eprintln!("device-check on {}: {gpu}", args.device);
     } else {
         eprintln!(
             "device-check on {} (a dry run of the CUDA path's code)",
@@ -341,7 +341,7 @@ pub fn main(args: DeviceCheckArgs) -> Result<ExitCode> {
     for r in &rows {
         text += &format!(
             "{}\t{}\t{:.6}\t{:.3e}\t{:.0e}\t{}\t{}\n",
-            format!("{:?}", r.arch).to_lowercase(),
+            r.arch.name(),
             r.operation,
             r.seconds,
             r.error,

@@ -923,18 +923,8 @@ fn run_live<D: Dataset>(ctx: &RunContext<'_>) -> Result<usize> {
     let precision = settings::<D>(ctx.config).precision;
     let device = ctx.config.device.candle()?;
     if let Some(gpu) = device.as_ref().and_then(crate::device::gpu_memory) {
-        ctx.events.log(
-            None,
-            format!(
-                "device {}: {} (compute capability {}.{}), {:.1} GB free of {:.1} GB",
-                ctx.config.device,
-                gpu.name,
-                gpu.compute_capability.0,
-                gpu.compute_capability.1,
-                gpu.free as f64 / 1e9,
-                gpu.total as f64 / 1e9
-            ),
-        );
+        ctx.events
+            .log(None, format!("device {}: {gpu}", ctx.config.device));
     }
     match (device, precision) {
         (None, Precision::F32) => {
