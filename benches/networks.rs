@@ -10,7 +10,7 @@
 use candle_core::{DType, Device};
 use noiselab::data::idx;
 use noiselab::estimators::lanczos::{top_eigenpairs, LanczosOptions};
-use noiselab::estimators::sharpness::expected_sharpness;
+use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
 use noiselab::models::classifier::Classifier;
 use noiselab::models::lenet;
 use noiselab::models::native::NativeClassifier;
@@ -151,7 +151,15 @@ fn main() {
             "sharpness_m1000_f32",
             median(
                 || {
-                    let e = expected_sharpness(m32, &theta, 0.01, samples, false, 0).unwrap();
+                    // The plain estimator, as scripts/bench_torch.py computes it.
+                    let options = SharpnessOptions {
+                        delta: 0.01,
+                        samples,
+                        absolute: false,
+                        estimator: SharpnessEstimator::Plain,
+                        seed: 0,
+                    };
+                    let e = expected_sharpness(m32, &theta, None, &options).unwrap();
                     format!("{samples} samples, {:.4e} ± {:.1e}", e.value, e.stderr)
                 },
                 1,

@@ -17,8 +17,9 @@ use noiselab::data::{idx, ImageSet};
 use noiselab::dynamics::{CovarianceSource, DynamicsKind, NoiseModel, Units};
 use noiselab::engine;
 use noiselab::estimators::covariance::GradientCovariance;
-use noiselab::estimators::sharpness::expected_sharpness;
-use noiselab::estimators::trace::hutchinson;
+use noiselab::estimators::hessian;
+use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
+use noiselab::estimators::trace::hutchinson_block;
 use noiselab::models::lenet;
 use noiselab::models::native::NativeClassifier;
 use noiselab::objective::Objective;
@@ -84,6 +85,12 @@ fn main() {
     let iterations = if smoke { 2 } else { 30 };
     let mut per_iteration = Vec::new();
     for kind in DynamicsKind::ALL {
+        // SGD's iteration is a few milliseconds: ten times as many iterations time it.
+        let iterations = if kind == DynamicsKind::Sgd {
+            10 * iterations
+        } else {
+            iterations
+        };
         let mut model_noise = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
         let (t, end) = timed(|| {
             engine::run(
@@ -122,6 +129,7 @@ fn main() {
         .iter()
         .map(|(_, t)| t * iterations as f64)
         .sum();
+    // (The concurrent run gives every dynamics, SGD included, `iterations` iterations.)
     println!(
         "concurrent_8_dynamics\t{t_concurrent:.4}\t{iterations} iterations each; sum of the sequential runs {sum:.2} s (ratio {:.2})",
         t_concurrent / sum
@@ -132,33 +140,67 @@ fn main() {
     let m_sharp = if smoke { 10 } else { 1000 };
     let (t_train, _) = timed(|| model.loss(&theta).unwrap());
     let (t_test, eval) = timed(|| model.evaluate(&theta, &test).unwrap());
-    let (t_sharp, sharp) =
-        timed(|| expected_sharpness(&model, &theta, 0.01, m_sharp, false, 2).unwrap());
+    // The presets' estimator (docs/METHOD.md §3): the gradient control variate, stopped
+    // at the plain estimator's standard error with M evaluations.
+    let (t_grad, (_, g)) = timed(|| model.loss_and_gradient(&theta).unwrap());
+    let sharpness = |estimator| SharpnessOptions {
+        delta: 0.01,
+        samples: m_sharp,
+        absolute: false,
+        estimator,
+        seed: 2,
+    };
+    let (t_sharp, sharp) = timed(|| {
+        expected_sharpness(
+            &model,
+            &theta,
+            Some(&g),
+            &sharpness(SharpnessEstimator::ControlVariate),
+        )
+        .unwrap()
+    });
+    let (t_plain, plain) = timed(|| {
+        expected_sharpness(&model, &theta, None, &sharpness(SharpnessEstimator::Plain)).unwrap()
+    });
     let (t_trhs, tr_h_sigma) = timed(|| {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng);
         let sigma =
             GradientCovariance::minibatches(model.batch_gradients(&theta, &order, 20).unwrap())
                 .unwrap();
-        sigma.tr_h(|v| model.hvp(&theta, v)).unwrap()
+        sigma
+            .tr_h_block(|vs| model.hessian_quadratic_forms(&theta, vs))
+            .unwrap()
     });
     let probes = if smoke { 2 } else { 20 };
-    let (t_trh, tr_h) = timed(|| hutchinson(d, |v| model.hvp(&theta, v), probes, 3).unwrap());
+    let (t_trh, tr_h) = timed(|| {
+        hutchinson_block(d, |zs| model.hessian_quadratic_forms(&theta, zs), probes, 3).unwrap()
+    });
+    let (t_top, top) = timed(|| hessian::top_eigenpairs(&model, &theta, 1, None).unwrap());
     println!("metrics:train_loss_accuracy\t{t_train:.4}\t");
     println!(
         "metrics:test_loss_accuracy\t{t_test:.4}\taccuracy {:.4}",
         eval.accuracy
     );
+    println!("metrics:gradient\t{t_grad:.4}\tg0 (the control variate's)");
     println!(
-        "metrics:sharpness\t{t_sharp:.4}\tM = {m_sharp}, {:.3e}",
-        sharp.value
+        "metrics:sharpness\t{t_sharp:.4}\tcontrol variate, {} evaluations, {:.4e} ± {:.1e}",
+        sharp.samples, sharp.value, sharp.stderr
     );
-    println!("metrics:tr_h_sigma\t{t_trhs:.4}\t60 HVPs, {tr_h_sigma:.4e}");
+    println!(
+        "sharpness_plain\t{t_plain:.4}\tplain (not in the measurement), M = {m_sharp}, {:.4e} ± {:.1e}",
+        plain.value, plain.stderr
+    );
+    println!("metrics:tr_h_sigma\t{t_trhs:.4}\t60 quadratic forms, {tr_h_sigma:.4e}");
     println!(
         "metrics:tr_h\t{t_trh:.4}\t{probes} probes, {:.4e}",
         tr_h.value
     );
-    let metrics = t_train + t_test + t_sharp + t_trhs + t_trh;
+    println!(
+        "metrics:top_eigenpair\t{t_top:.4}\tλ1 {:.4e} (for â)",
+        top.values[0]
+    );
+    let metrics = t_train + t_test + t_grad + t_sharp + t_trhs + t_trh + t_top;
 
     let run_iters = 15_000;
     let evals = run_iters / every + 1;

@@ -13,17 +13,32 @@ fn main() {
     let what = args.get(1).map_or("fwd_bwd_f32", String::as_str);
     let reps: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(10);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let data = idx::read_split(
-        &root.join("../shared/data/fashion-mnist-subset"),
-        idx::Split::Train,
-        Some(1200),
-    )
-    .unwrap();
+    // The training set of a run's config (`CONFIG=…`, e.g. to go with its θ_GD), or the
+    // first 1,200 images of the subset.
+    let data = match std::env::var("CONFIG") {
+        Ok(config) => {
+            let config = noiselab::config::load(&config, &[]).unwrap().config;
+            noiselab::experiments::classification::load_data::<
+                noiselab::experiments::fashion_mnist::FashionMnist,
+            >(&config)
+            .unwrap()
+            .train
+        }
+        Err(_) => idx::read_split(
+            &root.join("../shared/data/fashion-mnist-subset"),
+            idx::Split::Train,
+            Some(1200),
+        )
+        .unwrap(),
+    };
     let arch = lenet::architecture().unwrap();
     let theta =
         arch.init_theta(&mut <rand_chacha::ChaCha12Rng as rand::SeedableRng>::seed_from_u64(0));
     let m32 = NativeClassifier::<f32>::new(arch.clone(), &data).unwrap();
-    let all: Vec<usize> = (0..1200).collect();
+    let all: Vec<usize> = (0..data.len()).collect();
+    if what == "eigs" {
+        return compare_eigensolvers(&m32, theta, reps);
+    }
     let t = std::time::Instant::now();
     for _ in 0..reps {
         match what {
@@ -31,7 +46,17 @@ fn main() {
             "loss_f32" => drop(m32.loss(&theta).unwrap()),
             "per_sample_f32" => drop(m32.per_sample_gradients(&theta).unwrap()),
             "minibatch_f32" => drop(m32.batch_gradients(&theta, &all, 20).unwrap()),
+            // SGD's step: one batch of 20 random samples.
+            "sgd_batch_f32" => {
+                let batch: Vec<usize> = (0..20).map(|i| (i * 577 + 13) % all.len()).collect();
+                drop(m32.batch_gradients(&theta, &batch, 20).unwrap())
+            }
             "hvp_f32" => drop(m32.hvp(&theta, &theta).unwrap()),
+            block if block.starts_with("hvp_block_f32:") => {
+                let b: usize = block["hvp_block_f32:".len()..].parse().unwrap();
+                let dirs: Vec<&[f64]> = (0..b).map(|_| theta.as_slice()).collect();
+                drop(m32.hvp_block(&theta, &dirs).unwrap())
+            }
             other => panic!("unknown workload {other}"),
         }
     }
@@ -39,4 +64,74 @@ fn main() {
         "{what}: {:.1} ms per call",
         t.elapsed().as_secs_f64() * 1e3 / reps as f64
     );
+}
+
+/// Warm-started top-20 refreshes as GLD Hessian does them (every 10 iterations), by
+/// Lanczos on single HVPs and by LOBPCG on block HVPs: products, time, accuracy.
+fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refreshes: usize) {
+    use noiselab::estimators::{lanczos, lobpcg};
+    use rand::Rng;
+    let options = lanczos::LanczosOptions {
+        tol: model.hvp_tolerance(),
+        ..lanczos::LanczosOptions::new(20)
+    };
+    // From θ_GD (a file of f64, `THETA_GD=…`; its training set must be these images) or
+    // from 200 GD steps.
+    match std::env::var("THETA_GD") {
+        Ok(path) => {
+            theta = std::fs::read(path)
+                .unwrap()
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        }
+        Err(_) => {
+            for _ in 0..200 {
+                let (_, g) = model.loss_and_gradient(&theta).unwrap();
+                theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.1 * g);
+            }
+        }
+    }
+    let mut rng = <rand_chacha::ChaCha12Rng as rand::SeedableRng>::seed_from_u64(5);
+    let (mut warm_l, mut warm_b) = (None, None);
+    for refresh in 0..refreshes {
+        let t = std::time::Instant::now();
+        let l = lanczos::top_eigenpairs(
+            model.dim(),
+            |v| model.hvp(&theta, v),
+            &options,
+            warm_l.as_ref(),
+        )
+        .unwrap();
+        let tl = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let b = lobpcg::top_eigenpairs(
+            model.dim(),
+            |vs| model.hvp_block(&theta, vs),
+            &options,
+            warm_b.as_ref(),
+        )
+        .unwrap();
+        let tb = t.elapsed().as_secs_f64();
+        let gap = l
+            .pairs
+            .values
+            .iter()
+            .zip(&b.pairs.values)
+            .map(|(x, y)| (x - y).abs() / l.pairs.values[0])
+            .fold(0.0f64, f64::max);
+        println!(
+            "refresh {refresh}: lanczos {} products {tl:.2} s (residual {:.1e}) | lobpcg {} products {tb:.2} s (residual {:.1e}) | λ1 {:.6} λ20 {:.6} | max |Δλ|/λ1 {gap:.1e}",
+            l.products, l.max_residual, b.products, b.max_residual, l.pairs.values[0], l.pairs.values[19]
+        );
+        warm_l = Some(l.pairs);
+        warm_b = Some(b.pairs);
+        // Ten noisy descent steps between refreshes.
+        for _ in 0..10 {
+            let (_, g) = model.loss_and_gradient(&theta).unwrap();
+            theta.iter_mut().zip(&g).for_each(|(t, g)| {
+                *t -= 0.07 * (g + 1e-2 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+            });
+        }
+    }
 }

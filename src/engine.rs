@@ -196,8 +196,11 @@ where
     for t in range {
         let (direction, n) = {
             let mut at = AtPoint::new(objective, &theta);
-            let direction = noise.descent_direction(&mut at)?;
+            // The noise first: GLD dynamic and diag estimate Σ from batch gradients that
+            // partition the training set, whose mean is the g0 the step needs. Neither
+            // call draws from a stream the other uses, so the order changes no draw.
             let n = noise.sample(t, &mut at)?;
+            let direction = noise.descent_direction(&mut at)?;
             match observer.observe(t, &mut at, noise) {
                 Err(Error::Diverged(reason)) => {
                     drop(at);

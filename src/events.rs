@@ -32,6 +32,8 @@ impl Metric {
     pub const TEST_ACCURACY: Metric = Metric("test_accuracy");
     /// Expected sharpness E[L(θ+ν)] − L(θ) (docs/METHOD.md §3).
     pub const SHARPNESS: Metric = Metric("sharpness");
+    /// The Monte-Carlo standard error of that sharpness value.
+    pub const SHARPNESS_SE: Metric = Metric("sharpness_se");
     /// Tr(HΣ), Σ the gradient covariance (docs/METHOD.md §3).
     pub const TR_H_SIGMA: Metric = Metric("tr_h_sigma");
     /// Tr(HΣ̄) = Tr H·Tr Σ / D, the isotropic reference.
@@ -51,11 +53,12 @@ impl Metric {
     pub const PROJECTION_COEFFICIENT: Metric = Metric("projection_coefficient");
 
     /// The shared vocabulary: key, label, unit, log scale.
-    const CATALOG: [(Metric, &'static str, &'static str, bool); 13] = [
+    const CATALOG: [(Metric, &'static str, &'static str, bool); 14] = [
         (Metric::LOSS, "loss", "", true),
         (Metric::TRAIN_ACCURACY, "train acc", "fraction", false),
         (Metric::TEST_ACCURACY, "test acc", "fraction", false),
         (Metric::SHARPNESS, "sharpness", "", false),
+        (Metric::SHARPNESS_SE, "sharpness SE", "", true),
         (Metric::TR_H_SIGMA, "Tr(HΣ)", "", true),
         (Metric::TR_H_SIGMA_ISO, "Tr(HΣ̄)", "", true),
         (Metric::TR_H_NOISE, "Tr(H·Cov n)", "", true),

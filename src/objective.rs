@@ -43,6 +43,24 @@ pub trait Objective: Send + Sync {
     /// Hessian-vector product H(θ)·v.
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>>;
 
+    /// H(θ)·v for every v of a block. Models that can share work between directions
+    /// (one forward pass, wider matrix products) override this; the default is one HVP
+    /// each.
+    fn hvp_block(&self, theta: &[f64], vs: &[&[f64]]) -> Result<Vec<Vec<f64>>> {
+        vs.iter().map(|v| self.hvp(theta, v)).collect()
+    }
+
+    /// vᵀ·H(θ)·v for every v of a block: what trace estimators need (Tr(HΣ),
+    /// Hutchinson). The default takes the block's HVPs.
+    fn hessian_quadratic_forms(&self, theta: &[f64], vs: &[&[f64]]) -> Result<Vec<f64>> {
+        Ok(self
+            .hvp_block(theta, vs)?
+            .iter()
+            .zip(vs)
+            .map(|(hv, v)| crate::linalg::dot(hv, v))
+            .collect())
+    }
+
     /// Relative residual at which Lanczos calls a Ritz pair of H converged: what the
     /// HVPs' arithmetic can resolve (f64 by default; f32 networks say 1e-5).
     fn hvp_tolerance(&self) -> f64 {

@@ -10,10 +10,12 @@ use nalgebra::{DMatrix, DVector};
 use noiselab::estimators::covariance::GradientCovariance;
 use noiselab::estimators::indicators::projection_coefficient;
 use noiselab::estimators::lanczos::{self, Krylov, LanczosOptions};
-use noiselab::estimators::sharpness::expected_sharpness;
+use noiselab::estimators::lobpcg;
+use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
 use noiselab::estimators::trace::{hutchinson, slq};
 use noiselab::linalg::GradientMatrix;
 use noiselab::models::quadratic::Quadratic;
+use noiselab::objective::Objective;
 use rand::SeedableRng;
 
 /// A Hessian-like symmetric matrix: a few large eigenvalues, a bulk near zero, some
@@ -39,29 +41,72 @@ fn apply(m: &DMatrix<f64>) -> impl FnMut(&[f64]) -> noiselab::Result<Vec<f64>> +
     move |v| Ok((m * DVector::from_column_slice(v)).as_slice().to_vec())
 }
 
-#[test]
-fn lanczos_top_20_matches_the_dense_oracle_with_few_products() {
-    let d = 400;
-    let (h, _) = hessian_like(d, 1);
+/// The 20 largest eigenpairs of `h` by its dense eigendecomposition agree with `pairs`:
+/// eigenvalues to 1e-6 relative, eigenvectors to |cos| > 1 − 1e-6.
+fn assert_top_20_of(h: &DMatrix<f64>, pairs: &noiselab::linalg::Eigenpairs) {
     let oracle = h.clone().symmetric_eigen();
-    let mut idx: Vec<usize> = (0..d).collect();
+    let mut idx: Vec<usize> = (0..h.nrows()).collect();
     idx.sort_by(|&a, &b| oracle.eigenvalues[b].total_cmp(&oracle.eigenvalues[a]));
-    let opts = LanczosOptions::new(20);
-    let r = lanczos::top_eigenpairs(d, apply(&h), &opts, None).unwrap();
-    assert_eq!(r.pairs.len(), 20);
     for (j, &i) in idx.iter().take(20).enumerate() {
         let exact = oracle.eigenvalues[i];
-        let got = r.pairs.values[j];
+        let got = pairs.values[j];
         assert!(
             (got - exact).abs() <= 1e-6 * exact.abs(),
             "λ{j}: {got} vs {exact}"
         );
         let u: DVector<f64> = oracle.eigenvectors.column(i).into();
-        let cos = u
-            .dot(&DVector::from_column_slice(&r.pairs.vectors[j]))
-            .abs();
+        let cos = u.dot(&DVector::from_column_slice(&pairs.vectors[j])).abs();
         assert!(cos > 1.0 - 1e-6, "eigenvector {j}: |cos| = {cos}");
     }
+}
+
+/// LOBPCG on block products: the same 20 eigenpairs as the dense oracle, to its residual
+/// tolerance, cold and warm-started (the warm start from the previous operator's
+/// eigenvectors takes fewer products).
+#[test]
+fn lobpcg_top_20_matches_the_dense_oracle() {
+    let d = 400;
+    let (h, _) = hessian_like(d, 1);
+    let block = |m: &DMatrix<f64>| {
+        let m = m.clone();
+        move |vs: &[&[f64]]| -> noiselab::Result<Vec<Vec<f64>>> {
+            Ok(vs
+                .iter()
+                .map(|v| (&m * DVector::from_column_slice(v)).as_slice().to_vec())
+                .collect())
+        }
+    };
+    let opts = LanczosOptions {
+        max_products: 2000,
+        ..LanczosOptions::new(20)
+    };
+    let r = lobpcg::top_eigenpairs(d, block(&h), &opts, None).unwrap();
+    assert!(r.max_residual <= opts.tol, "residual {:e}", r.max_residual);
+    assert_top_20_of(&h, &r.pairs);
+    let (e, _) = hessian_like(d, 2);
+    let h2 = &h + e * 1e-4;
+    let cold = lobpcg::top_eigenpairs(d, block(&h2), &opts, None).unwrap();
+    let warm = lobpcg::top_eigenpairs(d, block(&h2), &opts, Some(&r.pairs)).unwrap();
+    assert!(
+        warm.products < cold.products,
+        "warm {} vs cold {}",
+        warm.products,
+        cold.products
+    );
+    eprintln!(
+        "LOBPCG top-20 of D = {d}: {} products cold; after a small change {} cold vs {} warm",
+        r.products, cold.products, warm.products
+    );
+}
+
+#[test]
+fn lanczos_top_20_matches_the_dense_oracle_with_few_products() {
+    let d = 400;
+    let (h, _) = hessian_like(d, 1);
+    let opts = LanczosOptions::new(20);
+    let r = lanczos::top_eigenpairs(d, apply(&h), &opts, None).unwrap();
+    assert_eq!(r.pairs.len(), 20);
+    assert_top_20_of(&h, &r.pairs);
     assert!(
         r.products < 150,
         "{} products for 20 eigenpairs of a {d}×{d} operator",
@@ -198,25 +243,121 @@ fn slq_density_has_the_right_moments() {
 
 #[test]
 fn expected_sharpness_matches_half_delta_squared_trace_h() {
-    // For a quadratic, E[L(θ+ν)] − L(θ) = (δ²/2)·Tr H at every θ (E[gᵀν] = 0).
+    // For a quadratic, E[L(θ+ν)] − L(θ) = (δ²/2)·Tr H at every θ (E[gᵀν] = 0), for every
+    // estimator; their per-sample variances have closed forms too: the plain rise
+    // gᵀν + ½νᵀHν has δ²‖g‖² + δ⁴·Tr(H²)/2, while an antithetic pair and the control
+    // variate both leave ½νᵀHν alone, δ⁴·Tr(H²)/2 (ν ~ N(0, δ²I)).
     let d = 30;
     let h = random_spd(d, 0.5, 20.0, 6);
     let obj = Quadratic::new(h.clone(), random_vectors(10, d, 1.0, 7));
     let delta = 0.01;
     let exact = 0.5 * delta * delta * h.trace();
     let theta = vec![0.3; d];
-    let signed = expected_sharpness(&obj, &theta, delta, 4000, false, 3).unwrap();
+    let (_, g) = obj.loss_and_gradient(&theta).unwrap();
+    let quadratic_var = delta.powi(4) * (&h * &h).trace() / 2.0;
+    let plain_var = delta * delta * g.iter().map(|x| x * x).sum::<f64>() + quadratic_var;
+    let m = 4000;
+    let options = |estimator, absolute| SharpnessOptions {
+        delta,
+        samples: m,
+        absolute,
+        estimator,
+        seed: 3,
+    };
+    for (estimator, per_sample_var) in [
+        (SharpnessEstimator::Plain, plain_var),
+        (SharpnessEstimator::Antithetic, quadratic_var),
+        (SharpnessEstimator::ControlVariate, quadratic_var),
+    ] {
+        // The variance-reduced estimators stop after 100 evaluations here (antithetic:
+        // 50 pairs): independent runs pool to ≥ 2000 samples, as the plain one's 4000.
+        let runs = match estimator {
+            SharpnessEstimator::Plain => 1,
+            SharpnessEstimator::ControlVariate => 20,
+            SharpnessEstimator::Antithetic => 40,
+        };
+        let (mut var, mut n) = (0.0, 0);
+        for seed in 0..runs {
+            let e = expected_sharpness(
+                &obj,
+                &theta,
+                Some(&g),
+                &SharpnessOptions {
+                    seed,
+                    ..options(estimator, false)
+                },
+            )
+            .unwrap();
+            assert!(
+                (e.value - exact).abs() <= Z * e.stderr,
+                "{estimator:?}: {} vs {exact} ± {}",
+                e.value,
+                Z * e.stderr
+            );
+            var += e.stderr.powi(2) * e.samples as f64 * e.samples as f64;
+            n += e.samples;
+        }
+        // The sample variance of n ≥ 2000 draws of a quadratic form in Gaussians is
+        // within 30 % of the truth (its relative SE is √((κ − 1)/n) ≤ 0.09 for the
+        // kurtosis κ ≤ 15 of a χ²₁-like sum).
+        let var = var / n as f64;
+        assert!(n >= 2000, "{estimator:?}: {n} samples");
+        assert!(
+            (var / per_sample_var - 1.0).abs() < 0.3,
+            "{estimator:?}: per-sample variance {var:e}, closed form {per_sample_var:e}"
+        );
+    }
+    // The variance-reduced estimators stop once their SE is at most the plain one's with
+    // M evaluations (closed form above; 20 % slack for the SE estimate's own noise),
+    // here after the fewest evaluations allowed.
+    let plain_se = (plain_var / m as f64).sqrt();
+    for estimator in [
+        SharpnessEstimator::Antithetic,
+        SharpnessEstimator::ControlVariate,
+    ] {
+        let e = expected_sharpness(&obj, &theta, Some(&g), &options(estimator, false)).unwrap();
+        let evaluations = match estimator {
+            SharpnessEstimator::Antithetic => 2 * e.samples,
+            _ => e.samples,
+        };
+        assert!(
+            e.stderr <= 1.2 * plain_se,
+            "{estimator:?}: {e:?} vs {plain_se:e}"
+        );
+        assert!(
+            evaluations <= noiselab::estimators::sharpness::MIN_EVALUATIONS + 100,
+            "{estimator:?} used {evaluations} evaluations"
+        );
+    }
+    let absolute = expected_sharpness(
+        &obj,
+        &theta,
+        None,
+        &options(SharpnessEstimator::Plain, true),
+    )
+    .unwrap();
     assert!(
-        (signed.value - exact).abs() <= Z * signed.stderr,
-        "{} vs {exact} ± {}",
-        signed.value,
-        Z * signed.stderr
-    );
-    let absolute = expected_sharpness(&obj, &theta, delta, 4000, true, 3).unwrap();
-    assert!(
-        absolute.value > signed.value,
+        absolute.value > exact,
         "|rise| averages above the signed rise away from a minimum"
     );
+    let err = expected_sharpness(
+        &obj,
+        &theta,
+        Some(&g),
+        &options(SharpnessEstimator::ControlVariate, true),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("signed rise"), "{err}");
+    let err = expected_sharpness(
+        &obj,
+        &theta,
+        None,
+        &options(SharpnessEstimator::ControlVariate, false),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("g0"), "{err}");
 }
 
 #[test]

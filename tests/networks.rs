@@ -504,6 +504,31 @@ fn native_kernels_match_candle_on_cifar_images() {
         "{:e}",
         relative_error(&h2, &h1)
     );
+    // A block of directions in one R-operator pass (block tangents through the padded
+    // convolutions, the pooling and the multi-channel flatten) against candle's double
+    // backprop, one direction at a time.
+    let dirs: Vec<Vec<f64>> = (0..3).map(|_| arch.init_theta(&mut rng)).collect();
+    let refs: Vec<&[f64]> = dirs.iter().map(Vec::as_slice).collect();
+    let block = native.hvp_block(&theta, &refs).unwrap();
+    assert_eq!(block.len(), 3);
+    for (j, (hv, v)) in block.iter().zip(&dirs).enumerate() {
+        let e = relative_error(hv, &candle_model.hvp(&theta, v).unwrap());
+        assert!(e < 1e-10, "block direction {j}: {e:e}");
+    }
+    // vᵀHv by forward mode (first and second directional derivatives of the logits)
+    // against candle's double-backprop HVP.
+    let forms = native.hessian_quadratic_forms(&theta, &refs).unwrap();
+    for (j, (q, v)) in forms.iter().zip(&dirs).enumerate() {
+        let want: f64 = v
+            .iter()
+            .zip(candle_model.hvp(&theta, v).unwrap())
+            .map(|(a, b)| a * b)
+            .sum();
+        assert!(
+            (q - want).abs() < 1e-10 * want.abs().max(1e-12),
+            "quadratic form {j}: {q} vs {want}"
+        );
+    }
     let test = noiselab::data::cifar::read_batches(
         &[shared_data("cifar10-subset").join("test_batch.bin")],
         Some(20),
@@ -542,4 +567,35 @@ fn native_results_do_not_depend_on_the_thread_count() {
     let again = pool(2).install(compute);
     assert_eq!(one, two);
     assert_eq!(two, again);
+}
+
+/// A block HVP is b HVPs: on LeNet (f64) every direction of a block — including PyTorch's
+/// fixture direction, and blocks longer than one pass takes, which are split — equals
+/// PyTorch's double backprop and the single-direction product; the forward-mode
+/// quadratic forms vᵀHv equal vᵀ(Hv).
+#[test]
+fn native_block_hvps_match_pytorch_and_single_products() {
+    let r = reference();
+    let n = r.meta["samples"].as_u64().unwrap() as usize;
+    let model = NativeClassifier::<f64>::new(lenet::architecture().unwrap(), &fashion(n)).unwrap();
+    let mut rng = ChaCha12Rng::seed_from_u64(12);
+    let mut dirs: Vec<Vec<f64>> = (0..39).map(|_| model.arch().init_theta(&mut rng)).collect();
+    dirs[17] = r.v.clone();
+    let refs: Vec<&[f64]> = dirs.iter().map(Vec::as_slice).collect();
+    let block = model.hvp_block(&r.theta, &refs).unwrap();
+    assert_eq!(block.len(), dirs.len());
+    let e = relative_error(&block[17], &r.hvp);
+    assert!(e < 1e-10, "fixture direction: {e:e}");
+    for j in [0, 16, 18, 31, 32, 38] {
+        let e = relative_error(&block[j], &model.hvp(&r.theta, &dirs[j]).unwrap());
+        assert!(e < 1e-12, "direction {j}: {e:e}");
+    }
+    let forms = model.hessian_quadratic_forms(&r.theta, &refs).unwrap();
+    for (j, (q, hv)) in forms.iter().zip(&block).enumerate() {
+        let want: f64 = dirs[j].iter().zip(hv).map(|(a, b)| a * b).sum();
+        assert!(
+            (q - want).abs() < 1e-10 * want.abs(),
+            "quadratic form {j}: {q} vs {want}"
+        );
+    }
 }

@@ -69,6 +69,7 @@ fn scripted_fashion() -> App {
             m if m == Metric::TEST_ACCURACY => 0.55 + 0.2 * (t / 3500.0) + 0.01 * k * phase2,
             m if m == Metric::TRAIN_ACCURACY => 0.6 + 0.3 * (t / 3500.0),
             m if m == Metric::SHARPNESS => 0.02 * (1.0 - 0.1 * k * phase2),
+            m if m == Metric::SHARPNESS_SE => 2.0e-4 * (1.0 + 0.1 * k),
             m if m == Metric::LOSS || m == Metric::TEST_LOSS => 2.0 - 1.2 * t / 3500.0,
             m if m == Metric::TR_H_SIGMA => 200.0 * 10f64.powf(-0.4 * k * phase2),
             m if m == Metric::TR_H_SIGMA_ISO => 0.1 + 0.001 * k,
@@ -253,8 +254,8 @@ fn overview_at_every_size() {
     let first = render(&app, 80, 24);
     app.on_key(Key::Char('c'));
     let second = render(&app, 80, 24);
-    assert!(first.contains("metrics 1–3 of 11"), "{first}");
-    assert!(second.contains("metrics 4–6 of 11"), "{second}");
+    assert!(first.contains("metrics 1–3 of 12"), "{first}");
+    assert!(second.contains("metrics 4–6 of 12"), "{second}");
 }
 
 #[test]

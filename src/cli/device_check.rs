@@ -7,7 +7,7 @@
 use noiselab::data::{ImageSet, Split};
 use noiselab::device::Device;
 use noiselab::estimators::lanczos::{top_eigenpairs, LanczosOptions};
-use noiselab::estimators::sharpness::expected_sharpness;
+use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
 use noiselab::experiments::cifar10::Cifar10;
 use noiselab::experiments::classification::Dataset;
 use noiselab::experiments::fashion_mnist::FashionMnist;
@@ -283,12 +283,20 @@ fn check<D: Dataset>(
     );
 
     let samples = args.sharpness_samples;
+    // The plain estimator: the one PyTorch's side (bench_torch_gpu.py) times.
+    let plain = |samples| SharpnessOptions {
+        delta: 0.01,
+        samples,
+        absolute: false,
+        estimator: SharpnessEstimator::Plain,
+        seed: 11,
+    };
     let (t, _) = median_time(reps.min(3), || {
-        expected_sharpness(&model, &theta, 0.01, samples, false, 11)
+        expected_sharpness(&model, &theta, None, &plain(samples))
     })?;
     let compared = SHARPNESS_COMPARED.min(samples);
-    let s = expected_sharpness(&model, &theta, 0.01, compared, false, 11)?.value;
-    let s_ref = expected_sharpness(&reference, &theta, 0.01, compared, false, 11)?.value;
+    let s = expected_sharpness(&model, &theta, None, &plain(compared))?.value;
+    let s_ref = expected_sharpness(&reference, &theta, None, &plain(compared))?.value;
     row(
         "sharpness",
         format!("expected sharpness, M = {samples} (compared at M = {compared}), δ = 0.01"),

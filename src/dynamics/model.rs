@@ -184,7 +184,7 @@ impl NoiseModel {
             let g = at.objective().batch_gradients(at.theta(), &batch, m)?;
             return Ok(g.row(0).to_vec());
         }
-        Ok(at.loss_and_gradient()?.1.to_vec())
+        Ok(at.gradient()?.to_vec())
     }
 
     /// Recomputes the shape and its scale at the current point when due.

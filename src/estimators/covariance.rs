@@ -17,6 +17,9 @@ pub struct GradientCovariance {
     factor: f64,
     /// AᵀA, formed at most once (small D only) and shared by the scaled copies.
     gram_dense: Arc<OnceLock<DMatrix<f64>>>,
+    /// The mean of the gradient rows (g0 when they are the per-sample gradients or the
+    /// batch gradients of an exact partition).
+    mean: Arc<Vec<f64>>,
 }
 
 impl GradientCovariance {
@@ -34,6 +37,7 @@ impl GradientCovariance {
             centered: Arc::new(gradients),
             gram_dense: Arc::default(),
             factor: 1.0 / n as f64,
+            mean: Arc::new(mean),
         })
     }
 
@@ -52,6 +56,7 @@ impl GradientCovariance {
             centered: Arc::new(gradients),
             gram_dense: Arc::default(),
             factor: 1.0 / (k - 1) as f64,
+            mean: Arc::new(mean),
         })
     }
 
@@ -63,6 +68,11 @@ impl GradientCovariance {
 
     pub fn dim(&self) -> usize {
         self.centered.dim()
+    }
+
+    /// The mean of the gradients it was estimated from.
+    pub fn mean(&self) -> &[f64] {
+        &self.mean
     }
 
     /// Number of gradients it was estimated from.
@@ -96,11 +106,25 @@ impl GradientCovariance {
 
     /// Tr(H C) = factor · Σ_k a_kᵀ H a_k, with H given by its products (METHOD.md §3).
     pub fn tr_h(&self, mut hvp: impl FnMut(&[f64]) -> Result<Vec<f64>>) -> Result<f64> {
-        let mut sum = 0.0;
-        for a in self.centered.iter_rows() {
-            sum += dot(a, &hvp(a)?);
+        self.tr_h_block(|vs| vs.iter().map(|v| Ok(dot(v, &hvp(v)?))).collect())
+    }
+
+    /// Tr(H C) from H's quadratic forms vᵀHv of a block of vectors (all K centred rows
+    /// in one call: `Objective::hessian_quadratic_forms`).
+    pub fn tr_h_block(
+        &self,
+        mut quadratic_forms: impl FnMut(&[&[f64]]) -> Result<Vec<f64>>,
+    ) -> Result<f64> {
+        let rows: Vec<&[f64]> = self.centered.iter_rows().collect();
+        let forms = quadratic_forms(&rows)?;
+        if forms.len() != rows.len() {
+            return Err(Error::Numerics(format!(
+                "Tr(HC): {} quadratic forms for {} rows",
+                forms.len(),
+                rows.len()
+            )));
         }
-        Ok(self.factor * sum)
+        Ok(self.factor * forms.iter().sum::<f64>())
     }
 
     /// Tr(H C) for a dense H (small D): Σ_ij H_ij·C_ij.

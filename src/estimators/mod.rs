@@ -4,6 +4,7 @@ pub mod covariance;
 pub mod hessian;
 pub mod indicators;
 pub mod lanczos;
+pub mod lobpcg;
 pub mod point;
 pub mod sharpness;
 pub mod trace;

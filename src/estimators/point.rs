@@ -17,6 +17,9 @@ pub struct AtPoint<'a, O: Objective + ?Sized> {
     loss_gradient: Option<(f64, Vec<f64>)>,
     sigma: Option<GradientCovariance>,
     noise_covariance: Option<GradientCovariance>,
+    /// Whether `noise_covariance` came from batches partitioning all N samples: then
+    /// their mean gradient is g0 (METHOD.md §2).
+    covariance_partitions_all: bool,
     hessian: Option<DMatrix<f64>>,
     hessian_eigen: Option<Eigenpairs>,
 }
@@ -29,6 +32,7 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
             loss_gradient: None,
             sigma: None,
             noise_covariance: None,
+            covariance_partitions_all: false,
             hessian: None,
             hessian_eigen: None,
         }
@@ -49,6 +53,24 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
         }
         let (l, g) = self.loss_gradient.as_ref().expect("just computed");
         Ok((*l, g))
+    }
+
+    /// g0(θ) without the loss: the mean of gradients already computed here when they
+    /// cover every sample once (Σ's per-sample rows, or the batch rows of an exact
+    /// partition: GLD dynamic and diag estimate those every iteration), else a full pass.
+    pub fn gradient(&mut self) -> Result<&[f64]> {
+        let from_rows = self.loss_gradient.is_none()
+            && (self.sigma.is_some()
+                || self.noise_covariance.is_some() && self.covariance_partitions_all);
+        if !from_rows {
+            return Ok(self.loss_and_gradient()?.1);
+        }
+        let rows = self
+            .sigma
+            .as_ref()
+            .or(self.noise_covariance.as_ref())
+            .expect("checked above");
+        Ok(rows.mean())
     }
 
     /// Σ of Eq. 1, from the N per-sample gradients.
@@ -86,6 +108,7 @@ impl<'a, O: Objective + ?Sized> AtPoint<'a, O> {
                     let mut order: Vec<usize> = (0..n).collect();
                     order.shuffle(rng);
                     order.truncate(k * batch_size);
+                    self.covariance_partitions_all = k * batch_size == n;
                     GradientCovariance::minibatches(
                         self.objective
                             .batch_gradients(self.theta, &order, batch_size)?,

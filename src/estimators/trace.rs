@@ -44,13 +44,47 @@ pub fn hutchinson(
     probes: usize,
     seed: u64,
 ) -> Result<Estimate> {
+    hutchinson_block(
+        dim,
+        |zs| {
+            zs.iter()
+                .map(|z| Ok(crate::linalg::dot(z, &apply(z)?)))
+                .collect()
+        },
+        probes,
+        seed,
+    )
+}
+
+/// Probes drawn and evaluated at once by [`hutchinson_block`].
+const PROBE_BLOCK: usize = 16;
+
+/// [`hutchinson`] from A's quadratic forms zᵀAz of blocks of probes (the same probes, in
+/// the same order, as `hutchinson` with the same seed).
+pub fn hutchinson_block(
+    dim: usize,
+    mut quadratic_forms: impl FnMut(&[&[f64]]) -> Result<Vec<f64>>,
+    probes: usize,
+    seed: u64,
+) -> Result<Estimate> {
     let mut rng = ChaCha12Rng::seed_from_u64(seed);
-    let samples = (0..probes.max(1))
-        .map(|_| {
-            let z = rademacher(&mut rng, dim);
-            Ok(crate::linalg::dot(&z, &apply(&z)?))
-        })
-        .collect::<Result<Vec<f64>>>()?;
+    let probes = probes.max(1);
+    let mut samples = Vec::with_capacity(probes);
+    while samples.len() < probes {
+        let block: Vec<Vec<f64>> = (0..PROBE_BLOCK.min(probes - samples.len()))
+            .map(|_| rademacher(&mut rng, dim))
+            .collect();
+        let refs: Vec<&[f64]> = block.iter().map(Vec::as_slice).collect();
+        let forms = quadratic_forms(&refs)?;
+        if forms.len() != refs.len() {
+            return Err(crate::Error::Numerics(format!(
+                "Hutchinson: {} quadratic forms for {} probes",
+                forms.len(),
+                refs.len()
+            )));
+        }
+        samples.extend(forms);
+    }
     Ok(Estimate::from_samples(&samples))
 }
 

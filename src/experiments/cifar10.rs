@@ -2,6 +2,7 @@
 //! of `classification.rs` on the standard (clean) training set, sized for a GPU.
 
 use super::classification::{Dataset, ImageConfig, Precision};
+use crate::estimators::sharpness::SharpnessEstimator;
 use crate::data::{cifar, ImageSet, Split};
 use crate::models::network::Architecture;
 use crate::models::vgg11;
@@ -36,6 +37,7 @@ impl Dataset for Cifar10 {
             sharpness_samples: 100,
             sharpness_delta: 0.01,
             sharpness_abs: false,
+            sharpness_estimator: SharpnessEstimator::ControlVariate,
             curvature_metrics: false,
             trace_probes: 20,
             hessian_spectrum: 0,

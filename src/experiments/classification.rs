@@ -18,8 +18,8 @@ use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::data::{ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine::{self, Start};
-use crate::estimators::sharpness::expected_sharpness;
-use crate::estimators::trace::hutchinson;
+use crate::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
+use crate::estimators::trace::hutchinson_block;
 use crate::estimators::AtPoint;
 use crate::events::{Event, Metric, RunStatus, SpectrumOf};
 use crate::experiment::{Experiment, Outline, RunContext};
@@ -87,6 +87,11 @@ pub struct ImageConfig<D: Dataset> {
     pub sharpness_samples: usize,
     pub sharpness_delta: f64,
     pub sharpness_abs: bool,
+    /// How the M perturbed losses are combined (METHOD.md §3): `control_variate` (the
+    /// presets), `antithetic` or `plain`. A config without the key means `plain`, what
+    /// every run recorded before the key existed used.
+    #[serde(default = "plain_sharpness")]
+    pub sharpness_estimator: SharpnessEstimator,
     /// Also measure Tr(HΣ), Tr(HΣ̄), their ratio, â and Tr H (K + trace_probes + Lanczos
     /// Hessian-vector products per measurement); Fig. 7 needs none of them.
     pub curvature_metrics: bool,
@@ -98,6 +103,10 @@ pub struct ImageConfig<D: Dataset> {
     pub precision: Precision,
     #[serde(skip)]
     pub dataset: PhantomData<D>,
+}
+
+fn plain_sharpness() -> SharpnessEstimator {
+    SharpnessEstimator::Plain
 }
 
 impl<D: Dataset> Default for ImageConfig<D> {
@@ -155,6 +164,12 @@ impl<D: Dataset> ImageConfig<D> {
         at_least(&key("metrics_every"), self.metrics_every, 1)?;
         at_least(&key("sharpness_samples"), self.sharpness_samples, 2)?;
         positive(&key("sharpness_delta"), self.sharpness_delta)?;
+        check(
+            !(self.sharpness_abs && self.sharpness_estimator == SharpnessEstimator::ControlVariate),
+            &key("sharpness_estimator"),
+            "control_variate",
+            "plain or antithetic with sharpness_abs = true (the gradient control variate applies to the signed rise only)",
+        )?;
         at_least(&key("trace_probes"), self.trace_probes, 1)?;
         check(
             self.hessian_spectrum <= 2000,
@@ -203,9 +218,10 @@ pub(crate) fn check_batch_size(
 }
 
 /// Every metric this protocol can report, in display order.
-pub const METRICS: [Metric; 11] = [
+pub const METRICS: [Metric; 12] = [
     Metric::TEST_ACCURACY,
     Metric::SHARPNESS,
+    Metric::SHARPNESS_SE,
     Metric::TRAIN_ACCURACY,
     Metric::LOSS,
     Metric::TEST_LOSS,
@@ -226,9 +242,10 @@ pub fn metrics(curvature: bool) -> Vec<Metric> {
 }
 
 /// What every measurement has, curvature or not.
-const BASIC_METRICS: [Metric; 6] = [
+const BASIC_METRICS: [Metric; 7] = [
     Metric::TEST_ACCURACY,
     Metric::SHARPNESS,
+    Metric::SHARPNESS_SE,
     Metric::TRAIN_ACCURACY,
     Metric::LOSS,
     Metric::TEST_LOSS,
@@ -476,20 +493,26 @@ impl<M: ImageModel, D: Dataset> Measure<'_, M, D> {
         let train = model.evaluate(theta, &self.data.train)?;
         let test = model.evaluate(theta, &self.data.test)?;
         say.measuring(format!(
-            "expected sharpness (M = {} perturbed losses)",
-            cfg.sharpness_samples
+            "expected sharpness (M = {} perturbed losses, {})",
+            cfg.sharpness_samples,
+            cfg.sharpness_estimator.key()
         ));
         let sharp = expected_sharpness(
             model,
             theta,
-            cfg.sharpness_delta,
-            cfg.sharpness_samples,
-            cfg.sharpness_abs,
-            rng.random(),
+            Some(g),
+            &SharpnessOptions {
+                delta: cfg.sharpness_delta,
+                samples: cfg.sharpness_samples,
+                absolute: cfg.sharpness_abs,
+                estimator: cfg.sharpness_estimator,
+                seed: rng.random(),
+            },
         )?;
         let mut values = vec![
             (Metric::TEST_ACCURACY, test.accuracy),
             (Metric::SHARPNESS, sharp.value),
+            (Metric::SHARPNESS_SE, sharp.stderr),
             (Metric::TRAIN_ACCURACY, train.accuracy),
             (Metric::LOSS, loss),
             (Metric::TEST_LOSS, test.loss),
@@ -503,10 +526,15 @@ impl<M: ImageModel, D: Dataset> Measure<'_, M, D> {
         let sigma = at
             .noise_covariance(spec.covariance, spec.batch_size, rng)?
             .clone();
-        let tr_h_sigma = sigma.tr_h(|v| model.hvp(theta, v))?;
+        let tr_h_sigma = sigma.tr_h_block(|vs| model.hessian_quadratic_forms(theta, vs))?;
         let dim = model.dim();
         say.measuring(format!("Tr H ({} Hutchinson probes)", cfg.trace_probes));
-        let tr_h = hutchinson(dim, |v| model.hvp(theta, v), cfg.trace_probes, rng.random())?;
+        let tr_h = hutchinson_block(
+            dim,
+            |zs| model.hessian_quadratic_forms(theta, zs),
+            cfg.trace_probes,
+            rng.random(),
+        )?;
         let iso = crate::estimators::indicators::tr_h_sigma_iso(tr_h.value, sigma.trace(), dim);
         say.measuring("â: the top Hessian eigenvector (Lanczos)");
         let top = at.hessian_top(1, None)?;

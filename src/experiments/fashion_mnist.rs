@@ -3,6 +3,7 @@
 //! which 200 carry a wrong label.
 
 use super::classification::{Dataset, ImageConfig, Precision};
+use crate::estimators::sharpness::SharpnessEstimator;
 use crate::data::{idx, ImageSet, Split};
 use crate::models::lenet;
 use crate::models::network::Architecture;
@@ -36,6 +37,7 @@ impl Dataset for FashionMnist {
             sharpness_samples: 1000,
             sharpness_delta: 0.01,
             sharpness_abs: false,
+            sharpness_estimator: SharpnessEstimator::ControlVariate,
             curvature_metrics: true,
             trace_probes: 20,
             hessian_spectrum: 400,

@@ -35,16 +35,15 @@ impl ConvShape {
         self.kernel * self.kernel * self.channels
     }
 
-    /// Calls `f(patch_row, input_offset, column)` for every in-bounds window row of
-    /// every output position of one sample: `channels` entries are contiguous at both.
+    /// Calls `f(patch_row, input_pixel, window_slot)` for every in-bounds kernel tap of
+    /// every output position of one sample (pixel = iy·W + ix, slot = ky·k + kx).
     #[inline]
     fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize)) {
-        let (ho, wo, k, p, c) = (
+        let (ho, wo, k, p) = (
             self.out_height(),
             self.out_width(),
             self.kernel,
             self.padding,
-            self.channels,
         );
         for oy in 0..ho {
             for ox in 0..wo {
@@ -57,7 +56,7 @@ impl ConvShape {
                         let Some(ix) = (ox + kx).checked_sub(p).filter(|&x| x < self.width) else {
                             continue;
                         };
-                        f(row, (iy * self.width + ix) * c, (ky * k + kx) * c);
+                        f(row, iy * self.width + ix, ky * k + kx);
                     }
                 }
             }
@@ -112,21 +111,54 @@ pub fn im2col<T: Float>(shape: &ConvShape, n: usize, x: &[T], out: &mut [T]) {
 /// The adjoint of [`im2col`]: adds every patch entry of `cols_in` back onto the input
 /// position it was copied from (`dx` is n × H × W × C and is accumulated into).
 pub fn col2im_add<T: Float>(shape: &ConvShape, n: usize, cols_in: &[T], dx: &mut [T]) {
-    let (per_in, cols, rows) = (
-        shape.height * shape.width * shape.channels,
-        shape.window(),
-        shape.positions(),
-    );
-    let c = shape.channels;
+    col2im_block_add(shape, n, 1, cols_in, dx);
+}
+
+/// [`im2col`] of a block of b tangents of one input (an exact HVP for b directions at
+/// once, `models/native.rs`): `x` is n × H × W × b × C (direction j's C channels are
+/// contiguous), `out` is (n·Hₒ·Wₒ·b) × (k·k·C): row (position, j) is direction j's
+/// patch at that position, so one product with the kernel weights serves all b.
+pub fn im2col_block<T: Float>(shape: &ConvShape, n: usize, b: usize, x: &[T], out: &mut [T]) {
+    if b == 1 {
+        return im2col(shape, n, x, out);
+    }
+    let (c, cols, rows) = (shape.channels, shape.window(), shape.positions());
+    let (per_in, per_out) = (shape.height * shape.width * b * c, rows * b * cols);
+    out[..n * per_out].fill(T::ZERO);
+    for s in 0..n {
+        let xs = &x[s * per_in..(s + 1) * per_in];
+        let os = &mut out[s * per_out..(s + 1) * per_out];
+        shape.for_each_run(|row, pixel, slot| {
+            for j in 0..b {
+                let from = (pixel * b + j) * c;
+                let to = (row * b + j) * cols + slot * c;
+                os[to..to + c].copy_from_slice(&xs[from..from + c]);
+            }
+        });
+    }
+}
+
+/// The adjoint of [`im2col_block`] (b = 1: of [`im2col`]): `cols_in` is
+/// (n·Hₒ·Wₒ·b) × (k·k·C), `dx` n × H × W × b × C, accumulated into.
+pub fn col2im_block_add<T: Float>(
+    shape: &ConvShape,
+    n: usize,
+    b: usize,
+    cols_in: &[T],
+    dx: &mut [T],
+) {
+    let (c, cols, rows) = (shape.channels, shape.window(), shape.positions());
+    let (per_in, per_out) = (shape.height * shape.width * b * c, rows * b * cols);
     for s in 0..n {
         let xs = &mut dx[s * per_in..(s + 1) * per_in];
-        let cs = &cols_in[s * rows * cols..(s + 1) * rows * cols];
-        shape.for_each_run(|row, at, col| {
-            for (d, v) in xs[at..at + c]
-                .iter_mut()
-                .zip(&cs[row * cols + col..row * cols + col + c])
-            {
-                *d += *v;
+        let cs = &cols_in[s * per_out..(s + 1) * per_out];
+        shape.for_each_run(|row, pixel, slot| {
+            for j in 0..b {
+                let to = (pixel * b + j) * c;
+                let from = (row * b + j) * cols + slot * c;
+                for (d, v) in xs[to..to + c].iter_mut().zip(&cs[from..from + c]) {
+                    *d += *v;
+                }
             }
         });
     }

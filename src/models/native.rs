@@ -18,6 +18,7 @@ use crate::linalg::GradientMatrix;
 use crate::objective::{check_batches, check_len, Objective};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use std::sync::Arc;
 
 /// One layer as the kernels run it.
 #[derive(Clone, Debug)]
@@ -32,8 +33,16 @@ enum Step {
         w: usize,
         c: usize,
     },
-    Relu,
-    Flatten,
+    /// `channels`: the last (innermost) dimension of its input: a block tangent holds b
+    /// copies of it per position.
+    Relu {
+        channels: usize,
+    },
+    /// `pixels` × `channels` of the image it flattens (1 × features when already flat).
+    Flatten {
+        pixels: usize,
+        channels: usize,
+    },
     Linear {
         inputs: usize,
         outputs: usize,
@@ -41,6 +50,14 @@ enum Step {
         /// After flattening an image: NHWC position → PyTorch's (C, H, W) column.
         columns: Option<Vec<usize>>,
     },
+}
+
+/// The innermost dimension of an NHWC activation: channels of an image, all of a vector.
+fn innermost(shape: Shape) -> usize {
+    match shape {
+        Shape::Image(c, _, _) => c,
+        Shape::Flat(f) => f,
+    }
 }
 
 /// An [`Architecture`] compiled for the kernels.
@@ -86,12 +103,17 @@ impl Plan {
                     }
                 }
                 (Layer::MaxPool2, Shape::Image(c, h, w)) => Step::Pool { h, w, c },
-                (Layer::Relu, _) => Step::Relu,
+                (Layer::Relu, s) => Step::Relu {
+                    channels: innermost(s),
+                },
                 (Layer::Flatten, s) => {
                     if let Shape::Image(c, h, w) = s {
                         flattened = Some((c, h, w));
                     }
-                    Step::Flatten
+                    Step::Flatten {
+                        pixels: s.elements() / innermost(s),
+                        channels: innermost(s),
+                    }
                 }
                 (
                     Layer::Linear {
@@ -225,13 +247,116 @@ struct Tape<T> {
     /// `acts[i]` is the input of step i; the last entry holds the logits.
     acts: Vec<Vec<T>>,
     patches: Vec<Vec<T>>,
+    /// The first convolution's patches when they are the kept ones (rows of them).
+    kept_patches: Option<(Arc<Vec<T>>, std::ops::Range<usize>)>,
     winners: Vec<Vec<u8>>,
 }
 
-/// Tangents of a forward pass in direction V (R-operator).
+/// Tangents of a forward pass in b directions V_1 … V_b at once (R-operator). Each
+/// tangent activation is the layer's activation with b copies of its innermost
+/// dimension: positions × b × C (an image's pixels, or one vector per sample), so every
+/// product of a layer serves all b directions in one wider matrix product.
 struct Tangent<T> {
     acts: Vec<Vec<T>>,
+    /// Per convolution with a live input: its tangent patches, (positions·b) × window.
     patches: Vec<Vec<T>>,
+    /// Per pooling step: the forward pass's winners repeated for the b directions.
+    winners: Vec<Vec<u8>>,
+}
+
+/// b directions in the kernels' layout, in the two arrangements the block products use.
+struct Directions<T> {
+    b: usize,
+    /// Per parameter layer: [V_1; …; V_b], (b·out) × fan.
+    stacked: Vec<Vec<T>>,
+    /// Per parameter layer: [V_1 | … | V_b], out × (b·fan).
+    side_by_side: Vec<Vec<T>>,
+    /// Per parameter layer: the b bias directions, concatenated.
+    bias: Vec<Vec<T>>,
+}
+
+impl<T: Float> Directions<T> {
+    fn new(plan: &Plan, vs: &[&[f64]]) -> Self {
+        let each: Vec<Weights<T>> = vs.iter().map(|v| plan.weights(v)).collect();
+        let layers = plan.layout.len();
+        let (mut stacked, mut side_by_side, mut bias) = (vec![], vec![], vec![]);
+        for l in 0..layers {
+            let out = each[0].b[l].len();
+            let fan = each[0].w[l].len() / out;
+            stacked.push(each.iter().flat_map(|w| w.w[l].iter().copied()).collect());
+            let mut side = Vec::with_capacity(out * fan * vs.len());
+            for o in 0..out {
+                for w in &each {
+                    side.extend_from_slice(&w.w[l][o * fan..(o + 1) * fan]);
+                }
+            }
+            side_by_side.push(side);
+            bias.push(each.iter().flat_map(|w| w.b[l].iter().copied()).collect());
+        }
+        Directions {
+            b: vs.len(),
+            stacked,
+            side_by_side,
+            bias,
+        }
+    }
+}
+
+/// Zeroes the entries of a block tangent (positions × b × `channels`) where ReLU's
+/// output `act` (positions × `channels`) does not pass.
+fn relu_mask_block<T: Float>(tangent: &mut [T], act: &[T], b: usize, channels: usize) {
+    for (block, a) in tangent
+        .chunks_exact_mut(b * channels)
+        .zip(act.chunks_exact(channels))
+    {
+        for one in block.chunks_exact_mut(channels) {
+            for (t, &v) in one.iter_mut().zip(a) {
+                if !relu_passes(v) {
+                    *t = T::ZERO;
+                }
+            }
+        }
+    }
+}
+
+/// n × pixels × b × C ⇄ n × b × pixels × C (`to_directions`: left to right): a block
+/// tangent of images as the b flattened vectors per sample a linear layer takes, and back.
+fn swap_block<T: Float>(
+    x: &[T],
+    (n, pixels, b, c): (usize, usize, usize, usize),
+    to_directions: bool,
+) -> Vec<T> {
+    if b == 1 || pixels == 1 {
+        return x.to_vec();
+    }
+    let mut out = vec![T::ZERO; x.len()];
+    for s in 0..n {
+        let base = s * pixels * b * c;
+        for p in 0..pixels {
+            for j in 0..b {
+                let image_major = base + (p * b + j) * c;
+                let direction_major = base + (j * pixels + p) * c;
+                let (from, to) = if to_directions {
+                    (image_major, direction_major)
+                } else {
+                    (direction_major, image_major)
+                };
+                out[to..to + c].copy_from_slice(&x[from..from + c]);
+            }
+        }
+    }
+    out
+}
+
+/// Each pooling winner repeated for b directions (positions × C → positions × b × C).
+fn repeat_winners(winners: &[u8], channels: usize, b: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(winners.len() * b);
+    for w in winners.chunks_exact(channels) {
+        for _ in 0..b {
+            out.extend_from_slice(w);
+        }
+    }
+    out
 }
 
 /// Whether ReLU passes gradient at an output value: strictly positive (PyTorch's rule;
@@ -266,17 +391,35 @@ enum Sink<'a> {
     Sum(&'a mut [f64], f64),
     /// One row per consecutive group of `batch` samples, each scaled by 1/batch.
     Groups(&'a mut [f64], usize),
+    /// Nothing: a backward pass run for the δ it records.
+    Discard,
+}
+
+/// The first convolution's patches of a forward pass's samples.
+enum FirstPatches<T> {
+    /// im2col of the input, as for every other convolution.
+    Compute,
+    /// Rows of the training set's patches, kept since they do not depend on θ.
+    Kept(Arc<Vec<T>>, std::ops::Range<usize>),
 }
 
 impl<T: Float> Tape<T> {
-    fn forward(plan: &Plan, weights: &Weights<T>, x: Vec<T>, n: usize) -> Tape<T> {
+    fn forward(
+        plan: &Plan,
+        weights: &Weights<T>,
+        x: Vec<T>,
+        n: usize,
+        first: FirstPatches<T>,
+    ) -> Tape<T> {
         let steps = plan.steps.len();
         let mut tape = Tape {
             n,
             acts: Vec::with_capacity(steps + 1),
             patches: vec![Vec::new(); steps],
+            kept_patches: None,
             winners: vec![Vec::new(); steps],
         };
+        let mut first = Some(first);
         tape.acts.push(x);
         for (i, step) in plan.steps.iter().enumerate() {
             let a = &tape.acts[i];
@@ -288,16 +431,25 @@ impl<T: Float> Tape<T> {
                     param,
                 } => {
                     let rows = n * shape.positions();
-                    let mut p = vec![T::ZERO; rows * shape.window()];
-                    conv::im2col(shape, n, a, &mut p);
+                    let p = match first.take().filter(|_| i == 0) {
+                        Some(FirstPatches::Kept(all, range)) => {
+                            tape.kept_patches = Some((all, range));
+                            Vec::new()
+                        }
+                        _ => {
+                            let mut p = vec![T::ZERO; rows * shape.window()];
+                            conv::im2col(shape, n, a, &mut p);
+                            p
+                        }
+                    };
+                    tape.patches[i] = p;
                     affine(
                         &mut out,
                         rows,
-                        Mat::rows(&p, rows, shape.window()),
+                        Mat::rows(tape.patches(i), rows, shape.window()),
                         &weights.w[*param],
                         &weights.b[*param],
                     );
-                    tape.patches[i] = p;
                 }
                 Step::Pool { h, w, c } => {
                     let len = n * (h / 2) * (w / 2) * c;
@@ -306,7 +458,7 @@ impl<T: Float> Tape<T> {
                     pool::forward((n, *h, *w, *c), a, &mut out, &mut win);
                     tape.winners[i] = win;
                 }
-                Step::Relu => {
+                Step::Relu { .. } => {
                     out = a
                         .iter()
                         .map(|&v| {
@@ -318,7 +470,7 @@ impl<T: Float> Tape<T> {
                         })
                         .collect();
                 }
-                Step::Flatten => out = a.clone(),
+                Step::Flatten { .. } => out = a.clone(),
                 Step::Linear {
                     inputs,
                     outputs: _,
@@ -335,6 +487,14 @@ impl<T: Float> Tape<T> {
             tape.acts.push(out);
         }
         tape
+    }
+
+    /// The patch matrix of convolution step `i`.
+    fn patches(&self, i: usize) -> &[T] {
+        match &self.kept_patches {
+            Some((all, range)) if i == 0 => &all[range.clone()],
+            _ => &self.patches[i],
+        }
     }
 
     fn logits(&self) -> &[T] {
@@ -381,58 +541,71 @@ impl<T: Float> Tape<T> {
             .count()
     }
 
-    /// The tangent forward pass in direction `dir` (R-operator).
-    fn tangent(&self, plan: &Plan, weights: &Weights<T>, dir: &Weights<T>) -> Tangent<T> {
-        let n = self.n;
+    /// The tangent forward pass in the directions `dirs` (R-operator, all b at once).
+    fn tangent(&self, plan: &Plan, weights: &Weights<T>, dirs: &Directions<T>) -> Tangent<T> {
+        let (n, b) = (self.n, dirs.b);
         let steps = plan.steps.len();
         let mut t = Tangent {
             acts: Vec::with_capacity(steps + 1),
             patches: vec![Vec::new(); steps],
+            winners: vec![Vec::new(); steps],
         };
-        t.acts.push(vec![T::ZERO; self.acts[0].len()]);
+        t.acts.push(vec![T::ZERO; self.acts[0].len() * b]);
         for (i, step) in plan.steps.iter().enumerate() {
             let ra = &t.acts[i];
             let live = i > plan.first_param_step;
             let mut out = Vec::new();
             match step {
-                Step::Conv { shape, param, .. } => {
-                    let rows = n * shape.positions();
-                    let p = Mat::rows(&self.patches[i], rows, shape.window());
-                    affine(&mut out, rows, p, &dir.w[*param], &dir.b[*param]);
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                } => {
+                    // R(out) = patches·[V_1; …; V_b]ᵀ + R(patches)·Wᵀ: the first product
+                    // writes positions × (b·out), the second (positions·b) × out — the
+                    // same memory.
+                    let (rows, win) = (n * shape.positions(), shape.window());
+                    let p = Mat::rows(self.patches(i), rows, win);
+                    affine(&mut out, rows, p, &dirs.stacked[*param], &dirs.bias[*param]);
                     if live {
-                        let mut rp = vec![T::ZERO; rows * shape.window()];
-                        conv::im2col(shape, n, ra, &mut rp);
+                        let mut rp = vec![T::ZERO; rows * b * win];
+                        conv::im2col_block(shape, n, b, ra, &mut rp);
                         matmul(
                             &mut out,
                             true,
-                            Mat::rows(&rp, rows, shape.window()),
-                            Mat::rows(&weights.w[*param], weights.b[*param].len(), shape.window())
-                                .t(),
+                            Mat::rows(&rp, rows * b, win),
+                            Mat::rows(&weights.w[*param], *outputs, win).t(),
                         );
                         t.patches[i] = rp;
                     }
                 }
                 Step::Pool { h, w, c } => {
-                    out = vec![T::ZERO; n * (h / 2) * (w / 2) * c];
-                    pool::gather((n, *h, *w, *c), ra, &self.winners[i], &mut out);
+                    let winners = repeat_winners(&self.winners[i], *c, b);
+                    out = vec![T::ZERO; n * (h / 2) * (w / 2) * c * b];
+                    pool::gather((n, *h, *w, c * b), ra, &winners, &mut out);
+                    t.winners[i] = winners;
                 }
-                Step::Relu => {
-                    out = ra
-                        .iter()
-                        .zip(&self.acts[i + 1])
-                        .map(|(&r, &a)| if relu_passes(a) { r } else { T::ZERO })
-                        .collect();
+                Step::Relu { channels } => {
+                    out = ra.clone();
+                    relu_mask_block(&mut out, &self.acts[i + 1], b, *channels);
                 }
-                Step::Flatten => out = ra.clone(),
-                Step::Linear { inputs, param, .. } => {
+                Step::Flatten { pixels, channels } => {
+                    out = swap_block(ra, (n, *pixels, b, *channels), true);
+                }
+                Step::Linear {
+                    inputs,
+                    outputs,
+                    param,
+                    ..
+                } => {
                     let a = Mat::rows(&self.acts[i], n, *inputs);
-                    affine(&mut out, n, a, &dir.w[*param], &dir.b[*param]);
+                    affine(&mut out, n, a, &dirs.stacked[*param], &dirs.bias[*param]);
                     if live {
                         matmul(
                             &mut out,
                             true,
-                            Mat::rows(ra, n, *inputs),
-                            Mat::rows(&weights.w[*param], weights.b[*param].len(), *inputs).t(),
+                            Mat::rows(ra, n * b, *inputs),
+                            Mat::rows(&weights.w[*param], *outputs, *inputs).t(),
                         );
                     }
                 }
@@ -442,17 +615,184 @@ impl<T: Float> Tape<T> {
         t
     }
 
-    /// Back-propagates `delta` (at the logits); with `tangent` = (R-pass, R(δ), V) it
-    /// back-propagates R(δ) alongside and sinks R(∂L/∂W) instead of ∂L/∂W.
+    /// The second directional derivative of the logits, R²(z) = d²z(θ + t·v)/dt² at t = 0,
+    /// for the directions of `tangent` (positions × b × C as there): a forward pass in
+    /// which each parameter layer gives R²(out) = 2·R(in)·V_jᵀ + R²(in)·Wᵀ (no bias: it
+    /// is linear in θ) and ReLU and pooling act as in the tangent pass (masks and
+    /// winners fixed at θ). Zero up to the first layer with a live input.
+    fn second_tangent(
+        &self,
+        plan: &Plan,
+        weights: &Weights<T>,
+        dirs: &Directions<T>,
+        tangent: &Tangent<T>,
+    ) -> Vec<T> {
+        let (n, b) = (self.n, dirs.b);
+        let mut r2 = vec![T::ZERO; self.acts[0].len() * b];
+        for (i, step) in plan.steps.iter().enumerate() {
+            let live = i > plan.first_param_step;
+            r2 = match step {
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                } => {
+                    let (rows, win) = (n * shape.positions(), shape.window());
+                    let mut out = vec![T::ZERO; rows * b * outputs];
+                    if live {
+                        let mut rp2 = vec![T::ZERO; rows * b * win];
+                        conv::im2col_block(shape, n, b, &r2, &mut rp2);
+                        matmul(
+                            &mut out,
+                            false,
+                            Mat::rows(&rp2, rows * b, win),
+                            Mat::rows(&weights.w[*param], *outputs, win).t(),
+                        );
+                        add_twice_per_direction(
+                            &mut out,
+                            &tangent.patches[i],
+                            &dirs.stacked[*param],
+                            (rows, b, win, *outputs),
+                        );
+                    }
+                    out
+                }
+                Step::Pool { h, w, c } => {
+                    let mut out = vec![T::ZERO; n * (h / 2) * (w / 2) * c * b];
+                    pool::gather((n, *h, *w, c * b), &r2, &tangent.winners[i], &mut out);
+                    out
+                }
+                Step::Relu { channels } => {
+                    relu_mask_block(&mut r2, &self.acts[i + 1], b, *channels);
+                    r2
+                }
+                Step::Flatten { pixels, channels } => {
+                    swap_block(&r2, (n, *pixels, b, *channels), true)
+                }
+                Step::Linear {
+                    inputs,
+                    outputs,
+                    param,
+                    ..
+                } => {
+                    let mut out = vec![T::ZERO; n * b * outputs];
+                    if live {
+                        matmul(
+                            &mut out,
+                            false,
+                            Mat::rows(&r2, n * b, *inputs),
+                            Mat::rows(&weights.w[*param], *outputs, *inputs).t(),
+                        );
+                        add_twice_per_direction(
+                            &mut out,
+                            &tangent.acts[i],
+                            &dirs.stacked[*param],
+                            (n, b, *inputs, *outputs),
+                        );
+                    }
+                    out
+                }
+            };
+        }
+        r2
+    }
+
+    /// Back-propagates `delta` (at the logits) into `sink` (∂L/∂W); with `record`, keeps
+    /// the δ each parameter step receives — what the R-operator pass of an HVP at this θ
+    /// needs ([`Self::backward_tangent`]).
     fn backward(
         &self,
         plan: &Plan,
         weights: &Weights<T>,
         mut delta: Vec<T>,
-        mut tangent: Option<(&Tangent<T>, Vec<T>, &Weights<T>)>,
         sink: &mut Sink<'_>,
+        mut record: Option<&mut Vec<Vec<T>>>,
     ) {
         let n = self.n;
+        for (i, step) in plan.steps.iter().enumerate().rev() {
+            let need_input = i > plan.first_param_step;
+            if let (Some(r), Step::Conv { .. } | Step::Linear { .. }) = (record.as_mut(), step) {
+                r[i] = delta.clone();
+            }
+            match step {
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                } => {
+                    let rows = n * shape.positions();
+                    let win = shape.window();
+                    let p = Mat::rows(self.patches(i), rows, win);
+                    sink_layer(
+                        plan,
+                        *param,
+                        sink,
+                        (Mat::rows(&delta, rows, *outputs), p),
+                        shape.positions(),
+                    );
+                    if need_input {
+                        let w = Mat::rows(&weights.w[*param], *outputs, win);
+                        let mut cols = vec![T::ZERO; rows * win];
+                        matmul(&mut cols, false, Mat::rows(&delta, rows, *outputs), w);
+                        let mut dx = vec![T::ZERO; n * shape.height * shape.width * shape.channels];
+                        conv::col2im_add(shape, n, &cols, &mut dx);
+                        delta = dx;
+                    }
+                }
+                Step::Linear {
+                    inputs,
+                    outputs,
+                    param,
+                    ..
+                } => {
+                    let a = Mat::rows(&self.acts[i], n, *inputs);
+                    sink_layer(plan, *param, sink, (Mat::rows(&delta, n, *outputs), a), 1);
+                    if need_input {
+                        let w = Mat::rows(&weights.w[*param], *outputs, *inputs);
+                        let mut dx = vec![T::ZERO; n * inputs];
+                        matmul(&mut dx, false, Mat::rows(&delta, n, *outputs), w);
+                        delta = dx;
+                    }
+                }
+                Step::Relu { .. } => {
+                    for (d, &a) in delta.iter_mut().zip(&self.acts[i + 1]) {
+                        if !relu_passes(a) {
+                            *d = T::ZERO;
+                        }
+                    }
+                }
+                Step::Pool { h, w, c } => {
+                    if !need_input {
+                        continue;
+                    }
+                    let mut dx = vec![T::ZERO; n * h * w * c];
+                    pool::backward((n, *h, *w, *c), &delta, &self.winners[i], &mut dx);
+                    delta = dx;
+                }
+                Step::Flatten { .. } => {}
+            }
+            if i <= plan.first_param_step {
+                break;
+            }
+        }
+    }
+
+    /// The R-operator backward pass for the directions of `tangent`: back-propagates
+    /// R(δ) (`rdelta`, at the logits) beside the δ that [`Self::backward`] recorded at
+    /// this θ (`deltas`), and writes `scale`·R(∂L/∂W) of direction j into `hvs[j]`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward_tangent(
+        &self,
+        plan: &Plan,
+        weights: &Weights<T>,
+        deltas: &[Vec<T>],
+        tangent: &Tangent<T>,
+        mut rdelta: Vec<T>,
+        dirs: &Directions<T>,
+        hvs: &mut [Vec<f64>],
+        scale: f64,
+    ) {
+        let (n, b) = (self.n, dirs.b);
         for (i, step) in plan.steps.iter().enumerate().rev() {
             let need_input = i > plan.first_param_step;
             match step {
@@ -463,48 +803,37 @@ impl<T: Float> Tape<T> {
                 } => {
                     let rows = n * shape.positions();
                     let win = shape.window();
-                    let p = Mat::rows(&self.patches[i], rows, win);
-                    match &tangent {
-                        None => sink_layer(
-                            plan,
-                            *param,
-                            sink,
-                            &[(Mat::rows(&delta, rows, *outputs), p)],
-                            shape.positions(),
+                    let delta = Mat::rows(&deltas[i], rows, *outputs);
+                    sink_block(
+                        plan,
+                        *param,
+                        (hvs, scale),
+                        (
+                            Mat::rows(&rdelta, rows, b * outputs),
+                            Mat::rows(self.patches(i), rows, win),
                         ),
-                        Some((t, rdelta, _)) => {
-                            let mut terms = vec![(Mat::rows(rdelta, rows, *outputs), p)];
-                            if !t.patches[i].is_empty() {
-                                terms.push((
-                                    Mat::rows(&delta, rows, *outputs),
-                                    Mat::rows(&t.patches[i], rows, win),
-                                ));
-                            }
-                            sink_layer(plan, *param, sink, &terms, shape.positions());
-                        }
-                    }
+                        (!tangent.patches[i].is_empty())
+                            .then(|| (delta, Mat::rows(&tangent.patches[i], rows, b * win))),
+                    );
                     if need_input {
-                        let w = Mat::rows(&weights.w[*param], *outputs, win);
-                        let in_len = n * shape.height * shape.width * shape.channels;
-                        let back = |d: &[T], extra: Option<(&[T], &[T])>| {
-                            let mut cols = vec![T::ZERO; rows * win];
-                            matmul(&mut cols, false, Mat::rows(d, rows, *outputs), w);
-                            if let Some((d2, v)) = extra {
-                                matmul(
-                                    &mut cols,
-                                    true,
-                                    Mat::rows(d2, rows, *outputs),
-                                    Mat::rows(v, *outputs, win),
-                                );
-                            }
-                            let mut dx = vec![T::ZERO; in_len];
-                            conv::col2im_add(shape, n, &cols, &mut dx);
-                            dx
-                        };
-                        if let Some((_, rdelta, dir)) = &mut tangent {
-                            *rdelta = back(rdelta, Some((&delta, &dir.w[*param])));
-                        }
-                        delta = back(&delta, None);
+                        // R(δ_in) = R(δ)·W + δ·[V_1 | … | V_b], as (positions·b) × window.
+                        let mut cols = vec![T::ZERO; rows * b * win];
+                        matmul(
+                            &mut cols,
+                            false,
+                            Mat::rows(&rdelta, rows * b, *outputs),
+                            Mat::rows(&weights.w[*param], *outputs, win),
+                        );
+                        matmul(
+                            &mut cols,
+                            true,
+                            delta,
+                            Mat::rows(&dirs.side_by_side[*param], *outputs, b * win),
+                        );
+                        let mut rdx =
+                            vec![T::ZERO; n * shape.height * shape.width * shape.channels * b];
+                        conv::col2im_block_add(shape, n, b, &cols, &mut rdx);
+                        rdelta = rdx;
                     }
                 }
                 Step::Linear {
@@ -513,77 +842,48 @@ impl<T: Float> Tape<T> {
                     param,
                     ..
                 } => {
-                    let a = Mat::rows(&self.acts[i], n, *inputs);
-                    match &tangent {
-                        None => sink_layer(
-                            plan,
-                            *param,
-                            sink,
-                            &[(Mat::rows(&delta, n, *outputs), a)],
-                            1,
+                    let delta = Mat::rows(&deltas[i], n, *outputs);
+                    sink_block(
+                        plan,
+                        *param,
+                        (hvs, scale),
+                        (
+                            Mat::rows(&rdelta, n, b * outputs),
+                            Mat::rows(&self.acts[i], n, *inputs),
                         ),
-                        Some((t, rdelta, _)) => sink_layer(
-                            plan,
-                            *param,
-                            sink,
-                            &[
-                                (Mat::rows(rdelta, n, *outputs), a),
-                                (
-                                    Mat::rows(&delta, n, *outputs),
-                                    Mat::rows(&t.acts[i], n, *inputs),
-                                ),
-                            ],
-                            1,
-                        ),
-                    }
+                        need_input.then(|| (delta, Mat::rows(&tangent.acts[i], n, b * inputs))),
+                    );
                     if need_input {
-                        let w = Mat::rows(&weights.w[*param], *outputs, *inputs);
-                        if let Some((_, rdelta, dir)) = &mut tangent {
-                            let mut rdx = vec![T::ZERO; n * inputs];
-                            matmul(&mut rdx, false, Mat::rows(rdelta, n, *outputs), w);
-                            matmul(
-                                &mut rdx,
-                                true,
-                                Mat::rows(&delta, n, *outputs),
-                                Mat::rows(&dir.w[*param], *outputs, *inputs),
-                            );
-                            *rdelta = rdx;
-                        }
-                        let mut dx = vec![T::ZERO; n * inputs];
-                        matmul(&mut dx, false, Mat::rows(&delta, n, *outputs), w);
-                        delta = dx;
+                        let mut rdx = vec![T::ZERO; n * b * inputs];
+                        matmul(
+                            &mut rdx,
+                            false,
+                            Mat::rows(&rdelta, n * b, *outputs),
+                            Mat::rows(&weights.w[*param], *outputs, *inputs),
+                        );
+                        matmul(
+                            &mut rdx,
+                            true,
+                            delta,
+                            Mat::rows(&dirs.side_by_side[*param], *outputs, b * inputs),
+                        );
+                        rdelta = rdx;
                     }
                 }
-                Step::Relu => {
-                    let out = &self.acts[i + 1];
-                    for (d, &a) in delta.iter_mut().zip(out) {
-                        if !relu_passes(a) {
-                            *d = T::ZERO;
-                        }
-                    }
-                    if let Some((_, rdelta, _)) = &mut tangent {
-                        for (d, &a) in rdelta.iter_mut().zip(out) {
-                            if !relu_passes(a) {
-                                *d = T::ZERO;
-                            }
-                        }
-                    }
+                Step::Relu { channels } => {
+                    relu_mask_block(&mut rdelta, &self.acts[i + 1], b, *channels);
                 }
                 Step::Pool { h, w, c } => {
                     if !need_input {
                         continue;
                     }
-                    let dims = (n, *h, *w, *c);
-                    let mut dx = vec![T::ZERO; n * h * w * c];
-                    pool::backward(dims, &delta, &self.winners[i], &mut dx);
-                    delta = dx;
-                    if let Some((_, rdelta, _)) = &mut tangent {
-                        let mut rdx = vec![T::ZERO; n * h * w * c];
-                        pool::backward(dims, rdelta, &self.winners[i], &mut rdx);
-                        *rdelta = rdx;
-                    }
+                    let mut rdx = vec![T::ZERO; n * h * w * c * b];
+                    pool::backward((n, *h, *w, c * b), &rdelta, &tangent.winners[i], &mut rdx);
+                    rdelta = rdx;
                 }
-                Step::Flatten => {}
+                Step::Flatten { pixels, channels } => {
+                    rdelta = swap_block(&rdelta, (n, *pixels, b, *channels), false);
+                }
             }
             if i <= plan.first_param_step {
                 break;
@@ -592,44 +892,110 @@ impl<T: Float> Tape<T> {
     }
 }
 
-/// Sinks Σ_terms δᵀ·A for one parameter layer (δ: rows × out, A: rows × fan), summed or
+/// `out` ((rows·b) × out, direction-inner) += 2·R(in)_j·V_jᵀ for every direction j, where
+/// `rin` is (rows·b) × fan (direction j's rows at stride b) and `stacked` is [V_1; …; V_b].
+fn add_twice_per_direction<T: Float>(
+    out: &mut [T],
+    rin: &[T],
+    stacked: &[T],
+    (rows, b, fan, outputs): (usize, usize, usize, usize),
+) {
+    let mut part = vec![T::ZERO; rows * outputs];
+    let two = T::from_f64(2.0);
+    for j in 0..b {
+        let r = Mat {
+            data: &rin[j * fan..],
+            rows,
+            cols: fan,
+            rs: b * fan,
+            cs: 1,
+        };
+        let v = Mat::rows(
+            &stacked[j * outputs * fan..(j + 1) * outputs * fan],
+            outputs,
+            fan,
+        );
+        matmul(&mut part, false, r, v.t());
+        for (row, p) in part.chunks_exact(outputs).enumerate() {
+            let o = &mut out[(row * b + j) * outputs..(row * b + j + 1) * outputs];
+            for (x, y) in o.iter_mut().zip(p) {
+                *x += two * *y;
+            }
+        }
+    }
+}
+
+/// Sinks the R-operator gradients of one parameter layer for b directions at once:
+/// R(∂L/∂W_j) = R(δ_j)ᵀ·A + δᵀ·R(A_j). `first` is (R(δ): rows × (b·out), A: rows × fan),
+/// `second` (δ: rows × out, R(A): rows × (b·fan)) when the layer's input has a tangent.
+/// Two matrix products for all b directions, then one scatter per direction.
+fn sink_block<T: Float>(
+    plan: &Plan,
+    param: usize,
+    (hvs, scale): (&mut [Vec<f64>], f64),
+    (rdelta, a): (Mat<'_, T>, Mat<'_, T>),
+    second: Option<(Mat<'_, T>, Mat<'_, T>)>,
+) {
+    let b = hvs.len();
+    let (rows, fan) = (a.rows, a.cols);
+    let outputs = rdelta.cols / b;
+    let mut first = vec![T::ZERO; rdelta.cols * fan];
+    matmul(&mut first, false, rdelta.t(), a);
+    let mut gb = vec![T::ZERO; rdelta.cols];
+    column_sums(&rdelta.data[..rows * rdelta.cols], rdelta.cols, &mut gb);
+    let second = second.map(|(delta, ra)| {
+        let mut out = vec![T::ZERO; outputs * b * fan];
+        matmul(&mut out, false, delta.t(), ra);
+        out
+    });
+    let mut gw = vec![T::ZERO; outputs * fan];
+    for (j, hv) in hvs.iter_mut().enumerate() {
+        gw.copy_from_slice(&first[j * outputs * fan..(j + 1) * outputs * fan]);
+        if let Some(second) = &second {
+            for (o, g) in gw.chunks_exact_mut(fan).enumerate() {
+                let from = (o * b + j) * fan;
+                for (x, y) in g.iter_mut().zip(&second[from..from + fan]) {
+                    *x += *y;
+                }
+            }
+        }
+        plan.scatter(param, &gw, &gb[j * outputs..(j + 1) * outputs], scale, hv);
+    }
+}
+
+/// Sinks δᵀ·A for one parameter layer (δ: rows × out, A: rows × fan), summed or
 /// per group of samples (`rows_per_sample` rows each).
 fn sink_layer<T: Float>(
     plan: &Plan,
     param: usize,
     sink: &mut Sink<'_>,
-    terms: &[(Mat<'_, T>, Mat<'_, T>)],
+    (delta, a): (Mat<'_, T>, Mat<'_, T>),
     rows_per_sample: usize,
 ) {
-    let (outputs, fan) = (terms[0].0.cols, terms[0].1.cols);
+    let (outputs, fan) = (delta.cols, a.cols);
     let mut gw = vec![T::ZERO; outputs * fan];
     let mut gb = vec![T::ZERO; outputs];
     let layer = |gw: &mut Vec<T>, gb: &mut Vec<T>, lo: usize, hi: usize| {
-        gw.fill(T::ZERO);
+        let d = Mat {
+            data: &delta.data[lo * delta.rs..],
+            rows: hi - lo,
+            ..delta
+        };
+        let a = Mat {
+            data: &a.data[lo * a.rs..],
+            rows: hi - lo,
+            ..a
+        };
+        matmul(gw, false, d.t(), a);
         gb.fill(T::ZERO);
-        for (k, (d, a)) in terms.iter().enumerate() {
-            let d = Mat {
-                data: &d.data[lo * d.rs..],
-                rows: hi - lo,
-                ..*d
-            };
-            let a = Mat {
-                data: &a.data[lo * a.rs..],
-                rows: hi - lo,
-                ..*a
-            };
-            matmul(gw, true, d.t(), a);
-            if k == 0 {
-                column_sums(&d.data[..(hi - lo) * d.rs], outputs, gb);
-            }
-        }
+        column_sums(&d.data[..(hi - lo) * d.rs], outputs, gb);
     };
-    let rows = terms[0].0.rows;
     match sink {
         Sink::Sum(theta_row, scale) => {
-            layer(&mut gw, &mut gb, 0, rows);
+            layer(&mut gw, &mut gb, 0, delta.rows);
             plan.scatter(param, &gw, &gb, *scale, theta_row);
         }
+        Sink::Discard => {}
         Sink::Groups(matrix, batch) => {
             let dim = plan.arch.dim();
             let per_group = *batch * rows_per_sample;
@@ -649,7 +1015,51 @@ pub struct NativeClassifier<T: Float> {
     labels: Vec<u8>,
     /// Samples per chunk (a chunk is one single-threaded forward/backward).
     chunk: usize,
+    /// The latest points HVPs were taken at (most recent first).
+    points: std::sync::Mutex<Vec<std::sync::Arc<Point<T>>>>,
+    /// How many points fit in [`POINT_CACHE_BYTES`] (at most [`MAX_POINTS`]); 0: none
+    /// is kept and every HVP computes its forward pass.
+    points_kept: usize,
+    /// The first layer's patches of the training images (a convolution's, when it is
+    /// the first step and they fit in [`KEPT_PATCHES_BYTES`]): they do not depend on θ,
+    /// and their im2col was a third of a forward pass on LeNet.
+    input_patches: Option<Arc<Vec<T>>>,
 }
+
+/// Memory the kept first-layer patches may take (LeNet on 1,200 images: 69 MB in f32).
+const KEPT_PATCHES_BYTES: usize = 256 << 20;
+
+/// What an HVP at θ needs besides its direction, for one chunk of samples: the forward
+/// pass, the softmax and the δ every parameter step received.
+struct PointChunk<T> {
+    tape: Tape<T>,
+    labels: Vec<u8>,
+    probs: Vec<T>,
+    deltas: Vec<Vec<T>>,
+}
+
+/// Every chunk's [`PointChunk`] at one θ. Lanczos takes 50–100 HVPs at one point and a
+/// measurement's Tr(HΣ) and Hutchinson 80 more; with the point kept, each of them is only
+/// its R-operator passes.
+struct Point<T> {
+    theta: Vec<f64>,
+    weights: Weights<T>,
+    chunks: Vec<PointChunk<T>>,
+}
+
+/// Points kept at most: the dynamics that take HVPs concurrently (GLD Hessian, GLD 1st
+/// eigvec) and a measurement's trace estimators each keep theirs between products. A
+/// point that was evicted is computed again, which costs what an HVP without a kept
+/// point costs anyway.
+const MAX_POINTS: usize = 4;
+
+/// Memory the kept points may take together (LeNet on 1,200 images: about 200 MB a
+/// point in f32); a training set whose point exceeds it keeps none.
+const POINT_CACHE_BYTES: usize = 1 << 30;
+
+/// Directions one R-operator pass over a chunk carries (wider products, b× the tangent
+/// memory; measured on LeNet, 2 cores: 4 is the fastest per direction).
+const SUB_BLOCK: usize = 4;
 
 /// Activation memory one chunk may use: small enough to stay in cache and below
 /// malloc's mmap threshold (measured on LeNet, 2 cores: fwd+bwd of 1,200 images takes
@@ -661,6 +1071,34 @@ const MAX_CHUNK: usize = 64;
 
 /// Chunks computed at once before their results are summed (in chunk order).
 const WAVE: usize = 16;
+
+/// Directions of one block HVP pass at most (LeNet: 20-vector blocks of the eigensolver
+/// and Tr(HΣ) in one pass each).
+const MAX_BLOCK: usize = 32;
+
+/// Memory the partial results of a block HVP pass may hold (b gradients per chunk).
+const BLOCK_RESULT_BYTES: usize = 256 << 20;
+
+/// Runs `f` on every item in parallel and reduces the results in item order. Waves of a
+/// fixed number of items bound the memory held at once (a result may be a whole
+/// gradient: 78 MB for VGG11) without changing the order.
+fn in_waves<I: Sync, R: Send>(
+    items: &[I],
+    f: impl Fn(&I) -> R + Sync + Send,
+    reduce: impl Fn(R, R) -> R + Sync + Send,
+) -> Option<R> {
+    let mut total: Option<R> = None;
+    for wave in items.chunks(WAVE) {
+        let parts: Vec<R> = wave.par_iter().map(&f).collect();
+        for part in parts {
+            total = Some(match total {
+                None => part,
+                Some(acc) => reduce(acc, part),
+            });
+        }
+    }
+    total
+}
 
 /// Images (N × C × H × W bytes) as N × H × W × C values in [0, 1].
 fn nhwc<T: Float>(data: &ImageSet) -> Vec<T> {
@@ -713,11 +1151,38 @@ impl<T: Float> NativeClassifier<T> {
         // The partition into chunks fixes the order of every sum, so it must not depend
         // on the thread count: results are bitwise the same on any number of cores.
         let chunk = (budget / per_sample.max(1)).clamp(1, MAX_CHUNK);
+        // A kept point: activations, patches and δ of every sample (per_sample counts
+        // three copies of activations and patches).
+        let point_bytes = data.len() * per_sample * 2 / 3;
+        let cache_budget = std::env::var("NOISELAB_POINT_CACHE_BYTES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(POINT_CACHE_BYTES);
+        let plan = Plan::new(arch);
+        let x = nhwc(data);
+        let patches_budget = std::env::var("NOISELAB_KEPT_PATCHES_BYTES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(KEPT_PATCHES_BYTES);
+        let input_patches = match plan.steps.first() {
+            Some(Step::Conv { shape, .. })
+                if data.len() * shape.positions() * shape.window() * std::mem::size_of::<T>()
+                    <= patches_budget =>
+            {
+                let mut p = vec![T::ZERO; data.len() * shape.positions() * shape.window()];
+                conv::im2col(shape, data.len(), &x, &mut p);
+                Some(Arc::new(p))
+            }
+            _ => None,
+        };
         Ok(NativeClassifier {
-            x: nhwc(data),
+            x,
             labels: data.labels.clone(),
             chunk,
-            plan: Plan::new(arch),
+            plan,
+            points: Default::default(),
+            points_kept: (cache_budget / point_bytes.max(1)).min(MAX_POINTS),
+            input_patches,
         })
     }
 
@@ -737,7 +1202,22 @@ impl<T: Float> NativeClassifier<T> {
         for &i in idx {
             xs.extend_from_slice(&x[i * p..(i + 1) * p]);
         }
-        Tape::forward(&self.plan, weights, xs, idx.len())
+        // The kept patches are the training images', used for consecutive samples (full
+        // passes) without a copy. Scattered ones (a minibatch) compute theirs: gathering
+        // them from the 69 MB of kept patches measured slower than im2col of a batch of 20
+        // (4.9 vs 2.9 ms an SGD step on LeNet).
+        let first = match &self.input_patches {
+            Some(all)
+                if std::ptr::eq(x, self.x.as_slice())
+                    && !idx.is_empty()
+                    && idx.windows(2).all(|w| w[1] == w[0] + 1) =>
+            {
+                let per = all.len() / self.labels.len();
+                FirstPatches::Kept(all.clone(), idx[0] * per..(idx[0] + idx.len()) * per)
+            }
+            _ => FirstPatches::Compute,
+        };
+        Tape::forward(&self.plan, weights, xs, idx.len(), first)
     }
 
     /// Runs `f` on consecutive chunks of `indices` in parallel and sums the results in
@@ -750,19 +1230,8 @@ impl<T: Float> NativeClassifier<T> {
         f: impl Fn(&[usize]) -> R + Sync + Send,
         reduce: impl Fn(R, R) -> R + Sync + Send,
     ) -> Option<R> {
-        // Waves of a fixed number of chunks bound the memory held at once (a chunk's
-        // result may be a whole gradient: 78 MB for VGG11) without changing the order.
-        let mut total: Option<R> = None;
-        for wave in indices.chunks(chunk.max(1) * WAVE) {
-            let parts: Vec<R> = wave.par_chunks(chunk.max(1)).map(&f).collect();
-            for part in parts {
-                total = Some(match total {
-                    None => part,
-                    Some(acc) => reduce(acc, part),
-                });
-            }
-        }
-        total
+        let chunks: Vec<&[usize]> = indices.chunks(chunk.max(1)).collect();
+        in_waves(&chunks, |c| f(c), reduce)
     }
 
     /// Mean loss and accuracy on `data`.
@@ -805,6 +1274,190 @@ impl<T: Float> NativeClassifier<T> {
 
     fn labels_of(&self, idx: &[usize]) -> Vec<u8> {
         idx.iter().map(|&i| self.labels[i]).collect()
+    }
+
+    /// Directions one block HVP pass takes at most: the chunks' partial results (b
+    /// gradients each, [`WAVE`] of them at once) stay within [`BLOCK_RESULT_BYTES`].
+    fn block_limit(&self) -> usize {
+        (BLOCK_RESULT_BYTES / ((WAVE + 1) * self.dim() * 8)).clamp(1, MAX_BLOCK)
+    }
+
+    /// One chunk's [`PointChunk`] at the weights of θ.
+    fn point_chunk(&self, weights: &Weights<T>, idx: &[usize]) -> PointChunk<T> {
+        let tape = self.tape(weights, &self.x, idx);
+        let classes = self.plan.arch.classes;
+        let labels = self.labels_of(idx);
+        let (_, delta, probs) = tape.loss_and_delta(&labels, classes, 1.0);
+        let mut deltas = vec![Vec::new(); self.plan.steps.len()];
+        tape.backward(
+            &self.plan,
+            weights,
+            delta,
+            &mut Sink::Discard,
+            Some(&mut deltas),
+        );
+        PointChunk {
+            tape,
+            labels,
+            probs,
+            deltas,
+        }
+    }
+
+    /// The kept point at θ, computed now if it is not one of the last `points_kept`;
+    /// `None` when a point does not fit the cache budget.
+    fn point(&self, theta: &[f64]) -> Option<std::sync::Arc<Point<T>>> {
+        if self.points_kept == 0 {
+            return None;
+        }
+        let lock = || self.points.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = lock().iter().find(|p| p.theta == theta) {
+            return Some(p.clone());
+        }
+        let weights = self.plan.weights::<T>(theta);
+        let all: Vec<usize> = (0..self.num_samples()).collect();
+        let chunks = all
+            .par_chunks(self.chunk)
+            .map(|idx| self.point_chunk(&weights, idx))
+            .collect();
+        let point = std::sync::Arc::new(Point {
+            theta: theta.to_vec(),
+            weights,
+            chunks,
+        });
+        let mut points = lock();
+        points.insert(0, point.clone());
+        points.truncate(self.points_kept);
+        Some(point)
+    }
+
+    /// `per_chunk` on every chunk's [`PointChunk`] at θ, reduced in chunk order: from the
+    /// kept point, or computed chunk by chunk when points are not kept.
+    fn over_point<R: Send>(
+        &self,
+        theta: &[f64],
+        per_chunk: impl Fn(&Weights<T>, &PointChunk<T>) -> R + Sync + Send,
+        reduce: impl Fn(R, R) -> R + Sync + Send,
+    ) -> R {
+        let total = match self.point(theta) {
+            Some(point) => in_waves(&point.chunks, |c| per_chunk(&point.weights, c), reduce),
+            None => {
+                let weights = self.plan.weights::<T>(theta);
+                let all: Vec<usize> = (0..self.num_samples()).collect();
+                self.chunked(
+                    &all,
+                    self.chunk,
+                    |idx| per_chunk(&weights, &self.point_chunk(&weights, idx)),
+                    reduce,
+                )
+            }
+        };
+        total.expect("N ≥ 1")
+    }
+
+    /// H·v for the directions `dirs` (in sub-blocks) on one chunk: R-operator passes only.
+    fn hvp_chunk(
+        &self,
+        weights: &Weights<T>,
+        chunk: &PointChunk<T>,
+        dirs: &[Directions<T>],
+        scale: f64,
+    ) -> Vec<Vec<f64>> {
+        let classes = self.plan.arch.classes;
+        let total: usize = dirs.iter().map(|d| d.b).sum();
+        let mut hvs = vec![vec![0.0; self.dim()]; total];
+        let mut at = 0;
+        for d in dirs {
+            let tangent = chunk.tape.tangent(&self.plan, weights, d);
+            // R(δ_L) = (diag p − p pᵀ)·R(z) per sample and direction.
+            let rz = tangent.acts.last().expect("logits");
+            let mut rdelta = vec![T::ZERO; rz.len()];
+            for (k, (rd, r)) in rdelta
+                .chunks_exact_mut(classes)
+                .zip(rz.chunks_exact(classes))
+                .enumerate()
+            {
+                let p = &chunk.probs[(k / d.b) * classes..(k / d.b + 1) * classes];
+                let mut pr = T::ZERO;
+                for c in 0..classes {
+                    pr += p[c] * r[c];
+                }
+                for c in 0..classes {
+                    rd[c] = p[c] * (r[c] - pr);
+                }
+            }
+            chunk.tape.backward_tangent(
+                &self.plan,
+                weights,
+                &chunk.deltas,
+                &tangent,
+                rdelta,
+                d,
+                &mut hvs[at..at + d.b],
+                scale,
+            );
+            at += d.b;
+        }
+        hvs
+    }
+
+    /// Σ_i over the chunk's samples of vᵀ∇²ℓ_i·v for each direction of `dirs`, by
+    /// forward mode only: along θ + t·v, d²ℓ/dt² = R(z)ᵀ(diag p − p pᵀ)R(z) + (p − y)ᵀR²(z)
+    /// (METHOD.md §3) — two forward passes per direction block, no backward pass.
+    fn quadratic_forms_chunk(
+        &self,
+        weights: &Weights<T>,
+        chunk: &PointChunk<T>,
+        dirs: &[Directions<T>],
+    ) -> Vec<f64> {
+        let classes = self.plan.arch.classes;
+        let mut forms = Vec::new();
+        for d in dirs {
+            let tangent = chunk.tape.tangent(&self.plan, weights, d);
+            let r2 = chunk.tape.second_tangent(&self.plan, weights, d, &tangent);
+            let rz = tangent.acts.last().expect("logits");
+            let mut sums = vec![0.0; d.b];
+            for (k, (r, q)) in rz
+                .chunks_exact(classes)
+                .zip(r2.chunks_exact(classes))
+                .enumerate()
+            {
+                let s = k / d.b;
+                let p = &chunk.probs[s * classes..(s + 1) * classes];
+                let y = chunk.labels[s] as usize;
+                let (mut pr, mut prr, mut first) = (0.0, 0.0, 0.0);
+                for c in 0..classes {
+                    let (pc, rc) = (p[c].to_f64(), r[c].to_f64());
+                    pr += pc * rc;
+                    prr += pc * rc * rc;
+                    first += pc * q[c].to_f64();
+                }
+                sums[k % d.b] += prr - pr * pr + first - q[y].to_f64();
+            }
+            forms.extend(sums);
+        }
+        forms
+    }
+
+    /// H·v_j for a group of directions: the point at θ (kept, or per chunk when it does
+    /// not fit), then R-operator passes of [`SUB_BLOCK`] directions each.
+    fn hvp_group(&self, theta: &[f64], vs: &[&[f64]]) -> Vec<Vec<f64>> {
+        let dirs: Vec<Directions<T>> = vs
+            .chunks(SUB_BLOCK)
+            .map(|g| Directions::new(&self.plan, g))
+            .collect();
+        let scale = 1.0 / self.num_samples() as f64;
+        let reduce = |mut a: Vec<Vec<f64>>, b: Vec<Vec<f64>>| {
+            for (x, y) in a.iter_mut().zip(&b) {
+                x.iter_mut().zip(y).for_each(|(x, y)| *x += y);
+            }
+            a
+        };
+        self.over_point(
+            theta,
+            |weights, chunk| self.hvp_chunk(weights, chunk, &dirs, scale),
+            reduce,
+        )
     }
 }
 
@@ -855,8 +1508,8 @@ impl<T: Float> Objective for NativeClassifier<T> {
                         &self.plan,
                         &weights,
                         delta,
-                        None,
                         &mut Sink::Sum(&mut g, scale),
+                        None,
                     );
                     (l, g)
                 },
@@ -896,8 +1549,8 @@ impl<T: Float> Objective for NativeClassifier<T> {
                     &self.plan,
                     &weights,
                     delta,
-                    None,
                     &mut Sink::Groups(block, batch_size),
+                    None,
                 );
             });
         Ok(out)
@@ -912,53 +1565,40 @@ impl<T: Float> Objective for NativeClassifier<T> {
     }
 
     fn hvp(&self, theta: &[f64], v: &[f64]) -> Result<Vec<f64>> {
+        Ok(self.hvp_block(theta, &[v])?.pop().expect("one direction"))
+    }
+
+    fn hessian_quadratic_forms(&self, theta: &[f64], vs: &[&[f64]]) -> Result<Vec<f64>> {
         self.check_theta(theta)?;
-        check_len(self.plan.arch.name, "HVP vector", v.len(), self.dim())?;
-        let weights = self.plan.weights::<T>(theta);
-        let dir = self.plan.weights::<T>(v);
-        let n = self.num_samples();
-        let all: Vec<usize> = (0..n).collect();
-        let classes = self.plan.arch.classes;
-        let scale = 1.0 / n as f64;
-        Ok(self
-            .chunked(
-                &all,
-                self.chunk,
-                |idx| {
-                    let tape = self.tape(&weights, &self.x, idx);
-                    let (_, delta, probs) = tape.loss_and_delta(&self.labels_of(idx), classes, 1.0);
-                    let tangent = tape.tangent(&self.plan, &weights, &dir);
-                    // R(δ_L) = (diag p − p pᵀ)·R(z) per sample.
-                    let rz = tangent.acts.last().expect("logits");
-                    let mut rdelta = vec![T::ZERO; rz.len()];
-                    for ((rd, p), r) in rdelta
-                        .chunks_exact_mut(classes)
-                        .zip(probs.chunks_exact(classes))
-                        .zip(rz.chunks_exact(classes))
-                    {
-                        let mut pr = T::ZERO;
-                        for c in 0..classes {
-                            pr += p[c] * r[c];
-                        }
-                        for c in 0..classes {
-                            rd[c] = p[c] * (r[c] - pr);
-                        }
-                    }
-                    let mut hv = vec![0.0; self.dim()];
-                    tape.backward(
-                        &self.plan,
-                        &weights,
-                        delta,
-                        Some((&tangent, rdelta, &dir)),
-                        &mut Sink::Sum(&mut hv, scale),
-                    );
-                    hv
-                },
-                |mut a, b| {
-                    a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                    a
-                },
-            )
-            .expect("N ≥ 1"))
+        for v in vs {
+            check_len(self.plan.arch.name, "direction", v.len(), self.dim())?;
+        }
+        let dirs: Vec<Directions<T>> = vs
+            .chunks(SUB_BLOCK)
+            .map(|g| Directions::new(&self.plan, g))
+            .collect();
+        let reduce = |mut a: Vec<f64>, b: Vec<f64>| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        };
+        let sums = self.over_point(
+            theta,
+            |weights, chunk| self.quadratic_forms_chunk(weights, chunk, &dirs),
+            reduce,
+        );
+        let n = self.num_samples() as f64;
+        Ok(sums.into_iter().map(|s| s / n).collect())
+    }
+
+    fn hvp_block(&self, theta: &[f64], vs: &[&[f64]]) -> Result<Vec<Vec<f64>>> {
+        self.check_theta(theta)?;
+        for v in vs {
+            check_len(self.plan.arch.name, "HVP vector", v.len(), self.dim())?;
+        }
+        let mut out = Vec::with_capacity(vs.len());
+        for group in vs.chunks(self.block_limit()) {
+            out.extend(self.hvp_group(theta, group));
+        }
+        Ok(out)
     }
 }
