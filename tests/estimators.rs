@@ -41,6 +41,32 @@ fn apply(m: &DMatrix<f64>) -> impl FnMut(&[f64]) -> noiselab::Result<Vec<f64>> +
     move |v| Ok((m * DVector::from_column_slice(v)).as_slice().to_vec())
 }
 
+/// One refresh later (`h` changed a little), a solver warm-started from `previous` takes
+/// fewer products than cold, and both find the same eigenvalues; (cold, warm) products.
+fn after_a_small_change(
+    h: &DMatrix<f64>,
+    previous: &noiselab::linalg::Eigenpairs,
+    solve: impl Fn(&DMatrix<f64>, Option<&noiselab::linalg::Eigenpairs>) -> lanczos::LanczosResult,
+) -> (usize, usize) {
+    let (e, _) = hessian_like(h.nrows(), 2);
+    let h2 = h + e * 1e-4;
+    let cold = solve(&h2, None);
+    let warm = solve(&h2, Some(previous));
+    assert!(
+        warm.products < cold.products,
+        "warm {} vs cold {}",
+        warm.products,
+        cold.products
+    );
+    for j in 0..cold.pairs.len() {
+        assert!(
+            (warm.pairs.values[j] - cold.pairs.values[j]).abs()
+                <= 1e-6 * cold.pairs.values[j].abs()
+        );
+    }
+    (cold.products, warm.products)
+}
+
 /// The 20 largest eigenpairs of `h` by its dense eigendecomposition agree with `pairs`:
 /// eigenvalues to 1e-6 relative, eigenvectors to |cos| > 1 − 1e-6.
 fn assert_top_20_of(h: &DMatrix<f64>, pairs: &noiselab::linalg::Eigenpairs) {
@@ -83,20 +109,10 @@ fn lobpcg_top_20_matches_the_dense_oracle() {
     let r = lobpcg::top_eigenpairs(d, block(&h), &opts, None).unwrap();
     assert!(r.max_residual <= opts.tol, "residual {:e}", r.max_residual);
     assert_top_20_of(&h, &r.pairs);
-    let (e, _) = hessian_like(d, 2);
-    let h2 = &h + e * 1e-4;
-    let cold = lobpcg::top_eigenpairs(d, block(&h2), &opts, None).unwrap();
-    let warm = lobpcg::top_eigenpairs(d, block(&h2), &opts, Some(&r.pairs)).unwrap();
-    assert!(
-        warm.products < cold.products,
-        "warm {} vs cold {}",
-        warm.products,
-        cold.products
-    );
-    eprintln!(
-        "LOBPCG top-20 of D = {d}: {} products cold; after a small change {} cold vs {} warm",
-        r.products, cold.products, warm.products
-    );
+    let (cold, warm) = after_a_small_change(&h, &r.pairs, |m, warm| {
+        lobpcg::top_eigenpairs(d, block(m), &opts, warm).unwrap()
+    });
+    eprintln!("LOBPCG top-20 of D = {d}: {} products cold; after a small change {cold} cold vs {warm} warm", r.products);
 }
 
 #[test]
@@ -114,26 +130,13 @@ fn lanczos_top_20_matches_the_dense_oracle_with_few_products() {
     );
 
     // A small change (one refresh later) with a warm start costs fewer products.
-    let (e, _) = hessian_like(d, 2);
-    let h2 = &h + e * 1e-4;
-    let cold = lanczos::top_eigenpairs(d, apply(&h2), &opts, None).unwrap();
-    let warm = lanczos::top_eigenpairs(d, apply(&h2), &opts, Some(&r.pairs)).unwrap();
-    assert!(
-        warm.products < cold.products,
-        "warm {} vs cold {}",
-        warm.products,
-        cold.products
-    );
+    let (cold, warm) = after_a_small_change(&h, &r.pairs, |m, warm| {
+        lanczos::top_eigenpairs(d, apply(m), &opts, warm).unwrap()
+    });
     eprintln!(
-        "top-20 of D = {d}: {} products cold; after a small change {} cold vs {} warm",
-        r.products, cold.products, warm.products
+        "top-20 of D = {d}: {} products cold; after a small change {cold} cold vs {warm} warm",
+        r.products
     );
-    for j in 0..20 {
-        assert!(
-            (warm.pairs.values[j] - cold.pairs.values[j]).abs()
-                <= 1e-6 * cold.pairs.values[j].abs()
-        );
-    }
 }
 
 #[test]
