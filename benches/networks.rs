@@ -157,6 +157,7 @@ fn main() {
                         samples,
                         absolute: false,
                         estimator: SharpnessEstimator::Plain,
+                        batch_size: 1,
                         seed: 0,
                     };
                     let e = expected_sharpness(m32, &theta, None, &options).unwrap();

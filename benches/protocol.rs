@@ -18,7 +18,9 @@ use noiselab::dynamics::{CovarianceSource, DynamicsKind, NoiseModel, Units};
 use noiselab::engine;
 use noiselab::estimators::covariance::GradientCovariance;
 use noiselab::estimators::hessian;
-use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
+use noiselab::estimators::sharpness::{
+    expected_sharpness, pilot_passes, SharpnessEstimator, SharpnessOptions,
+};
 use noiselab::estimators::trace::hutchinson_block;
 use noiselab::models::lenet;
 use noiselab::models::native::NativeClassifier;
@@ -55,7 +57,6 @@ fn main() {
         .unwrap();
     let test = if smoke { test.head(100) } else { test };
     let model = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &train).unwrap();
-    let d = model.dim();
     println!(
         "# LeNet, {n} training images, {} test images, f32 kernels, {} threads",
         test.len(),
@@ -136,71 +137,34 @@ fn main() {
     );
 
     // One metrics evaluation.
-    let mut rng = ChaCha12Rng::seed_from_u64(1);
     let m_sharp = if smoke { 10 } else { 1000 };
-    let (t_train, _) = timed(|| model.loss(&theta).unwrap());
-    let (t_test, eval) = timed(|| model.evaluate(&theta, &test).unwrap());
-    // The presets' estimator (docs/METHOD.md §3): the gradient control variate, stopped
-    // at the plain estimator's standard error with M evaluations.
-    let (t_grad, (_, g)) = timed(|| model.loss_and_gradient(&theta).unwrap());
-    let sharpness = |estimator| SharpnessOptions {
-        delta: 0.01,
-        samples: m_sharp,
-        absolute: false,
-        estimator,
-        seed: 2,
-    };
-    let (t_sharp, sharp) = timed(|| {
-        expected_sharpness(
-            &model,
-            &theta,
-            Some(&g),
-            &sharpness(SharpnessEstimator::ControlVariate),
-        )
-        .unwrap()
-    });
-    let (t_plain, plain) = timed(|| {
-        expected_sharpness(&model, &theta, None, &sharpness(SharpnessEstimator::Plain)).unwrap()
-    });
-    let (t_trhs, tr_h_sigma) = timed(|| {
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut rng);
-        let sigma =
-            GradientCovariance::minibatches(model.batch_gradients(&theta, &order, 20).unwrap())
-                .unwrap();
-        sigma
-            .tr_h_block(|vs| model.hessian_quadratic_forms(&theta, vs))
-            .unwrap()
-    });
     let probes = if smoke { 2 } else { 20 };
-    let (t_trh, tr_h) = timed(|| {
-        hutchinson_block(d, |zs| model.hessian_quadratic_forms(&theta, zs), probes, 3).unwrap()
-    });
-    let (t_top, top) = timed(|| hessian::top_eigenpairs(&model, &theta, 1, None).unwrap());
-    println!("metrics:train_loss_accuracy\t{t_train:.4}\t");
-    println!(
-        "metrics:test_loss_accuracy\t{t_test:.4}\taccuracy {:.4}",
-        eval.accuracy
-    );
-    println!("metrics:gradient\t{t_grad:.4}\tg0 (the control variate's)");
-    println!(
-        "metrics:sharpness\t{t_sharp:.4}\tcontrol variate, {} evaluations, {:.4e} ± {:.1e}",
-        sharp.samples, sharp.value, sharp.stderr
-    );
-    println!(
-        "sharpness_plain\t{t_plain:.4}\tplain (not in the measurement), M = {m_sharp}, {:.4e} ± {:.1e}",
-        plain.value, plain.stderr
-    );
-    println!("metrics:tr_h_sigma\t{t_trhs:.4}\t60 quadratic forms, {tr_h_sigma:.4e}");
-    println!(
-        "metrics:tr_h\t{t_trh:.4}\t{probes} probes, {:.4e}",
-        tr_h.value
-    );
-    println!(
-        "metrics:top_eigenpair\t{t_top:.4}\tλ1 {:.4e} (for â)",
-        top.values[0]
-    );
-    let metrics = t_train + t_test + t_grad + t_sharp + t_trhs + t_trh + t_top;
+    let metrics = measurement("metrics", &model, &theta, &test, m_sharp, probes);
+    // The same measurement at a real run's θ_GD on its own training set (the memorised
+    // minimum where the protocol's measurements start), when one is named:
+    // THETA_GD_RUN=runs/…/p000-seed0 CONFIG=runs/…/config.toml.
+    if let (Ok(run), Ok(config)) = (std::env::var("THETA_GD_RUN"), std::env::var("CONFIG")) {
+        let config = noiselab::config::load(&config, &[]).unwrap().config;
+        let data = noiselab::experiments::classification::load_data::<
+            noiselab::experiments::fashion_mnist::FashionMnist,
+        >(&config)
+        .unwrap();
+        let at_gd =
+            NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data.train).unwrap();
+        let bytes = std::fs::read(Path::new(&run).join("theta_gd.f64")).unwrap();
+        let theta_gd: Vec<f64> = bytes
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        measurement(
+            "at_theta_gd",
+            &at_gd,
+            &theta_gd,
+            &data.test,
+            m_sharp,
+            probes,
+        );
+    }
 
     let run_iters = 15_000;
     let evals = run_iters / every + 1;
@@ -219,4 +183,102 @@ fn main() {
         metrics_total,
         evals
     );
+}
+
+/// One metrics evaluation at θ as the run makes it (train and test loss/accuracy, g0,
+/// expected sharpness by the presets' estimator, Tr(HΣ), Tr H, â's eigenpair), each
+/// piece timed and printed as `{label}:piece`; returns its total seconds. The other
+/// sharpness estimators are timed beside it for comparison (not in the total).
+fn measurement(
+    label: &str,
+    model: &NativeClassifier<f32>,
+    theta: &[f64],
+    test: &ImageSet,
+    m_sharp: usize,
+    probes: usize,
+) -> f64 {
+    let (n, d) = (model.num_samples(), model.dim());
+    let theta = theta.to_vec();
+    let mut rng = ChaCha12Rng::seed_from_u64(1);
+    let (t_train, _) = timed(|| model.loss(&theta).unwrap());
+    let (t_test, eval) = timed(|| model.evaluate(&theta, test).unwrap());
+    // The FashionMNIST presets' estimator (docs/METHOD.md §3): batches of 20 images at
+    // their own ν, matching the plain estimator's standard error with M evaluations.
+    let (t_grad, (_, g)) = timed(|| model.loss_and_gradient(&theta).unwrap());
+    let sharpness = |estimator| SharpnessOptions {
+        delta: 0.01,
+        samples: m_sharp,
+        absolute: false,
+        estimator,
+        batch_size: 20,
+        seed: 2,
+    };
+    let (t_sharp, sharp) = timed(|| {
+        expected_sharpness(
+            model,
+            &theta,
+            Some(&g),
+            &sharpness(SharpnessEstimator::PerBatch),
+        )
+        .unwrap()
+    });
+    let (t_cv, cv) = timed(|| {
+        expected_sharpness(
+            model,
+            &theta,
+            Some(&g),
+            &sharpness(SharpnessEstimator::ControlVariate),
+        )
+        .unwrap()
+    });
+    let (t_plain, plain) = timed(|| {
+        expected_sharpness(model, &theta, None, &sharpness(SharpnessEstimator::Plain)).unwrap()
+    });
+    let (t_trhs, tr_h_sigma) = timed(|| {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        let sigma =
+            GradientCovariance::minibatches(model.batch_gradients(&theta, &order, 20).unwrap())
+                .unwrap();
+        sigma
+            .tr_h_block(|vs| model.hessian_quadratic_forms(&theta, vs))
+            .unwrap()
+    });
+    let (t_trh, tr_h) = timed(|| {
+        hutchinson_block(d, |zs| model.hessian_quadratic_forms(&theta, zs), probes, 3).unwrap()
+    });
+    let (t_top, top) = timed(|| hessian::top_eigenpairs(model, &theta, 1, None).unwrap());
+    println!("{label}:train_loss_accuracy\t{t_train:.4}\t");
+    println!(
+        "{label}:test_loss_accuracy\t{t_test:.4}\taccuracy {:.4}",
+        eval.accuracy
+    );
+    println!("{label}:gradient\t{t_grad:.4}\tg0 and ‖g0‖");
+    println!(
+        "{label}:sharpness\t{t_sharp:.4}\tper batch, {} evaluations ({} of them shared-ν pilot passes), {:.4e} ± {:.1e}",
+        pilot_passes(m_sharp) + sharp.samples,
+        pilot_passes(m_sharp),
+        sharp.value,
+        sharp.stderr
+    );
+    println!(
+        "{label}/sharpness_control_variate\t{t_cv:.4}\tcontrol variate (not in the measurement), {} evaluations, {:.4e} ± {:.1e}",
+        cv.samples, cv.value, cv.stderr
+    );
+    println!(
+        "{label}/sharpness_plain\t{t_plain:.4}\tplain (not in the measurement), M = {m_sharp}, {:.4e} ± {:.1e}",
+        plain.value, plain.stderr
+    );
+    println!("{label}:tr_h_sigma\t{t_trhs:.4}\t60 quadratic forms, {tr_h_sigma:.4e}");
+    println!(
+        "{label}:tr_h\t{t_trh:.4}\t{probes} probes, {:.4e}",
+        tr_h.value
+    );
+    println!(
+        "{label}:top_eigenpair\t{t_top:.4}\tλ1 {:.4e} (for â)",
+        top.values[0]
+    );
+    let metrics = t_train + t_test + t_grad + t_sharp + t_trhs + t_trh + t_top;
+    println!("{label}:total\t{metrics:.4}\tone measurement (rows marked {label}:)");
+    metrics
 }

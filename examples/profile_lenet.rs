@@ -57,6 +57,19 @@ fn main() {
                 let dirs: Vec<&[f64]> = (0..b).map(|_| theta.as_slice()).collect();
                 drop(m32.hvp_block(&theta, &dirs).unwrap())
             }
+            // The per-batch sharpness estimator's floor: its pilot and as many passes.
+            "sharpness_per_batch_f32" => {
+                use noiselab::estimators::sharpness::*;
+                let options = SharpnessOptions {
+                    delta: 0.01,
+                    samples: 1000,
+                    absolute: false,
+                    estimator: SharpnessEstimator::PerBatch,
+                    batch_size: 20,
+                    seed: 1,
+                };
+                let _ = expected_sharpness(&m32, &theta, None, &options).unwrap();
+            }
             other => panic!("unknown workload {other}"),
         }
     }

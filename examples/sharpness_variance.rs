@@ -104,6 +104,10 @@ fn main() {
                     samples: m,
                     absolute: false,
                     estimator,
+                    batch_size: std::env::var("BATCH")
+                        .ok()
+                        .and_then(|b| b.parse().ok())
+                        .unwrap_or(20),
                     seed: 7,
                 },
             )
@@ -111,6 +115,9 @@ fn main() {
             // The variance-reduced estimators stop at the plain one's SE with M.
             let evaluations = match estimator {
                 SharpnessEstimator::Antithetic => 2 * e.samples,
+                SharpnessEstimator::PerBatch => {
+                    noiselab::estimators::sharpness::pilot_passes(m) + e.samples
+                }
                 _ => e.samples,
             };
             println!(

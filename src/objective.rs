@@ -8,6 +8,7 @@
 use crate::linalg::GradientMatrix;
 use crate::Result;
 use nalgebra::DMatrix;
+use std::ops::Range;
 
 pub trait Objective: Send + Sync {
     /// Number of parameters D.
@@ -22,6 +23,21 @@ pub trait Objective: Send + Sync {
     /// L(θ) alone.
     fn loss(&self, theta: &[f64]) -> Result<f64> {
         Ok(self.loss_and_gradient(theta)?.0)
+    }
+
+    /// Mean loss of the consecutive training samples `samples` at θ: what the per-batch
+    /// sharpness estimator evaluates, each batch at its own perturbed θ (METHOD.md §3).
+    /// Objectives that can only evaluate all their data answer for the whole range.
+    fn batch_loss(&self, theta: &[f64], samples: Range<usize>) -> Result<f64> {
+        if samples == (0..self.num_samples()) {
+            return self.loss(theta);
+        }
+        Err(crate::Error::Numerics(format!(
+            "this objective evaluates its loss over all {} samples only, not samples {}..{}",
+            self.num_samples(),
+            samples.start,
+            samples.end
+        )))
     }
 
     /// Mean gradients of consecutive batches: row k is g_B for
@@ -106,6 +122,18 @@ pub fn check_batches(indices: &[usize], batch_size: usize, num_samples: usize) -
     if let Some(&bad) = indices.iter().find(|&&i| i >= num_samples) {
         return Err(crate::Error::Numerics(format!(
             "batch_gradients: sample index {bad} out of range (N = {num_samples})"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `samples` is a non-empty range of the N training samples, with an error
+/// naming both.
+pub fn check_range(samples: Range<usize>, num_samples: usize) -> Result<()> {
+    if samples.is_empty() || samples.end > num_samples {
+        return Err(crate::Error::Numerics(format!(
+            "batch_loss: samples {}..{} are not a non-empty part of the N = {num_samples} samples",
+            samples.start, samples.end
         )));
     }
     Ok(())

@@ -251,6 +251,27 @@ fn bad_configs_exit_2_naming_file_key_value_and_expectation() {
             vec!["noise.gld_eig1.k=2"],
             vec!["`noise.gld_eig1.k`", "unknown field"],
         ),
+        // the per-batch sharpness estimator's batch gradients beyond its memory: all of
+        // CIFAR-10 in batches of 100 on VGG11 (500 gradients of 9.75 M parameters)
+        (
+            "experiment = \"cifar10\"\ndynamics = [\"gd\"]\n[cifar10]\nsharpness_estimator = \"per_batch\"\n"
+                .to_string(),
+            vec![],
+            vec!["`cifar10.sharpness_estimator`", "per_batch", "control_variate", "39.0 GB"],
+        ),
+        (
+            "experiment = \"fashion_mnist\"\ndynamics = [\"gd\"]\n".to_string(),
+            vec![
+                "fashion_mnist.sharpness_abs=true",
+                "fashion_mnist.sharpness_estimator=\"per_batch\"",
+            ],
+            vec!["`fashion_mnist.sharpness_estimator`", "per_batch", "signed rise"],
+        ),
+        (
+            "experiment = \"fashion_mnist\"\ndynamics = [\"gd\"]\n".to_string(),
+            vec!["fashion_mnist.sharpness_batch_size=0"],
+            vec!["`fashion_mnist.sharpness_batch_size`", "0", "≥ 1"],
+        ),
     ];
     for (toml, overrides, needles) in cases {
         let (code, stderr) = check_config(&toml, &overrides);

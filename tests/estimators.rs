@@ -11,7 +11,9 @@ use noiselab::estimators::covariance::GradientCovariance;
 use noiselab::estimators::indicators::projection_coefficient;
 use noiselab::estimators::lanczos::{self, Krylov, LanczosOptions};
 use noiselab::estimators::lobpcg;
-use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
+use noiselab::estimators::sharpness::{
+    expected_sharpness, pilot_passes, SharpnessEstimator, SharpnessOptions,
+};
 use noiselab::estimators::trace::{hutchinson, slq};
 use noiselab::linalg::GradientMatrix;
 use noiselab::models::quadratic::Quadratic;
@@ -249,7 +251,9 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
     // For a quadratic, E[L(θ+ν)] − L(θ) = (δ²/2)·Tr H at every θ (E[gᵀν] = 0), for every
     // estimator; their per-sample variances have closed forms too: the plain rise
     // gᵀν + ½νᵀHν has δ²‖g‖² + δ⁴·Tr(H²)/2, while an antithetic pair and the control
-    // variate both leave ½νᵀHν alone, δ⁴·Tr(H²)/2 (ν ~ N(0, δ²I)).
+    // variate both leave ½νᵀHν alone, δ⁴·Tr(H²)/2 (ν ~ N(0, δ²I)). A per-batch pass
+    // leaves Σ_k (n_k/N)·½ν_kᵀHν_k (every sample's Hessian is H) with independent ν_k:
+    // Σ_k (n_k/N)²·δ⁴·Tr(H²)/2, here batches of 3, 3, 3 and 1 of the 10 samples.
     let d = 30;
     let h = random_spd(d, 0.5, 20.0, 6);
     let obj = Quadratic::new(h.clone(), random_vectors(10, d, 1.0, 7));
@@ -265,12 +269,14 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
         samples: m,
         absolute,
         estimator,
+        batch_size: 3,
         seed: 3,
     };
     for (estimator, per_sample_var) in [
         (SharpnessEstimator::Plain, plain_var),
         (SharpnessEstimator::Antithetic, quadratic_var),
         (SharpnessEstimator::ControlVariate, quadratic_var),
+        (SharpnessEstimator::PerBatch, 0.28 * quadratic_var),
     ] {
         // The variance-reduced estimators stop after 100 evaluations here (antithetic:
         // 50 pairs): independent runs pool to ≥ 2000 samples, as the plain one's 4000.
@@ -278,6 +284,7 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
             SharpnessEstimator::Plain => 1,
             SharpnessEstimator::ControlVariate => 20,
             SharpnessEstimator::Antithetic => 40,
+            SharpnessEstimator::PerBatch => 40,
         };
         let (mut var, mut n) = (0.0, 0);
         for seed in 0..runs {
@@ -317,10 +324,12 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
     for estimator in [
         SharpnessEstimator::Antithetic,
         SharpnessEstimator::ControlVariate,
+        SharpnessEstimator::PerBatch,
     ] {
         let e = expected_sharpness(&obj, &theta, Some(&g), &options(estimator, false)).unwrap();
         let evaluations = match estimator {
             SharpnessEstimator::Antithetic => 2 * e.samples,
+            SharpnessEstimator::PerBatch => pilot_passes(m) + e.samples,
             _ => e.samples,
         };
         assert!(
@@ -343,15 +352,15 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
         absolute.value > exact,
         "|rise| averages above the signed rise away from a minimum"
     );
-    let err = expected_sharpness(
-        &obj,
-        &theta,
-        Some(&g),
-        &options(SharpnessEstimator::ControlVariate, true),
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(err.contains("signed rise"), "{err}");
+    for estimator in [
+        SharpnessEstimator::ControlVariate,
+        SharpnessEstimator::PerBatch,
+    ] {
+        let err = expected_sharpness(&obj, &theta, Some(&g), &options(estimator, true))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("signed rise"), "{err}");
+    }
     let err = expected_sharpness(
         &obj,
         &theta,

@@ -485,6 +485,23 @@ fn native_kernels_match_candle_on_cifar_images() {
     let (l1, g1) = candle_model.loss_and_gradient(&theta).unwrap();
     let (l2, g2) = native.loss_and_gradient(&theta).unwrap();
     assert!((l1 - l2).abs() < 1e-12 * l1);
+    // Losses of parts of the training set (the per-batch sharpness estimator's
+    // evaluations): native against candle, and the parts' weighted mean is L(θ).
+    let parts = [0..5, 5..10, 10..12];
+    let mut mean = 0.0;
+    for part in parts {
+        let (a, b) = (
+            candle_model.batch_loss(&theta, part.clone()).unwrap(),
+            native.batch_loss(&theta, part.clone()).unwrap(),
+        );
+        assert!((a - b).abs() < 1e-12 * a, "samples {part:?}: {a} vs {b}");
+        mean += b * part.len() as f64 / data.len() as f64;
+    }
+    assert!((mean - l2).abs() < 1e-12 * l2, "{mean} vs {l2}");
+    for bad in [3..3, 10..13] {
+        let err = native.batch_loss(&theta, bad).unwrap_err().to_string();
+        assert!(err.contains("N = 12"), "{err}");
+    }
     assert!(relative_error(&g2, &g1) < 1e-11);
     let p1 = candle_model.per_sample_gradients(&theta).unwrap();
     let p2 = native.per_sample_gradients(&theta).unwrap();

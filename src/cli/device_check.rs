@@ -289,6 +289,7 @@ fn check<D: Dataset>(
         samples,
         absolute: false,
         estimator: SharpnessEstimator::Plain,
+        batch_size: 1,
         seed: 11,
     };
     let (t, _) = median_time(reps.min(3), || {

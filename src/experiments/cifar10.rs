@@ -38,6 +38,7 @@ impl Dataset for Cifar10 {
             sharpness_delta: 0.01,
             sharpness_abs: false,
             sharpness_estimator: SharpnessEstimator::ControlVariate,
+            sharpness_batch_size: 100,
             curvature_metrics: false,
             trace_probes: 20,
             hessian_spectrum: 0,

@@ -18,7 +18,10 @@ use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::data::{ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine::{self, Start};
-use crate::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
+use crate::estimators::sharpness::{
+    batch_gradient_bytes, expected_sharpness, SharpnessEstimator, SharpnessOptions,
+    BATCH_GRADIENT_BYTES,
+};
 use crate::estimators::trace::hutchinson_block;
 use crate::estimators::AtPoint;
 use crate::events::{Event, Metric, RunStatus, SpectrumOf};
@@ -92,6 +95,9 @@ pub struct ImageConfig<D: Dataset> {
     /// every run recorded before the key existed used.
     #[serde(default = "plain_sharpness")]
     pub sharpness_estimator: SharpnessEstimator,
+    /// Consecutive training images per batch of the `per_batch` estimator, each batch at
+    /// its own ν in every pass (METHOD.md §3).
+    pub sharpness_batch_size: usize,
     /// Also measure Tr(HΣ), Tr(HΣ̄), their ratio, â and Tr H (K + trace_probes + Lanczos
     /// Hessian-vector products per measurement); Fig. 7 needs none of them.
     pub curvature_metrics: bool,
@@ -165,10 +171,30 @@ impl<D: Dataset> ImageConfig<D> {
         at_least(&key("sharpness_samples"), self.sharpness_samples, 2)?;
         positive(&key("sharpness_delta"), self.sharpness_delta)?;
         check(
-            !(self.sharpness_abs && self.sharpness_estimator == SharpnessEstimator::ControlVariate),
+            !(self.sharpness_abs
+                && matches!(
+                    self.sharpness_estimator,
+                    SharpnessEstimator::ControlVariate | SharpnessEstimator::PerBatch
+                )),
             &key("sharpness_estimator"),
-            "control_variate",
-            "plain or antithetic with sharpness_abs = true (the gradient control variate applies to the signed rise only)",
+            self.sharpness_estimator.key(),
+            "plain or antithetic with sharpness_abs = true (the gradient control variates apply to the signed rise only)",
+        )?;
+        // Larger than the training set is one batch of all of it (plain control variate).
+        at_least(&key("sharpness_batch_size"), self.sharpness_batch_size, 1)?;
+        let bytes = batch_gradient_bytes(n, self.sharpness_batch_size, D::PARAMETERS);
+        check(
+            self.sharpness_estimator != SharpnessEstimator::PerBatch
+                || bytes <= BATCH_GRADIENT_BYTES,
+            &key("sharpness_estimator"),
+            "per_batch",
+            &format!(
+                "control_variate, or a sharpness_batch_size that keeps the {n}/b batch gradients of D = {} within {:.1} GB (b = {}: {:.1} GB)",
+                D::PARAMETERS,
+                BATCH_GRADIENT_BYTES as f64 / 1e9,
+                self.sharpness_batch_size,
+                bytes as f64 / 1e9
+            ),
         )?;
         at_least(&key("trace_probes"), self.trace_probes, 1)?;
         check(
@@ -506,6 +532,7 @@ impl<M: ImageModel, D: Dataset> Measure<'_, M, D> {
                 samples: cfg.sharpness_samples,
                 absolute: cfg.sharpness_abs,
                 estimator: cfg.sharpness_estimator,
+                batch_size: cfg.sharpness_batch_size,
                 seed: rng.random(),
             },
         )?;

@@ -84,3 +84,55 @@ pub fn gather<T: Float>(
 ) {
     for_each_winner(dims, winner, |i, src| out[i] = rx[src]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The window rule written out one entry at a time: first maximum in row-major
+    /// order, NaN wins.
+    fn by_entry((n, h, w, c): (usize, usize, usize, usize), x: &[f32]) -> (Vec<f32>, Vec<u8>) {
+        let (ho, wo) = (h / 2, w / 2);
+        let (mut out, mut winner) = (vec![0.0; n * ho * wo * c], vec![0u8; n * ho * wo * c]);
+        for s in 0..n {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for ch in 0..c {
+                        let at = |dy: usize, dx: usize| {
+                            ((s * h + 2 * oy + dy) * w + 2 * ox + dx) * c + ch
+                        };
+                        let window = [x[at(0, 0)], x[at(0, 1)], x[at(1, 0)], x[at(1, 1)]];
+                        let slot = window.iter().position(|v| v.is_nan()).unwrap_or_else(|| {
+                            let max = window.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                            window.iter().position(|&v| v == max).unwrap()
+                        });
+                        let o = ((s * ho + oy) * wo + ox) * c + ch;
+                        out[o] = window[slot];
+                        winner[o] = slot as u8;
+                    }
+                }
+            }
+        }
+        (out, winner)
+    }
+
+    #[test]
+    fn windows_pick_their_first_maximum_and_nan() {
+        let dims = (3, 6, 4, 5);
+        // Few distinct values (ties everywhere), some NaN.
+        let x: Vec<f32> = (0..3 * 6 * 4 * 5)
+            .map(|i| match (i * 7919) % 13 {
+                0 => f32::NAN,
+                r => (r % 4) as f32 - 1.0,
+            })
+            .collect();
+        let (want, want_winner) = by_entry(dims, &x);
+        let (mut out, mut winner) = (vec![0.0; want.len()], vec![9u8; want.len()]);
+        forward(dims, &x, &mut out, &mut winner);
+        assert_eq!(winner, want_winner);
+        for (a, b) in out.iter().zip(&want) {
+            assert!(a == b || a.is_nan() && b.is_nan(), "{a} vs {b}");
+        }
+        assert!(want.iter().any(|v| v.is_nan()) && want_winner.contains(&3));
+    }
+}

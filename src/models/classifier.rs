@@ -16,9 +16,10 @@ use super::network::{
 };
 use crate::data::ImageSet;
 use crate::linalg::GradientMatrix;
-use crate::objective::{check_batches, check_len, Objective};
+use crate::objective::{check_batches, check_len, check_range, Objective};
 use crate::{Error, Result};
 use candle_core::{DType, Tensor, Var};
+use std::ops::Range;
 
 /// Mean loss and accuracy of θ on a set of images.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -276,6 +277,20 @@ impl Objective for Classifier {
 
     fn loss(&self, theta: &[f64]) -> Result<f64> {
         Ok(self.evaluate_train(theta)?.loss)
+    }
+
+    fn batch_loss(&self, theta: &[f64], samples: Range<usize>) -> Result<f64> {
+        check_range(samples.clone(), self.num_samples())?;
+        let params = self.net.tensors(theta)?;
+        let mut total = 0.0;
+        for start in samples.clone().step_by(self.chunk) {
+            let len = self.chunk.min(samples.end - start);
+            let x = self.x.narrow(0, start, len).map_err(candle)?;
+            total += self
+                .loss_and_right(&params, &x, &self.labels[start..start + len])?
+                .0;
+        }
+        Ok(total / samples.len() as f64)
     }
 
     fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {

@@ -15,9 +15,10 @@ use crate::data::ImageSet;
 use crate::kernels::conv::{self, ConvShape};
 use crate::kernels::{matmul, pool, Float, Mat};
 use crate::linalg::GradientMatrix;
-use crate::objective::{check_batches, check_len, Objective};
+use crate::objective::{check_batches, check_len, check_range, Objective};
 use crate::{Error, Result};
 use rayon::prelude::*;
+use std::ops::Range;
 use std::sync::Arc;
 
 /// One layer as the kernels run it.
@@ -1471,13 +1472,18 @@ impl<T: Float> Objective for NativeClassifier<T> {
     }
 
     fn loss(&self, theta: &[f64]) -> Result<f64> {
+        self.batch_loss(theta, 0..self.num_samples())
+    }
+
+    fn batch_loss(&self, theta: &[f64], samples: Range<usize>) -> Result<f64> {
+        check_range(samples.clone(), self.num_samples())?;
         self.check_theta(theta)?;
         let weights = self.plan.weights::<T>(theta);
-        let all: Vec<usize> = (0..self.num_samples()).collect();
+        let part: Vec<usize> = samples.collect();
         let classes = self.plan.arch.classes;
         let total = self
             .chunked(
-                &all,
+                &part,
                 self.chunk,
                 |idx| {
                     let tape = self.tape(&weights, &self.x, idx);
@@ -1486,7 +1492,7 @@ impl<T: Float> Objective for NativeClassifier<T> {
                 |a, b| a + b,
             )
             .unwrap_or(0.0);
-        Ok(total / self.num_samples() as f64)
+        Ok(total / part.len() as f64)
     }
 
     fn loss_and_gradient(&self, theta: &[f64]) -> Result<(f64, Vec<f64>)> {

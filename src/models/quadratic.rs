@@ -3,9 +3,10 @@
 //! covariance of the x_i: every estimator has a closed form to be tested against.
 
 use crate::linalg::{axpy, dot, GradientMatrix};
-use crate::objective::{check_batches, Objective};
+use crate::objective::{check_batches, check_range, Objective};
 use crate::Result;
 use nalgebra::{DMatrix, DVector};
+use std::ops::Range;
 
 #[derive(Clone, Debug)]
 pub struct Quadratic {
@@ -82,6 +83,19 @@ impl Objective for Quadratic {
         axpy(-1.0, &self.mean, &mut r);
         let grad = self.h_times(&r);
         Ok((0.5 * dot(&r, &grad) + self.spread, grad))
+    }
+
+    fn batch_loss(&self, theta: &[f64], samples: Range<usize>) -> Result<f64> {
+        check_range(samples.clone(), self.num_samples())?;
+        let total: f64 = self.centers[samples.clone()]
+            .iter()
+            .map(|c| {
+                let mut r = theta.to_vec();
+                axpy(-1.0, c, &mut r);
+                0.5 * dot(&r, &self.h_times(&r))
+            })
+            .sum();
+        Ok(total / samples.len() as f64)
     }
 
     fn batch_gradients(
