@@ -279,12 +279,13 @@ fn expected_sharpness_matches_half_delta_squared_trace_h() {
         (SharpnessEstimator::PerBatch, 0.28 * quadratic_var),
     ] {
         // The variance-reduced estimators stop after 100 evaluations here (antithetic:
-        // 50 pairs): independent runs pool to ≥ 2000 samples, as the plain one's 4000.
+        // 50 pairs; per batch: 30 passes after its 30-pass pilot): independent runs pool
+        // to ≥ 2000 samples, as the plain one's 4000.
         let runs = match estimator {
             SharpnessEstimator::Plain => 1,
             SharpnessEstimator::ControlVariate => 20,
             SharpnessEstimator::Antithetic => 40,
-            SharpnessEstimator::PerBatch => 40,
+            SharpnessEstimator::PerBatch => 70,
         };
         let (mut var, mut n) = (0.0, 0);
         for seed in 0..runs {

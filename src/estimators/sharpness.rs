@@ -24,7 +24,7 @@
 //! The authors' released code averages |L(θ+ν) − L(θ)|; `absolute` gives that reading
 //! (plain or antithetic: |rise| is not linear in ν, so no control variate applies).
 
-use super::trace::Estimate;
+use super::trace::{sample_variance, Estimate};
 use crate::linalg::dot;
 use crate::objective::Objective;
 use crate::{Error, Result};
@@ -171,6 +171,9 @@ pub fn pilot_passes(samples: usize) -> usize {
     (samples / 4).clamp(2, 30)
 }
 
+/// Passes the `per_batch` estimator adds at a time while its SE is above the goal.
+const TOP_UP_PASSES: usize = 10;
+
 /// What the `per_batch` estimator may hold of its batch gradients (N/b rows of D, f64).
 pub const BATCH_GRADIENT_BYTES: usize = 1 << 30;
 
@@ -264,11 +267,11 @@ fn per_batch<O: Objective + ?Sized>(
             c.push(r - first);
         }
     }
-    let plain_var = variance(&plain);
+    let plain_var = sample_variance(&plain);
     let independent_var: f64 = corrected
         .iter()
         .zip(&share)
-        .map(|(c, w)| w * w * variance(c))
+        .map(|(c, w)| w * w * sample_variance(c))
         .sum();
     let most = samples.saturating_sub(pilot).max(pilot);
     let planned = if plain_var > 0.0 {
@@ -292,14 +295,9 @@ fn per_batch<O: Objective + ?Sized>(
     let goal = (plain_var / samples as f64).sqrt();
     while values.len() < most && Estimate::from_samples(&values).stderr > goal {
         let next = pilot + values.len();
-        for pass in next..(next + CHECK_EVERY / 5).min(pilot + most) {
+        for pass in next..(next + TOP_UP_PASSES).min(pilot + most) {
             values.push(pass_value(pass)?);
         }
     }
     Ok(Estimate::from_samples(&values))
-}
-
-fn variance(xs: &[f64]) -> f64 {
-    let e = Estimate::from_samples(xs);
-    e.stderr * e.stderr * xs.len() as f64
 }

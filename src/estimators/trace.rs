@@ -17,18 +17,22 @@ pub struct Estimate {
 impl Estimate {
     pub fn from_samples(xs: &[f64]) -> Self {
         let n = xs.len() as f64;
-        let mean = xs.iter().sum::<f64>() / n;
-        let var = if xs.len() > 1 {
-            xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
-        } else {
-            f64::NAN
-        };
         Estimate {
-            value: mean,
-            stderr: (var / n).sqrt(),
+            value: xs.iter().sum::<f64>() / n,
+            stderr: (sample_variance(xs) / n).sqrt(),
             samples: xs.len(),
         }
     }
+}
+
+/// Unbiased sample variance (1/(n − 1)); NaN for fewer than two values.
+pub fn sample_variance(xs: &[f64]) -> f64 {
+    if xs.len() < 2 {
+        return f64::NAN;
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)
 }
 
 fn rademacher(rng: &mut ChaCha12Rng, dim: usize) -> Vec<f64> {
