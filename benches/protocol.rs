@@ -8,7 +8,12 @@
 //! Each dynamics runs the released code's conventions (noise in gradient units, Σ from
 //! one shuffled epoch of 60 batches of 20, k = 20, leading/Hessian/1st-eigvec factors
 //! refreshed every 10 iterations) for 30 iterations from a partly trained θ, so three
-//! refreshes are amortised exactly as in the run.
+//! refreshes are amortised as in the run (the first of them cold, which a run has once).
+//!
+//! Given a run's θ_GD (`THETA_GD_RUN=runs/…/p000-seed0 CONFIG=…/config.toml`), the
+//! measurement and every dynamics are timed again where the protocol runs them: from θ_GD
+//! on that run's training set, the dynamics after 10 untimed iterations (the cold
+//! refresh), and a second projection is made from those rows.
 //!
 //!   cargo bench --bench protocol [-- --metrics-every N]
 
@@ -84,34 +89,7 @@ fn main() {
     };
     noise.gld_leading.norm_matched = false;
     let iterations = if smoke { 2 } else { 30 };
-    let mut per_iteration = Vec::new();
-    for kind in DynamicsKind::ALL {
-        // SGD's iteration is a few milliseconds: ten times as many iterations time it.
-        let iterations = if kind == DynamicsKind::Sgd {
-            10 * iterations
-        } else {
-            iterations
-        };
-        let mut model_noise = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
-        let (t, end) = timed(|| {
-            engine::run(
-                &model,
-                theta.clone(),
-                iterations,
-                &mut model_noise,
-                |_, _, _| Ok(()),
-            )
-            .unwrap()
-        });
-        assert!(end.diverged.is_none());
-        let per = t / iterations as f64;
-        per_iteration.push((kind, per));
-        println!(
-            "iteration:{}\t{per:.4}\t{iterations} iterations",
-            kind.key()
-        );
-    }
-
+    let per_iteration = time_dynamics("iteration", &model, &theta, &noise, iterations, 0);
     // The same eight trajectories side by side, one thread each as the runner does: the
     // kernels' work all lands on rayon's one pool, so this shows whether running them
     // concurrently costs more (or less) than their sum.
@@ -156,7 +134,7 @@ fn main() {
             .chunks_exact(8)
             .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
             .collect();
-        measurement(
+        let at_gd_metrics = measurement(
             "at_theta_gd",
             &at_gd,
             &theta_gd,
@@ -164,8 +142,84 @@ fn main() {
             m_sharp,
             probes,
         );
+        // Every dynamics where the protocol runs it: from θ_GD, after one refresh
+        // period (the cold first refresh: once in a run's 1,500), in steady state.
+        let from_gd = time_dynamics("from_theta_gd", &at_gd, &theta_gd, &noise, iterations, 10);
+        projection(
+            "projection_from_theta_gd",
+            (gd_iter, &from_gd, at_gd_metrics),
+            every,
+            "every measurement at θ_GD's cost",
+        );
     }
 
+    projection(
+        "projection",
+        (gd_iter, &per_iteration, metrics),
+        every,
+        "dynamics and measurement at the bench's θ",
+    );
+}
+
+/// Times `iterations` of every dynamics from θ (SGD ten times as many: its iteration
+/// is a few milliseconds), after `warmup` untimed iterations of the same noise model
+/// (its warm-started factors carry over), and prints one `{label}:kind` row each.
+fn time_dynamics(
+    label: &str,
+    model: &NativeClassifier<f32>,
+    theta: &[f64],
+    noise: &NoiseConfig,
+    iterations: usize,
+    warmup: usize,
+) -> Vec<(DynamicsKind, f64)> {
+    DynamicsKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let iterations = if kind == DynamicsKind::Sgd {
+                10 * iterations
+            } else {
+                iterations
+            };
+            let mut model_noise = NoiseModel::new(noise.spec(kind, 0.07), 0, 0);
+            let start = match warmup {
+                0 => theta.to_vec(),
+                _ => {
+                    let warm = engine::run(
+                        model,
+                        theta.to_vec(),
+                        warmup,
+                        &mut model_noise,
+                        |_, _, _| Ok(()),
+                    );
+                    warm.unwrap().theta
+                }
+            };
+            let (t, end) = timed(|| {
+                engine::run(model, start, iterations, &mut model_noise, |_, _, _| Ok(())).unwrap()
+            });
+            assert!(end.diverged.is_none());
+            let per = t / iterations as f64;
+            let after = match warmup {
+                0 => String::new(),
+                _ => format!(" after {warmup} untimed"),
+            };
+            println!(
+                "{label}:{}\t{per:.4}\t{iterations} iterations{after}",
+                kind.key()
+            );
+            (kind, per)
+        })
+        .collect()
+}
+
+/// The whole protocol from one GD-phase iteration, every dynamics' iteration and one
+/// measurement: 3,000 GD iterations, 8 × 15,000, a measurement every `every`.
+fn projection(
+    label: &str,
+    (gd_iter, per_iteration, metrics): (f64, &[(DynamicsKind, f64)], f64),
+    every: usize,
+    basis: &str,
+) {
     let run_iters = 15_000;
     let evals = run_iters / every + 1;
     let dynamics_total: f64 = per_iteration
@@ -176,7 +230,7 @@ fn main() {
     let gd_total = gd_iter * 3000.0;
     let total = gd_total + dynamics_total + metrics_total;
     println!(
-        "projection\t{total:.0}\t{:.2} h: GD phase {:.0} s + dynamics {:.0} s + metrics {:.0} s ({} evaluations × 8 dynamics at {metrics:.2} s)",
+        "{label}\t{total:.0}\t{:.2} h: GD phase {:.0} s + dynamics {:.0} s + metrics {:.0} s ({} evaluations × 8 dynamics at {metrics:.2} s; {basis})",
         total / 3600.0,
         gd_total,
         dynamics_total,

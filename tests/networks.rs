@@ -16,7 +16,7 @@ use noiselab::models::native::NativeClassifier;
 use noiselab::models::network::{second_order_available, Architecture, Layer, Network};
 use noiselab::models::{lenet, vgg11};
 use noiselab::objective::Objective;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha12Rng;
 use std::path::Path;
 
@@ -614,5 +614,80 @@ fn native_block_hvps_match_pytorch_and_single_products() {
             (q - want).abs() < 1e-10 * want.abs(),
             "quadratic form {j}: {q} vs {want}"
         );
+    }
+}
+
+/// The kernels against candle in f64 on LeNet with enough images for several chunks and
+/// after GD steps (units that ReLU and the pooling switch off, as in training): loss,
+/// gradient, minibatch gradients, single and block HVPs, quadratic forms.
+#[test]
+fn native_lenet_matches_candle_over_chunks_and_after_training_steps() {
+    let data = fashion(150);
+    let native = NativeClassifier::<f64>::new(lenet::architecture().unwrap(), &data).unwrap();
+    let single = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data).unwrap();
+    let candle = lenet_on(&data, DType::F64);
+    let mut theta = lenet::architecture()
+        .unwrap()
+        .init_theta(&mut ChaCha12Rng::seed_from_u64(3));
+    let all: Vec<usize> = (0..data.len()).collect();
+    let mut rng = ChaCha12Rng::seed_from_u64(4);
+    for step in 0..=12 {
+        let (loss, grad) = native.loss_and_gradient(&theta).unwrap();
+        if step % 6 == 0 {
+            let (want_loss, want) = candle.loss_and_gradient(&theta).unwrap();
+            assert!(
+                (loss - want_loss).abs() < 1e-10 * want_loss,
+                "step {step}: loss"
+            );
+            let e = relative_error(&grad, &want);
+            assert!(e < 1e-10, "step {step}: gradient, relative error {e:e}");
+            let e = relative_error(&single.loss_and_gradient(&theta).unwrap().1, &want);
+            assert!(e < 1e-5, "step {step}: f32 gradient, relative error {e:e}");
+            let (got, want) = (
+                native.batch_gradients(&theta, &all, 30).unwrap(),
+                candle.batch_gradients(&theta, &all, 30).unwrap(),
+            );
+            for k in 0..5 {
+                let e = relative_error(got.row(k), want.row(k));
+                assert!(
+                    e < 1e-10,
+                    "step {step}: minibatch {k}, relative error {e:e}"
+                );
+            }
+            let vs: Vec<Vec<f64>> = (0..3)
+                .map(|_| {
+                    (0..theta.len())
+                        .map(|_| rng.random::<f64>() - 0.5)
+                        .collect()
+                })
+                .collect();
+            let refs: Vec<&[f64]> = vs.iter().map(Vec::as_slice).collect();
+            let block = native.hvp_block(&theta, &refs).unwrap();
+            let forms = native.hessian_quadratic_forms(&theta, &refs).unwrap();
+            for (j, v) in vs.iter().enumerate() {
+                let want = candle.hvp(&theta, v).unwrap();
+                let e = relative_error(&native.hvp(&theta, v).unwrap(), &want);
+                assert!(e < 1e-10, "step {step}: HVP {j}, relative error {e:e}");
+                let e = relative_error(&block[j], &want);
+                assert!(
+                    e < 1e-10,
+                    "step {step}: block HVP {j}, relative error {e:e}"
+                );
+                let e = relative_error(&single.hvp(&theta, v).unwrap(), &want);
+                assert!(e < 1e-5, "step {step}: f32 HVP {j}, relative error {e:e}");
+                let e = relative_error(&single.hvp_block(&theta, &refs).unwrap()[j], &want);
+                assert!(
+                    e < 1e-5,
+                    "step {step}: f32 block HVP {j}, relative error {e:e}"
+                );
+                let q: f64 = v.iter().zip(&want).map(|(a, b)| a * b).sum();
+                assert!(
+                    (forms[j] - q).abs() < 1e-8 * q.abs().max(1.0),
+                    "step {step}: quadratic form {j}: {} vs {q}",
+                    forms[j]
+                );
+            }
+        }
+        theta.iter_mut().zip(&grad).for_each(|(t, g)| *t -= 0.1 * g);
     }
 }

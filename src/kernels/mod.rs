@@ -7,6 +7,7 @@
 
 pub mod conv;
 pub mod pool;
+pub mod pooled;
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, Neg, Sub};
@@ -34,6 +35,8 @@ pub trait Float:
     fn exp(self) -> Self;
     fn ln(self) -> Self;
     fn is_nan(self) -> bool;
+    /// self·a + b, rounded once (an FMA instruction where the CPU has one enabled).
+    fn mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! float {
@@ -55,6 +58,10 @@ macro_rules! float {
             }
             fn is_nan(self) -> bool {
                 <$t>::is_nan(self)
+            }
+            #[inline(always)]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
         }
     };

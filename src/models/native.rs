@@ -13,6 +13,7 @@
 use super::network::{Architecture, Layer, Shape};
 use crate::data::ImageSet;
 use crate::kernels::conv::{self, ConvShape};
+use crate::kernels::pooled::{self, Coefs, Kernel, PooledConv, Source};
 use crate::kernels::{matmul, pool, Float, Mat};
 use crate::linalg::GradientMatrix;
 use crate::objective::{check_batches, check_len, check_range, Objective};
@@ -28,22 +29,23 @@ enum Step {
         shape: ConvShape,
         outputs: usize,
         param: usize,
+        /// Unpadded and followed by a 2×2 max pooling: past the forward pass, computed
+        /// at the pooling's winners only (`kernels::pooled`).
+        pooled: bool,
     },
     Pool {
         h: usize,
         w: usize,
         c: usize,
+        /// Follows a `pooled` convolution, which routes through the winners itself: the
+        /// backward and tangent passes go straight through.
+        fused: bool,
     },
     /// `channels`: the last (innermost) dimension of its input: a block tangent holds b
     /// copies of it per position.
-    Relu {
-        channels: usize,
-    },
+    Relu { channels: usize },
     /// `pixels` × `channels` of the image it flattens (1 × features when already flat).
-    Flatten {
-        pixels: usize,
-        channels: usize,
-    },
+    Flatten { pixels: usize, channels: usize },
     Linear {
         inputs: usize,
         outputs: usize,
@@ -52,6 +54,11 @@ enum Step {
         columns: Option<Vec<usize>>,
     },
 }
+
+/// Shortest kernel window (k·k·C) for which a convolution before a max pooling is
+/// computed at the winners only: gathered windows of LeNet's first convolution (25
+/// values) cost more per product than its dense matrix products (docs/BENCHMARKS.md).
+const POOLED_MIN_WINDOW: usize = 64;
 
 /// The innermost dimension of an NHWC activation: channels of an image, all of a vector.
 fn innermost(shape: Shape) -> usize {
@@ -101,9 +108,15 @@ impl Plan {
                         },
                         outputs: out_channels,
                         param: param - 1,
+                        pooled: false,
                     }
                 }
-                (Layer::MaxPool2, Shape::Image(c, h, w)) => Step::Pool { h, w, c },
+                (Layer::MaxPool2, Shape::Image(c, h, w)) => Step::Pool {
+                    h,
+                    w,
+                    c,
+                    fused: false,
+                },
                 (Layer::Relu, s) => Step::Relu {
                     channels: innermost(s),
                 },
@@ -146,6 +159,15 @@ impl Plan {
             steps.push(step);
             shape = next;
         }
+        for i in 1..steps.len() {
+            if let [Step::Conv { shape, pooled, .. }, Step::Pool { fused, .. }] =
+                &mut steps[i - 1..=i]
+            {
+                if shape.padding == 0 && shape.window() >= POOLED_MIN_WINDOW {
+                    (*pooled, *fused) = (true, true);
+                }
+            }
+        }
         let first_param_step = steps
             .iter()
             .position(|s| matches!(s, Step::Conv { .. } | Step::Linear { .. }))
@@ -159,6 +181,7 @@ impl Plan {
                         shape,
                         outputs,
                         param,
+                        ..
                     } => {
                         let (c, kk) = (shape.channels, shape.kernel * shape.kernel);
                         let base = params[2 * param].offset;
@@ -203,6 +226,12 @@ impl Plan {
 
     pub fn arch(&self) -> &Architecture {
         &self.arch
+    }
+
+    /// Whether the pooled convolution at step `i` is followed by its pooling and then a
+    /// ReLU, whose output (`acts[i + 3]`) says which tangent entries survive.
+    fn relu_after_pool(&self, i: usize) -> bool {
+        matches!(self.steps.get(i + 2), Some(Step::Relu { .. }))
     }
 
     /// θ (or any vector in θ's layout) as the kernels' weights.
@@ -349,6 +378,23 @@ fn swap_block<T: Float>(
     out
 }
 
+/// An image tangent block (n × H × W × b × C) direction-major (n × b × H × W × C), as
+/// the pooled convolution kernels take it.
+fn by_direction<'a, T: Float>(
+    x: &'a [T],
+    shape: &ConvShape,
+    n: usize,
+    b: usize,
+) -> std::borrow::Cow<'a, [T]> {
+    match b {
+        1 => std::borrow::Cow::Borrowed(x),
+        _ => {
+            let pixels = shape.height * shape.width;
+            std::borrow::Cow::Owned(swap_block(x, (n, pixels, b, shape.channels), true))
+        }
+    }
+}
+
 /// Each pooling winner repeated for b directions (positions × C → positions × b × C).
 fn repeat_winners(winners: &[u8], channels: usize, b: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(winners.len() * b);
@@ -426,11 +472,7 @@ impl<T: Float> Tape<T> {
             let a = &tape.acts[i];
             let mut out = Vec::new();
             match step {
-                Step::Conv {
-                    shape,
-                    outputs: _,
-                    param,
-                } => {
+                Step::Conv { shape, param, .. } => {
                     let rows = n * shape.positions();
                     let p = match first.take().filter(|_| i == 0) {
                         Some(FirstPatches::Kept(all, range)) => {
@@ -452,7 +494,7 @@ impl<T: Float> Tape<T> {
                         &weights.b[*param],
                     );
                 }
-                Step::Pool { h, w, c } => {
+                Step::Pool { h, w, c, .. } => {
                     let len = n * (h / 2) * (w / 2) * c;
                     out = vec![T::ZERO; len];
                     let mut win = vec![0u8; len];
@@ -561,6 +603,38 @@ impl<T: Float> Tape<T> {
                     shape,
                     outputs,
                     param,
+                    pooled: true,
+                } => {
+                    // R(out) at the winners: patches·V_jᵀ + R(patches)_j·Wᵀ + b_j.
+                    let conv = PooledConv {
+                        shape: *shape,
+                        outputs: *outputs,
+                    };
+                    let mut terms = vec![(
+                        Source::Patches(self.patches(i)),
+                        Kernel::PerDirection(&dirs.stacked[*param]),
+                        T::ONE,
+                    )];
+                    let rx = by_direction(ra, shape, n, b);
+                    if live {
+                        terms.push((
+                            Source::Image(&rx),
+                            Kernel::Shared(&weights.w[*param]),
+                            T::ONE,
+                        ));
+                    }
+                    out = vec![T::ZERO; n * conv.pooled_positions() * b * outputs];
+                    let winners = &self.winners[i + 1];
+                    let bias = Some(dirs.bias[*param].as_slice());
+                    let relu = plan.relu_after_pool(i).then(|| self.acts[i + 3].as_slice());
+                    pooled::dots(&conv, (n, b), (winners, relu), &terms, bias, &mut out);
+                }
+                Step::Pool { fused: true, .. } => out = ra.clone(),
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    pooled: false,
                 } => {
                     // R(out) = patches·[V_1; …; V_b]ᵀ + R(patches)·Wᵀ: the first product
                     // writes positions × (b·out), the second (positions·b) × out — the
@@ -580,7 +654,7 @@ impl<T: Float> Tape<T> {
                         t.patches[i] = rp;
                     }
                 }
-                Step::Pool { h, w, c } => {
+                Step::Pool { h, w, c, .. } => {
                     let winners = repeat_winners(&self.winners[i], *c, b);
                     out = vec![T::ZERO; n * (h / 2) * (w / 2) * c * b];
                     pool::gather((n, *h, *w, c * b), ra, &winners, &mut out);
@@ -637,6 +711,42 @@ impl<T: Float> Tape<T> {
                     shape,
                     outputs,
                     param,
+                    pooled: true,
+                } => {
+                    let conv = PooledConv {
+                        shape: *shape,
+                        outputs: *outputs,
+                    };
+                    let mut out = vec![T::ZERO; n * conv.pooled_positions() * b * outputs];
+                    if live {
+                        let (r2x, rx) = (
+                            by_direction(&r2, shape, n, b),
+                            by_direction(&tangent.acts[i], shape, n, b),
+                        );
+                        let terms = [
+                            (
+                                Source::Image(&r2x),
+                                Kernel::Shared(&weights.w[*param]),
+                                T::ONE,
+                            ),
+                            (
+                                Source::Image(&rx),
+                                Kernel::PerDirection(&dirs.stacked[*param]),
+                                T::from_f64(2.0),
+                            ),
+                        ];
+                        let winners = &self.winners[i + 1];
+                        let relu = plan.relu_after_pool(i).then(|| self.acts[i + 3].as_slice());
+                        pooled::dots(&conv, (n, b), (winners, relu), &terms, None, &mut out);
+                    }
+                    out
+                }
+                Step::Pool { fused: true, .. } => r2,
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    pooled: false,
                 } => {
                     let (rows, win) = (n * shape.positions(), shape.window());
                     let mut out = vec![T::ZERO; rows * b * outputs];
@@ -658,7 +768,7 @@ impl<T: Float> Tape<T> {
                     }
                     out
                 }
-                Step::Pool { h, w, c } => {
+                Step::Pool { h, w, c, .. } => {
                     let mut out = vec![T::ZERO; n * (h / 2) * (w / 2) * c * b];
                     pool::gather((n, *h, *w, c * b), &r2, &tangent.winners[i], &mut out);
                     out
@@ -720,6 +830,35 @@ impl<T: Float> Tape<T> {
                     shape,
                     outputs,
                     param,
+                    pooled: true,
+                } => {
+                    // δ arrives pooled (the fused pooling passed it through).
+                    let conv = PooledConv {
+                        shape: *shape,
+                        outputs: *outputs,
+                    };
+                    let winners = &self.winners[i + 1];
+                    sink_pooled(
+                        plan,
+                        *param,
+                        sink,
+                        (&conv, winners),
+                        &delta,
+                        self.patches(i),
+                    );
+                    if need_input {
+                        let mut dx = vec![T::ZERO; n * shape.height * shape.width * shape.channels];
+                        let terms = [(Coefs::Shared(&delta), Kernel::Shared(&weights.w[*param]))];
+                        pooled::scatter(&conv, (n, 1), winners, &terms, &mut dx);
+                        delta = dx;
+                    }
+                }
+                Step::Pool { fused: true, .. } => {}
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    pooled: false,
                 } => {
                     let rows = n * shape.positions();
                     let win = shape.window();
@@ -762,7 +901,7 @@ impl<T: Float> Tape<T> {
                         }
                     }
                 }
-                Step::Pool { h, w, c } => {
+                Step::Pool { h, w, c, .. } => {
                     if !need_input {
                         continue;
                     }
@@ -801,6 +940,50 @@ impl<T: Float> Tape<T> {
                     shape,
                     outputs,
                     param,
+                    pooled: true,
+                } => {
+                    // R(∂L/∂W_j) = Σ_winners R(δ)_j·patch + δ·R(patch)_j; R(δ_in)_j gets
+                    // R(δ)_j·W + δ·V_j on each winner's window (δ, R(δ) pooled).
+                    let conv = PooledConv {
+                        shape: *shape,
+                        outputs: *outputs,
+                    };
+                    let (winners, window) = (&self.winners[i + 1], shape.window());
+                    let (rd, delta) = (Coefs::PerDirection(&rdelta), Coefs::Shared(&deltas[i]));
+                    let mut terms = vec![(rd, Source::Patches(self.patches(i)))];
+                    let rx = by_direction(&tangent.acts[i], shape, n, b);
+                    if need_input {
+                        terms.push((delta, Source::Image(&rx)));
+                    }
+                    let mut gw = vec![T::ZERO; b * outputs * window];
+                    let mut gb = vec![T::ZERO; b * outputs];
+                    pooled::weight_sums(&conv, (0..n, b), winners, &terms, (rd, &mut gb), &mut gw);
+                    for (j, hv) in hvs.iter_mut().enumerate() {
+                        let (w, bias) = (outputs * window, *outputs);
+                        let (gw, gb) = (&gw[j * w..(j + 1) * w], &gb[j * bias..(j + 1) * bias]);
+                        plan.scatter(*param, gw, gb, scale, hv);
+                    }
+                    if need_input {
+                        let mut rdx =
+                            vec![T::ZERO; n * shape.height * shape.width * shape.channels * b];
+                        let terms = [
+                            (rd, Kernel::Shared(&weights.w[*param])),
+                            (delta, Kernel::PerDirection(&dirs.stacked[*param])),
+                        ];
+                        pooled::scatter(&conv, (n, b), winners, &terms, &mut rdx);
+                        let pixels = shape.height * shape.width;
+                        rdelta = match b {
+                            1 => rdx,
+                            _ => swap_block(&rdx, (n, pixels, b, shape.channels), false),
+                        };
+                    }
+                }
+                Step::Pool { fused: true, .. } => {}
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    pooled: false,
                 } => {
                     let rows = n * shape.positions();
                     let win = shape.window();
@@ -874,7 +1057,7 @@ impl<T: Float> Tape<T> {
                 Step::Relu { channels } => {
                     relu_mask_block(&mut rdelta, &self.acts[i + 1], b, *channels);
                 }
-                Step::Pool { h, w, c } => {
+                Step::Pool { h, w, c, .. } => {
                     if !need_input {
                         continue;
                     }
@@ -961,6 +1144,41 @@ fn sink_block<T: Float>(
             }
         }
         plan.scatter(param, &gw, &gb[j * outputs..(j + 1) * outputs], scale, hv);
+    }
+}
+
+/// Sinks a pooled convolution's weight gradient (δ pooled, n × pooled positions × out;
+/// the forward pass's patches), summed or per group of samples, as [`sink_layer`].
+fn sink_pooled<T: Float>(
+    plan: &Plan,
+    param: usize,
+    sink: &mut Sink<'_>,
+    (conv, winners): (&PooledConv, &[u8]),
+    delta: &[T],
+    patches: &[T],
+) {
+    let (outputs, window) = (conv.outputs, conv.shape.window());
+    let n = delta.len() / (conv.pooled_positions() * outputs);
+    let sums = |samples: std::ops::Range<usize>| {
+        let (mut gw, mut gb) = (vec![T::ZERO; outputs * window], vec![T::ZERO; outputs]);
+        let terms = [(Coefs::Shared(delta), Source::Patches(patches))];
+        let bias = (Coefs::Shared(delta), gb.as_mut_slice());
+        pooled::weight_sums(conv, (samples, 1), winners, &terms, bias, &mut gw);
+        (gw, gb)
+    };
+    match sink {
+        Sink::Sum(theta_row, scale) => {
+            let (gw, gb) = sums(0..n);
+            plan.scatter(param, &gw, &gb, *scale, theta_row);
+        }
+        Sink::Discard => {}
+        Sink::Groups(matrix, batch) => {
+            let dim = plan.arch.dim();
+            for (g, row) in matrix.chunks_exact_mut(dim).enumerate() {
+                let (gw, gb) = sums(g * *batch..((g + 1) * *batch).min(n));
+                plan.scatter(param, &gw, &gb, 1.0 / *batch as f64, row);
+            }
+        }
     }
 }
 

@@ -1,0 +1,694 @@
+//! A convolution computed only where the 2×2 max pooling after it looks.
+//!
+//! Past the forward pass at θ, only the pooling winners of a convolution's output carry
+//! anything: the gradient, the tangents of an HVP and their adjoints are zero, or thrown
+//! away, at the other three entries of every window (METHOD.md §3, Hessian spectrum). At the
+//! winners alone the layer's backward and R-operator products shrink 4× — one kernel
+//! window per pooled entry and channel instead of four — at the price of gathered dot
+//! products and axpys over kernel windows instead of one matrix product. With no padding
+//! a window row of k pixels × C channels is contiguous in NHWC, so the gathered runs are
+//! long (50 values on LeNet's second convolution) and vectorise.
+//!
+//! Layouts (b directions; b = 1 for plain passes): an image block is n × b × H × W × C
+//! (direction-major, so that a window row stays one run), a pooled block n × H/2·W/2 × b × C_out, the
+//! patch matrix of the forward pass (n·Hₒ·Wₒ) × (k·k·C), kernel weights C_out × (k·k·C)
+//! in the patch column order, per-direction weights b of those stacked.
+//!
+//! Single-threaded like the other kernels; compiled twice, with and without AVX2 + FMA,
+//! and picked at run time (the build targets baseline x86-64).
+
+use super::conv::ConvShape;
+use super::Float;
+use std::ops::Range;
+
+/// A convolution without padding whose output goes straight into 2×2 max pooling.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PooledConv {
+    pub shape: ConvShape,
+    pub outputs: usize,
+}
+
+/// Where a window's values come from.
+#[derive(Clone, Copy)]
+pub enum Source<'a, T> {
+    /// Rows of the forward pass's patch matrix: the same for every direction.
+    Patches(&'a [T]),
+    /// A direction-major image block (the tangent of the convolution's input).
+    Image(&'a [T]),
+}
+
+/// Kernel weights a window is multiplied with.
+#[derive(Clone, Copy)]
+pub enum Kernel<'a, T> {
+    /// C_out × window, for every direction (the layer's weights W).
+    Shared(&'a [T]),
+    /// b × C_out × window: direction j's own (its part V_j of the HVP direction).
+    PerDirection(&'a [T]),
+}
+
+/// Per pooled entry coefficients (a δ).
+#[derive(Clone, Copy)]
+pub enum Coefs<'a, T> {
+    /// n × pooled positions × C_out, for every direction (δ at θ).
+    Shared(&'a [T]),
+    /// n × pooled positions × b × C_out (R(δ)).
+    PerDirection(&'a [T]),
+}
+
+impl<T: Float> Kernel<'_, T> {
+    #[inline(always)]
+    fn row(&self, j: usize, c: usize, outputs: usize, window: usize) -> &[T] {
+        let o = match self {
+            Kernel::Shared(_) => c,
+            Kernel::PerDirection(_) => j * outputs + c,
+        };
+        let (Kernel::Shared(w) | Kernel::PerDirection(w)) = self;
+        &w[o * window..(o + 1) * window]
+    }
+}
+
+impl<T: Float> Coefs<'_, T> {
+    #[inline(always)]
+    fn at(&self, pos: usize, j: usize, c: usize, b: usize, outputs: usize) -> T {
+        match self {
+            Coefs::Shared(d) => d[pos * outputs + c],
+            Coefs::PerDirection(d) => d[(pos * b + j) * outputs + c],
+        }
+    }
+}
+
+/// One pooling winner: its pooled position (over all samples), sample, channel, and
+/// where it sits in the convolution's output.
+struct Winner {
+    pos: usize,
+    sample: usize,
+    channel: usize,
+    oy: usize,
+    ox: usize,
+    /// Row of the patch matrix.
+    row: usize,
+}
+
+impl PooledConv {
+    fn pooled(&self) -> (usize, usize) {
+        (self.shape.out_height() / 2, self.shape.out_width() / 2)
+    }
+
+    /// Pooled positions per sample.
+    pub fn pooled_positions(&self) -> usize {
+        let (hq, wq) = self.pooled();
+        hq * wq
+    }
+
+    /// The winners of `samples`, in pooled-entry order; `winners` is the pooling's
+    /// (n × pooled positions × C_out window slots, row-major in the window).
+    #[inline(always)]
+    fn for_each_winner(&self, samples: Range<usize>, winners: &[u8], mut f: impl FnMut(Winner)) {
+        let (hq, wq) = self.pooled();
+        let wo = self.shape.out_width();
+        let ho = self.shape.out_height();
+        for sample in samples {
+            for qy in 0..hq {
+                for qx in 0..wq {
+                    let pos = (sample * hq + qy) * wq + qx;
+                    for channel in 0..self.outputs {
+                        let slot = winners[pos * self.outputs + channel] as usize;
+                        let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                        f(Winner {
+                            pos,
+                            sample,
+                            channel,
+                            oy,
+                            ox,
+                            row: (sample * ho + oy) * wo + ox,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The k runs (one per kernel row, k·C values each) of direction j's window at a
+    /// winner in a direction-major image block: `f(image offset, row offset, length)`.
+    #[inline(always)]
+    fn for_each_run(
+        &self,
+        b: usize,
+        at: &Winner,
+        j: usize,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let ConvShape {
+            height,
+            width,
+            channels,
+            kernel,
+            ..
+        } = self.shape;
+        let span = kernel * channels;
+        for ky in 0..kernel {
+            let pixel = ((at.sample * b + j) * height + at.oy + ky) * width + at.ox;
+            f(pixel * channels, ky * span, span);
+        }
+    }
+}
+
+#[inline(always)]
+fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
+    if FMA {
+        a.mul_add(b, c)
+    } else {
+        a * b + c
+    }
+}
+
+/// Σ a·b with eight independent partial sums, so that it vectorises; f32 with FMA (the
+/// networks' hot path) through AVX2 intrinsics, which the compiler's vectoriser did not
+/// reach here (scalar FMAs measured).
+#[inline(always)]
+fn dot<T: Float, const FMA: bool>(a: &[T], b: &[T]) -> T {
+    let b = &b[..a.len()];
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        if let (Some(x), Some(y)) = (as_f32(a), as_f32(b)) {
+            // SAFETY: FMA is true only inside the AVX2 + FMA versions.
+            return T::from_f64(unsafe { avx::dot(x, y) } as f64);
+        }
+    }
+    let mut acc = [T::ZERO; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for l in 0..8 {
+            acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
+        }
+    }
+    let mut tail = T::ZERO;
+    for (x, y) in ar.iter().zip(br) {
+        tail = madd::<T, FMA>(*x, *y, tail);
+    }
+    let (lo, hi) = acc.split_at(4);
+    let mut s = tail;
+    for l in 0..4 {
+        s += lo[l] + hi[l];
+    }
+    s
+}
+
+/// y += alpha·x.
+#[inline(always)]
+fn axpy<T: Float, const FMA: bool>(alpha: T, x: &[T], y: &mut [T]) {
+    let y = &mut y[..x.len()];
+    #[cfg(target_arch = "x86_64")]
+    if FMA {
+        if let (Some(xs), Some(ys)) = (as_f32(x), as_f32_mut(y)) {
+            // SAFETY: FMA is true only inside the AVX2 + FMA versions.
+            return unsafe { avx::axpy(alpha.to_f64() as f32, xs, ys) };
+        }
+    }
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = madd::<T, FMA>(alpha, *x, *y);
+    }
+}
+
+/// `x` as f32 values when T is f32.
+#[inline(always)]
+fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, same layout).
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+#[inline(always)]
+fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, same layout); the borrow is moved into the result.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    /// Σ x·y in two 8-lane accumulators. Callers must run on a CPU with AVX2 and FMA.
+    #[inline(always)]
+    pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_ptr());
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut i = 0;
+        while i + 16 <= n {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), a0);
+            a1 = _mm256_fmadd_ps(
+                _mm256_loadu_ps(px.add(i + 8)),
+                _mm256_loadu_ps(py.add(i + 8)),
+                a1,
+            );
+            i += 16;
+        }
+        if i + 8 <= n {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), a0);
+            i += 8;
+        }
+        let a = _mm256_add_ps(a0, a1);
+        let q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+        let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+        let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+        let mut s = _mm_cvtss_f32(q);
+        while i < n {
+            s = x[i].mul_add(y[i], s);
+            i += 1;
+        }
+        s
+    }
+
+    /// y += alpha·x. Callers must run on a CPU with AVX2 and FMA.
+    #[inline(always)]
+    pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
+        let n = x.len().min(y.len());
+        let (px, py) = (x.as_ptr(), y.as_mut_ptr());
+        let a = _mm256_set1_ps(alpha);
+        let mut i = 0;
+        while i + 8 <= n {
+            let v = _mm256_fmadd_ps(a, _mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)));
+            _mm256_storeu_ps(py.add(i), v);
+            i += 8;
+        }
+        while i < n {
+            y[i] = alpha.mul_add(x[i], y[i]);
+            i += 1;
+        }
+    }
+}
+
+/// Whether the AVX2 + FMA versions can run here.
+#[inline]
+fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Calls `$imp::<T, true>` compiled for AVX2 + FMA when the CPU has them, else the
+/// baseline `$imp::<T, false>`.
+macro_rules! dispatch {
+    ($imp:ident, $fast:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $fast<T: Float>($($arg: $ty),*) {
+            $imp::<T, true>($($arg),*)
+        }
+        if fma_available() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { $fast::<T>($($arg),*) };
+        }
+        $imp::<T, false>($($arg),*)
+    };
+}
+
+/// `out` (pooled block, overwritten) = Σ over `terms` (source, kernel, factor) of
+/// factor · window·kernel row, plus `bias` (b × C_out) when given: a tangent of the
+/// convolution's output at its winners, in b directions. With `relu`, the pooled output
+/// after a ReLU that follows (n × pooled positions × C_out), entries where it is not
+/// positive are left zero: the ReLU drops their tangent (about half of them).
+pub fn dots<T: Float>(
+    conv: &PooledConv,
+    nb: (usize, usize),
+    at: (&[u8], Option<&[T]>),
+    terms: &[(Source<'_, T>, Kernel<'_, T>, T)],
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    dispatch!(
+        dots_impl,
+        dots_fma,
+        (
+            conv: &PooledConv,
+            nb: (usize, usize),
+            at: (&[u8], Option<&[T]>),
+            terms: &[(Source<'_, T>, Kernel<'_, T>, T)],
+            bias: Option<&[T]>,
+            out: &mut [T]
+        )
+    );
+}
+
+#[inline(always)]
+fn dots_impl<T: Float, const FMA: bool>(
+    conv: &PooledConv,
+    (n, b): (usize, usize),
+    (winners, relu): (&[u8], Option<&[T]>),
+    terms: &[(Source<'_, T>, Kernel<'_, T>, T)],
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let (outputs, window) = (conv.outputs, conv.shape.window());
+    out.fill(T::ZERO);
+    conv.for_each_winner(0..n, winners, |at| {
+        if relu.is_some_and(|r| r[at.pos * outputs + at.channel] <= T::ZERO) {
+            return;
+        }
+        for j in 0..b {
+            let mut v = bias.map_or(T::ZERO, |bias| bias[j * outputs + at.channel]);
+            for (source, kernel, factor) in terms {
+                let w = kernel.row(j, at.channel, outputs, window);
+                let s = match source {
+                    Source::Patches(p) => {
+                        dot::<T, FMA>(&p[at.row * window..(at.row + 1) * window], w)
+                    }
+                    Source::Image(x) => {
+                        let mut s = T::ZERO;
+                        conv.for_each_run(b, &at, j, |xo, wo, len| {
+                            s += dot::<T, FMA>(&x[xo..xo + len], &w[wo..wo + len]);
+                        });
+                        s
+                    }
+                };
+                v = madd::<T, FMA>(*factor, s, v);
+            }
+            out[(at.pos * b + j) * outputs + at.channel] = v;
+        }
+    });
+}
+
+/// `dx` (image block, accumulated) += Σ over `terms` (coefficients, kernel) of
+/// coefficient · kernel row, added onto each winner's window: the adjoint of [`dots`]
+/// with respect to the image — the gradient, or its R-operator, at the convolution's
+/// input.
+pub fn scatter<T: Float>(
+    conv: &PooledConv,
+    nb: (usize, usize),
+    winners: &[u8],
+    terms: &[(Coefs<'_, T>, Kernel<'_, T>)],
+    dx: &mut [T],
+) {
+    dispatch!(
+        scatter_impl,
+        scatter_fma,
+        (
+            conv: &PooledConv,
+            nb: (usize, usize),
+            winners: &[u8],
+            terms: &[(Coefs<'_, T>, Kernel<'_, T>)],
+            dx: &mut [T]
+        )
+    );
+}
+
+#[inline(always)]
+fn scatter_impl<T: Float, const FMA: bool>(
+    conv: &PooledConv,
+    (n, b): (usize, usize),
+    winners: &[u8],
+    terms: &[(Coefs<'_, T>, Kernel<'_, T>)],
+    dx: &mut [T],
+) {
+    let (outputs, window) = (conv.outputs, conv.shape.window());
+    conv.for_each_winner(0..n, winners, |at| {
+        for j in 0..b {
+            for (coefs, kernel) in terms {
+                let a = coefs.at(at.pos, j, at.channel, b, outputs);
+                // ReLU after the pooling zeroes about half of every δ.
+                if a == T::ZERO {
+                    continue;
+                }
+                let w = kernel.row(j, at.channel, outputs, window);
+                conv.for_each_run(b, &at, j, |xo, wo, len| {
+                    axpy::<T, FMA>(a, &w[wo..wo + len], &mut dx[xo..xo + len]);
+                });
+            }
+        }
+    });
+}
+
+/// `gw` (b × C_out × window, accumulated) += Σ over `terms` (coefficients, source) of
+/// coefficient · window, and `gb` (b × C_out, accumulated) += the `bias` coefficients,
+/// over the winners of `samples`: the adjoint of [`dots`] with respect to the kernel —
+/// the layer's gradient, or its R-operator, summed over those samples.
+pub fn weight_sums<T: Float>(
+    conv: &PooledConv,
+    sb: (Range<usize>, usize),
+    winners: &[u8],
+    terms: &[(Coefs<'_, T>, Source<'_, T>)],
+    bias_gb: (Coefs<'_, T>, &mut [T]),
+    gw: &mut [T],
+) {
+    dispatch!(
+        weight_sums_impl,
+        weight_sums_fma,
+        (
+            conv: &PooledConv,
+            sb: (Range<usize>, usize),
+            winners: &[u8],
+            terms: &[(Coefs<'_, T>, Source<'_, T>)],
+            bias_gb: (Coefs<'_, T>, &mut [T]),
+            gw: &mut [T]
+        )
+    );
+}
+
+#[inline(always)]
+fn weight_sums_impl<T: Float, const FMA: bool>(
+    conv: &PooledConv,
+    (samples, b): (Range<usize>, usize),
+    winners: &[u8],
+    terms: &[(Coefs<'_, T>, Source<'_, T>)],
+    (bias, gb): (Coefs<'_, T>, &mut [T]),
+    gw: &mut [T],
+) {
+    let (outputs, window) = (conv.outputs, conv.shape.window());
+    conv.for_each_winner(samples, winners, |at| {
+        for j in 0..b {
+            gb[j * outputs + at.channel] += bias.at(at.pos, j, at.channel, b, outputs);
+            let o = (j * outputs + at.channel) * window;
+            let g = &mut gw[o..o + window];
+            for (coefs, source) in terms {
+                let a = coefs.at(at.pos, j, at.channel, b, outputs);
+                if a == T::ZERO {
+                    continue;
+                }
+                match source {
+                    Source::Patches(p) => {
+                        axpy::<T, FMA>(a, &p[at.row * window..(at.row + 1) * window], g)
+                    }
+                    Source::Image(x) => conv.for_each_run(b, &at, j, |xo, wo, len| {
+                        axpy::<T, FMA>(a, &x[xo..xo + len], &mut g[wo..wo + len]);
+                    }),
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{conv, matmul, pool, Mat};
+
+    /// A small conv → pool with the dense route as the oracle: im2col, a matrix product,
+    /// then the pooling (forward); pool backward, then products (adjoints).
+    fn setup(b: usize) -> (PooledConv, usize, Vec<f64>, Vec<f64>, Vec<u8>, Vec<f64>) {
+        let shape = ConvShape {
+            height: 8,
+            width: 10,
+            channels: 3,
+            kernel: 3,
+            padding: 0,
+        };
+        let conv = PooledConv { shape, outputs: 4 };
+        let n = 2;
+        let x: Vec<f64> = (0..n * 8 * 10 * 3)
+            .map(|i| (i * 37 % 101) as f64 / 50.0 - 1.0)
+            .collect();
+        let window = shape.window();
+        let w: Vec<f64> = (0..4 * window)
+            .map(|i| (i * 53 % 89) as f64 / 44.0 - 1.0)
+            .collect();
+        let rows = n * shape.positions();
+        let mut patches = vec![0.0; rows * window];
+        conv::im2col(&shape, n, &x, &mut patches);
+        let mut out = vec![0.0; rows * 4];
+        matmul(
+            &mut out,
+            false,
+            Mat::rows(&patches, rows, window),
+            Mat::rows(&w, 4, window).t(),
+        );
+        let (ho, wo) = (shape.out_height(), shape.out_width());
+        let mut pooled = vec![0.0; n * ho / 2 * wo / 2 * 4];
+        let mut winners = vec![0u8; pooled.len()];
+        pool::forward((n, ho, wo, 4), &out, &mut pooled, &mut winners);
+        // An image block of b directions (the tangent input).
+        let rx: Vec<f64> = (0..n * 8 * 10 * 3 * b)
+            .map(|i| (i * 29 % 97) as f64 / 48.0 - 1.0)
+            .collect();
+        (conv, n, patches, w, winners, rx)
+    }
+
+    /// Direction j's images out of a direction-major block (n × b × H × W × C).
+    fn direction(x: &[f64], n: usize, b: usize, per: usize, j: usize) -> Vec<f64> {
+        (0..n)
+            .flat_map(|s| x[(s * b + j) * per..(s * b + j + 1) * per].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn dots_match_the_dense_convolution_at_the_winners() {
+        for b in [1, 3] {
+            let (conv, n, patches, w, winners, rx) = setup(b);
+            let (shape, window, outputs) = (conv.shape, conv.shape.window(), conv.outputs);
+            let rows = n * shape.positions();
+            let v: Vec<f64> = (0..b * outputs * window)
+                .map(|i| (i as f64 * 0.37).sin())
+                .collect();
+            let bias: Vec<f64> = (0..b * outputs).map(|i| i as f64 * 0.1).collect();
+            let q = n * conv.pooled_positions();
+            let mut got = vec![0.0; q * b * outputs];
+            dots(
+                &conv,
+                (n, b),
+                (&winners, None),
+                &[
+                    (Source::Patches(&patches), Kernel::PerDirection(&v), 1.0),
+                    (Source::Image(&rx), Kernel::Shared(&w), 2.0),
+                ],
+                Some(&bias),
+                &mut got,
+            );
+            for j in 0..b {
+                let xj = direction(&rx, n, b, 8 * 10 * 3, j);
+                let mut pj = vec![0.0; rows * window];
+                conv::im2col(&shape, n, &xj, &mut pj);
+                let mut dense = vec![0.0; rows * outputs];
+                let vj = &v[j * outputs * window..(j + 1) * outputs * window];
+                matmul(
+                    &mut dense,
+                    false,
+                    Mat::rows(&patches, rows, window),
+                    Mat::rows(vj, outputs, window).t(),
+                );
+                let mut second = vec![0.0; rows * outputs];
+                matmul(
+                    &mut second,
+                    false,
+                    Mat::rows(&pj, rows, window),
+                    Mat::rows(&w, outputs, window).t(),
+                );
+                for (d, s) in dense.iter_mut().zip(&second) {
+                    *d += 2.0 * s;
+                }
+                for d in dense.chunks_exact_mut(outputs) {
+                    for (c, x) in d.iter_mut().enumerate() {
+                        *x += bias[j * outputs + c];
+                    }
+                }
+                let mut want = vec![0.0; q * outputs];
+                let (ho, wo) = (shape.out_height(), shape.out_width());
+                pool::gather((n, ho, wo, outputs), &dense, &winners, &mut want);
+                for p in 0..q {
+                    for c in 0..outputs {
+                        let g = got[(p * b + j) * outputs + c];
+                        let e = want[p * outputs + c];
+                        assert!(
+                            (g - e).abs() <= 1e-12 * (1.0 + e.abs()),
+                            "b {b} j {j}: {g} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scatter_and_weight_sums_are_the_adjoints_of_dots() {
+        // ⟨dots(x, W), δ⟩ = ⟨x, scatter(δ, W)⟩ = ⟨W, weight_sums(δ, x)⟩ for every
+        // direction block: the two adjoints checked against the forward map.
+        for b in [1, 2] {
+            let (conv, n, _, w, winners, rx) = setup(b);
+            let (window, outputs) = (conv.shape.window(), conv.outputs);
+            let q = n * conv.pooled_positions();
+            let delta: Vec<f64> = (0..q * b * outputs)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        0.0
+                    } else {
+                        (i as f64 * 0.71).cos()
+                    }
+                })
+                .collect();
+            let mut y = vec![0.0; q * b * outputs];
+            dots(
+                &conv,
+                (n, b),
+                (&winners, None),
+                &[(Source::Image(&rx), Kernel::Shared(&w), 1.0)],
+                None,
+                &mut y,
+            );
+            let lhs: f64 = y.iter().zip(&delta).map(|(a, b)| a * b).sum();
+            let mut dx = vec![0.0; rx.len()];
+            scatter(
+                &conv,
+                (n, b),
+                &winners,
+                &[(Coefs::PerDirection(&delta), Kernel::Shared(&w))],
+                &mut dx,
+            );
+            let via_x: f64 = dx.iter().zip(&rx).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - via_x).abs() <= 1e-10 * lhs.abs().max(1.0),
+                "{lhs} vs {via_x}"
+            );
+            let mut gw = vec![0.0; b * outputs * window];
+            let mut gb = vec![0.0; b * outputs];
+            weight_sums(
+                &conv,
+                (0..n, b),
+                &winners,
+                &[(Coefs::PerDirection(&delta), Source::Image(&rx))],
+                (Coefs::PerDirection(&delta), &mut gb),
+                &mut gw,
+            );
+            let via_w: f64 = (0..b)
+                .map(|j| {
+                    gw[j * outputs * window..(j + 1) * outputs * window]
+                        .iter()
+                        .zip(&w)
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>()
+                })
+                .sum();
+            assert!(
+                (lhs - via_w).abs() <= 1e-10 * lhs.abs().max(1.0),
+                "{lhs} vs {via_w}"
+            );
+            let total: f64 = delta.iter().sum();
+            assert!((gb.iter().sum::<f64>() - total).abs() <= 1e-10 * (1.0 + total.abs()));
+            // The patch source gives the same sums as the image it was cut from (b = 1).
+            if b == 1 {
+                let mut from_patches = vec![0.0; outputs * window];
+                let mut gb2 = vec![0.0; outputs];
+                // b = 1: the image block is one image.
+                let mut p = vec![0.0; n * conv.shape.positions() * window];
+                conv::im2col(&conv.shape, n, &rx, &mut p);
+                weight_sums(
+                    &conv,
+                    (0..n, 1),
+                    &winners,
+                    &[(Coefs::PerDirection(&delta), Source::Patches(&p))],
+                    (Coefs::Shared(&delta), &mut gb2),
+                    &mut from_patches,
+                );
+                for (a, b) in from_patches.iter().zip(&gw) {
+                    assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()));
+                }
+            }
+        }
+    }
+}
