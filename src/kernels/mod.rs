@@ -5,6 +5,38 @@
 //! Everything here is single-threaded on purpose: callers split samples across threads,
 //! so no thread pool ever waits on another (no oversubscription).
 
+/// Whether the AVX2 + FMA versions can run here.
+#[inline]
+pub(crate) fn fma_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Calls `$imp::<T, true>` compiled for AVX2 + FMA when the CPU has them, else the
+/// baseline `$imp::<T, false>` (the build targets baseline x86-64). Defined before the
+/// kernel modules, which use it.
+macro_rules! dispatch {
+    ($imp:ident, $fast:ident, ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $fast<T: Float>($($arg: $ty),*) {
+            $imp::<T, true>($($arg),*)
+        }
+        if $crate::kernels::fma_available() {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX2 and FMA (checked just above).
+            return unsafe { $fast::<T>($($arg),*) };
+        }
+        $imp::<T, false>($($arg),*)
+    };
+}
+
 pub mod conv;
 pub mod pool;
 pub mod pooled;

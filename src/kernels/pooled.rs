@@ -31,8 +31,10 @@ pub struct PooledConv {
 /// Where a window's values come from.
 #[derive(Clone, Copy)]
 pub enum Source<'a, T> {
-    /// Rows of the forward pass's patch matrix: the same for every direction.
-    Patches(&'a [T]),
+    /// The convolution's input at θ (n × H × W × C): the same for every direction. (Its
+    /// patch matrix, 11× larger on LeNet, measured slower: gathered rows of it were
+    /// cache misses, docs/BENCHMARKS.md.)
+    Input(&'a [T]),
     /// A direction-major image block (the tangent of the convolution's input).
     Image(&'a [T]),
 }
@@ -85,8 +87,6 @@ struct Winner {
     channel: usize,
     oy: usize,
     ox: usize,
-    /// Row of the patch matrix.
-    row: usize,
 }
 
 impl PooledConv {
@@ -105,8 +105,6 @@ impl PooledConv {
     #[inline(always)]
     fn for_each_winner(&self, samples: Range<usize>, winners: &[u8], mut f: impl FnMut(Winner)) {
         let (hq, wq) = self.pooled();
-        let wo = self.shape.out_width();
-        let ho = self.shape.out_height();
         for sample in samples {
             for qy in 0..hq {
                 for qx in 0..wq {
@@ -120,7 +118,6 @@ impl PooledConv {
                             channel,
                             oy,
                             ox,
-                            row: (sample * ho + oy) * wo + ox,
                         });
                     }
                 }
@@ -129,15 +126,9 @@ impl PooledConv {
     }
 
     /// The k runs (one per kernel row, k·C values each) of direction j's window at a
-    /// winner in a direction-major image block: `f(image offset, row offset, length)`.
+    /// winner in a direction-major image block: (image offset, row offset, length).
     #[inline(always)]
-    fn for_each_run(
-        &self,
-        b: usize,
-        at: &Winner,
-        j: usize,
-        mut f: impl FnMut(usize, usize, usize),
-    ) {
+    fn runs(&self, b: usize, at: &Winner, j: usize) -> impl Iterator<Item = Run> {
         let ConvShape {
             height,
             width,
@@ -146,12 +137,13 @@ impl PooledConv {
             ..
         } = self.shape;
         let span = kernel * channels;
-        for ky in 0..kernel {
-            let pixel = ((at.sample * b + j) * height + at.oy + ky) * width + at.ox;
-            f(pixel * channels, ky * span, span);
-        }
+        let first = ((at.sample * b + j) * height + at.oy) * width + at.ox;
+        (0..kernel).map(move |ky| ((first + ky * width) * channels, ky * span, span))
     }
 }
+
+/// A run of a window: offset in the source, offset in the kernel row, length.
+type Run = (usize, usize, usize);
 
 #[inline(always)]
 fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
@@ -162,30 +154,34 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
     }
 }
 
-/// Σ a·b with eight independent partial sums, so that it vectorises; f32 with FMA (the
-/// networks' hot path) through AVX2 intrinsics, which the compiler's vectoriser did not
-/// reach here (scalar FMAs measured).
+/// Σ over the runs (offset in x, offset in w, length) of x·w, with eight independent
+/// partial sums so that it vectorises; f32 with FMA (the networks' hot path) through
+/// AVX2 intrinsics (the compiler's vectoriser did not reach this loop: scalar FMAs
+/// measured), with masked tails and one horizontal sum for all runs of a window (on
+/// LeNet, 5 runs of 30 values).
 #[inline(always)]
-fn dot<T: Float, const FMA: bool>(a: &[T], b: &[T]) -> T {
-    let b = &b[..a.len()];
+fn dot<T: Float, const FMA: bool>(x: &[T], w: &[T], runs: impl Iterator<Item = Run>) -> T {
     #[cfg(target_arch = "x86_64")]
     if FMA {
-        if let (Some(x), Some(y)) = (as_f32(a), as_f32(b)) {
+        if let (Some(x), Some(w)) = (as_f32(x), as_f32(w)) {
             // SAFETY: FMA is true only inside the AVX2 + FMA versions.
-            return T::from_f64(unsafe { avx::dot(x, y) } as f64);
+            return T::from_f64(unsafe { avx::dot(x, w, runs) } as f64);
         }
     }
     let mut acc = [T::ZERO; 8];
-    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ar, br) = (ac.remainder(), bc.remainder());
-    for (x, y) in ac.zip(bc) {
-        for l in 0..8 {
-            acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
-        }
-    }
     let mut tail = T::ZERO;
-    for (x, y) in ar.iter().zip(br) {
-        tail = madd::<T, FMA>(*x, *y, tail);
+    for (xo, wo, len) in runs {
+        let (a, b) = (&x[xo..xo + len], &w[wo..wo + len]);
+        let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+        let (ar, br) = (ac.remainder(), bc.remainder());
+        for (x, y) in ac.zip(bc) {
+            for l in 0..8 {
+                acc[l] = madd::<T, FMA>(x[l], y[l], acc[l]);
+            }
+        }
+        for (x, y) in ar.iter().zip(br) {
+            tail = madd::<T, FMA>(*x, *y, tail);
+        }
     }
     let (lo, hi) = acc.split_at(4);
     let mut s = tail;
@@ -230,39 +226,55 @@ fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
 mod avx {
     use std::arch::x86_64::*;
 
-    /// Σ x·y in two 8-lane accumulators. Callers must run on a CPU with AVX2 and FMA.
+    /// Lanes below `len` (1..=7) set.
     #[inline(always)]
-    pub unsafe fn dot(x: &[f32], y: &[f32]) -> f32 {
-        let n = x.len().min(y.len());
-        let (px, py) = (x.as_ptr(), y.as_ptr());
+    unsafe fn tail_mask(len: usize) -> __m256i {
+        _mm256_cmpgt_epi32(
+            _mm256_set1_epi32(len as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        )
+    }
+
+    /// Σ over the runs of x·w in two 8-lane accumulators, masked loads for each run's
+    /// tail. Callers must run on a CPU with AVX2 and FMA.
+    #[inline(always)]
+    pub unsafe fn dot(x: &[f32], w: &[f32], runs: impl Iterator<Item = super::Run>) -> f32 {
         let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut i = 0;
-        while i + 16 <= n {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), a0);
-            a1 = _mm256_fmadd_ps(
-                _mm256_loadu_ps(px.add(i + 8)),
-                _mm256_loadu_ps(py.add(i + 8)),
-                a1,
-            );
-            i += 16;
-        }
-        if i + 8 <= n {
-            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(py.add(i)), a0);
-            i += 8;
+        for (xo, wo, len) in runs {
+            // Bounds checked once per run; the loads below stay inside these.
+            let (px, pw) = (x[xo..xo + len].as_ptr(), w[wo..wo + len].as_ptr());
+            let mut i = 0;
+            while i + 16 <= len {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(pw.add(i)), a0);
+                a1 = _mm256_fmadd_ps(
+                    _mm256_loadu_ps(px.add(i + 8)),
+                    _mm256_loadu_ps(pw.add(i + 8)),
+                    a1,
+                );
+                i += 16;
+            }
+            if i + 8 <= len {
+                a0 = _mm256_fmadd_ps(_mm256_loadu_ps(px.add(i)), _mm256_loadu_ps(pw.add(i)), a0);
+                i += 8;
+            }
+            if i < len {
+                let m = tail_mask(len - i);
+                a1 = _mm256_fmadd_ps(
+                    _mm256_maskload_ps(px.add(i), m),
+                    _mm256_maskload_ps(pw.add(i), m),
+                    a1,
+                );
+            }
         }
         let a = _mm256_add_ps(a0, a1);
         let q = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
         let q = _mm_add_ps(q, _mm_movehl_ps(q, q));
         let q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
-        let mut s = _mm_cvtss_f32(q);
-        while i < n {
-            s = x[i].mul_add(y[i], s);
-            i += 1;
-        }
-        s
+        _mm_cvtss_f32(q)
     }
 
-    /// y += alpha·x. Callers must run on a CPU with AVX2 and FMA.
+    /// y += alpha·x, the tail by masked loads and store. Callers must run on a CPU with
+    /// AVX2 and FMA.
     #[inline(always)]
     pub unsafe fn axpy(alpha: f32, x: &[f32], y: &mut [f32]) {
         let n = x.len().min(y.len());
@@ -274,42 +286,16 @@ mod avx {
             _mm256_storeu_ps(py.add(i), v);
             i += 8;
         }
-        while i < n {
-            y[i] = alpha.mul_add(x[i], y[i]);
-            i += 1;
+        if i < n {
+            let m = tail_mask(n - i);
+            let v = _mm256_fmadd_ps(
+                a,
+                _mm256_maskload_ps(px.add(i), m),
+                _mm256_maskload_ps(py.add(i), m),
+            );
+            _mm256_maskstore_ps(py.add(i), m, v);
         }
     }
-}
-
-/// Whether the AVX2 + FMA versions can run here.
-#[inline]
-fn fma_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// Calls `$imp::<T, true>` compiled for AVX2 + FMA when the CPU has them, else the
-/// baseline `$imp::<T, false>`.
-macro_rules! dispatch {
-    ($imp:ident, $fast:ident, ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn $fast<T: Float>($($arg: $ty),*) {
-            $imp::<T, true>($($arg),*)
-        }
-        if fma_available() {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the CPU has AVX2 and FMA (checked just above).
-            return unsafe { $fast::<T>($($arg),*) };
-        }
-        $imp::<T, false>($($arg),*)
-    };
 }
 
 /// `out` (pooled block, overwritten) = Σ over `terms` (source, kernel, factor) of
@@ -359,16 +345,8 @@ fn dots_impl<T: Float, const FMA: bool>(
             for (source, kernel, factor) in terms {
                 let w = kernel.row(j, at.channel, outputs, window);
                 let s = match source {
-                    Source::Patches(p) => {
-                        dot::<T, FMA>(&p[at.row * window..(at.row + 1) * window], w)
-                    }
-                    Source::Image(x) => {
-                        let mut s = T::ZERO;
-                        conv.for_each_run(b, &at, j, |xo, wo, len| {
-                            s += dot::<T, FMA>(&x[xo..xo + len], &w[wo..wo + len]);
-                        });
-                        s
-                    }
+                    Source::Input(x) => dot::<T, FMA>(x, w, conv.runs(1, &at, 0)),
+                    Source::Image(x) => dot::<T, FMA>(x, w, conv.runs(b, &at, j)),
                 };
                 v = madd::<T, FMA>(*factor, s, v);
             }
@@ -419,9 +397,9 @@ fn scatter_impl<T: Float, const FMA: bool>(
                     continue;
                 }
                 let w = kernel.row(j, at.channel, outputs, window);
-                conv.for_each_run(b, &at, j, |xo, wo, len| {
+                for (xo, wo, len) in conv.runs(b, &at, j) {
                     axpy::<T, FMA>(a, &w[wo..wo + len], &mut dx[xo..xo + len]);
-                });
+                }
             }
         }
     });
@@ -474,12 +452,16 @@ fn weight_sums_impl<T: Float, const FMA: bool>(
                     continue;
                 }
                 match source {
-                    Source::Patches(p) => {
-                        axpy::<T, FMA>(a, &p[at.row * window..(at.row + 1) * window], g)
+                    Source::Input(x) => {
+                        for (xo, wo, len) in conv.runs(1, &at, 0) {
+                            axpy::<T, FMA>(a, &x[xo..xo + len], &mut g[wo..wo + len]);
+                        }
                     }
-                    Source::Image(x) => conv.for_each_run(b, &at, j, |xo, wo, len| {
-                        axpy::<T, FMA>(a, &x[xo..xo + len], &mut g[wo..wo + len]);
-                    }),
+                    Source::Image(x) => {
+                        for (xo, wo, len) in conv.runs(b, &at, j) {
+                            axpy::<T, FMA>(a, &x[xo..xo + len], &mut g[wo..wo + len]);
+                        }
+                    }
                 }
             }
         }
@@ -493,7 +475,18 @@ mod tests {
 
     /// A small conv → pool with the dense route as the oracle: im2col, a matrix product,
     /// then the pooling (forward); pool backward, then products (adjoints).
-    fn setup(b: usize) -> (PooledConv, usize, Vec<f64>, Vec<f64>, Vec<u8>, Vec<f64>) {
+    /// The layer, n, (its input, the input's patches), W, the pooling's winners, and an
+    /// image block of b directions.
+    type Setup = (
+        PooledConv,
+        usize,
+        (Vec<f64>, Vec<f64>),
+        Vec<f64>,
+        Vec<u8>,
+        Vec<f64>,
+    );
+
+    fn setup(b: usize) -> Setup {
         let shape = ConvShape {
             height: 8,
             width: 10,
@@ -528,7 +521,7 @@ mod tests {
         let rx: Vec<f64> = (0..n * 8 * 10 * 3 * b)
             .map(|i| (i * 29 % 97) as f64 / 48.0 - 1.0)
             .collect();
-        (conv, n, patches, w, winners, rx)
+        (conv, n, (x, patches), w, winners, rx)
     }
 
     /// Direction j's images out of a direction-major block (n × b × H × W × C).
@@ -541,7 +534,7 @@ mod tests {
     #[test]
     fn dots_match_the_dense_convolution_at_the_winners() {
         for b in [1, 3] {
-            let (conv, n, patches, w, winners, rx) = setup(b);
+            let (conv, n, (x, patches), w, winners, rx) = setup(b);
             let (shape, window, outputs) = (conv.shape, conv.shape.window(), conv.outputs);
             let rows = n * shape.positions();
             let v: Vec<f64> = (0..b * outputs * window)
@@ -555,7 +548,7 @@ mod tests {
                 (n, b),
                 (&winners, None),
                 &[
-                    (Source::Patches(&patches), Kernel::PerDirection(&v), 1.0),
+                    (Source::Input(&x), Kernel::PerDirection(&v), 1.0),
                     (Source::Image(&rx), Kernel::Shared(&w), 2.0),
                 ],
                 Some(&bias),
@@ -670,25 +663,123 @@ mod tests {
             );
             let total: f64 = delta.iter().sum();
             assert!((gb.iter().sum::<f64>() - total).abs() <= 1e-10 * (1.0 + total.abs()));
-            // The patch source gives the same sums as the image it was cut from (b = 1).
+            // The input source (one image per sample, whatever b) gives the same sums as
+            // an image block of one direction.
             if b == 1 {
-                let mut from_patches = vec![0.0; outputs * window];
+                let mut from_input = vec![0.0; outputs * window];
                 let mut gb2 = vec![0.0; outputs];
-                // b = 1: the image block is one image.
-                let mut p = vec![0.0; n * conv.shape.positions() * window];
-                conv::im2col(&conv.shape, n, &rx, &mut p);
                 weight_sums(
                     &conv,
                     (0..n, 1),
                     &winners,
-                    &[(Coefs::PerDirection(&delta), Source::Patches(&p))],
+                    &[(Coefs::PerDirection(&delta), Source::Input(&rx))],
                     (Coefs::Shared(&delta), &mut gb2),
-                    &mut from_patches,
+                    &mut from_input,
                 );
-                for (a, b) in from_patches.iter().zip(&gw) {
+                for (a, b) in from_input.iter().zip(&gw) {
                     assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()));
                 }
             }
         }
+    }
+
+    /// The f32 route (AVX2 + FMA intrinsics with masked tails where the CPU has them)
+    /// against the same kernels in f64: runs of 9 values (3 × 3 × 3 windows) leave
+    /// one-lane tails.
+    #[test]
+    fn f32_kernels_match_f64() {
+        let b = 2;
+        let (conv, n, (x, _), w, winners, rx) = setup(b);
+        let (window, outputs) = (conv.shape.window(), conv.outputs);
+        let q = n * conv.pooled_positions();
+        let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
+        // Inputs rounded to f32 first, so both routes see the same numbers.
+        let round = |v: &[f64]| v.iter().map(|&a| a as f32 as f64).collect::<Vec<f64>>();
+        let (x, w, rx) = (round(&x), round(&w), round(&rx));
+        let v = round(
+            &(0..b * outputs * window)
+                .map(|i| (i as f64 * 0.37).sin())
+                .collect::<Vec<_>>(),
+        );
+        let delta = round(
+            &(0..q * b * outputs)
+                .map(|i| (i as f64 * 0.71).cos())
+                .collect::<Vec<_>>(),
+        );
+        let close = |got: &[f32], want: &[f64], what: &str| {
+            let scale = want.iter().fold(0.0f64, |m, a| m.max(a.abs()));
+            for (g, e) in got.iter().zip(want) {
+                assert!((*g as f64 - e).abs() <= 1e-5 * scale, "{what}: {g} vs {e}");
+            }
+        };
+        let mut want = vec![0.0; q * b * outputs];
+        dots(
+            &conv,
+            (n, b),
+            (&winners, None),
+            &[
+                (Source::Input(&x), Kernel::PerDirection(&v), 1.0),
+                (Source::Image(&rx), Kernel::Shared(&w), 2.0),
+            ],
+            None,
+            &mut want,
+        );
+        let (x32, w32, rx32, v32, d32) = (f32s(&x), f32s(&w), f32s(&rx), f32s(&v), f32s(&delta));
+        let mut got = vec![0.0f32; want.len()];
+        dots(
+            &conv,
+            (n, b),
+            (&winners, None),
+            &[
+                (Source::Input(&x32), Kernel::PerDirection(&v32), 1.0),
+                (Source::Image(&rx32), Kernel::Shared(&w32), 2.0),
+            ],
+            None,
+            &mut got,
+        );
+        close(&got, &want, "dots");
+        let mut want = vec![0.0; rx.len()];
+        scatter(
+            &conv,
+            (n, b),
+            &winners,
+            &[(Coefs::PerDirection(&delta), Kernel::PerDirection(&v))],
+            &mut want,
+        );
+        let mut got = vec![0.0f32; rx.len()];
+        scatter(
+            &conv,
+            (n, b),
+            &winners,
+            &[(Coefs::PerDirection(&d32), Kernel::PerDirection(&v32))],
+            &mut got,
+        );
+        close(&got, &want, "scatter");
+        let (mut want, mut want_b) = (vec![0.0; b * outputs * window], vec![0.0; b * outputs]);
+        weight_sums(
+            &conv,
+            (0..n, b),
+            &winners,
+            &[
+                (Coefs::PerDirection(&delta), Source::Image(&rx)),
+                (Coefs::Shared(&delta), Source::Input(&x)),
+            ],
+            (Coefs::PerDirection(&delta), &mut want_b),
+            &mut want,
+        );
+        let (mut got, mut got_b) = (vec![0.0f32; want.len()], vec![0.0f32; want_b.len()]);
+        weight_sums(
+            &conv,
+            (0..n, b),
+            &winners,
+            &[
+                (Coefs::PerDirection(&d32), Source::Image(&rx32)),
+                (Coefs::Shared(&d32), Source::Input(&x32)),
+            ],
+            (Coefs::PerDirection(&d32), &mut got_b),
+            &mut got,
+        );
+        close(&got, &want, "weight sums");
+        close(&got_b, &want_b, "bias sums");
     }
 }

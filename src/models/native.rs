@@ -472,7 +472,12 @@ impl<T: Float> Tape<T> {
             let a = &tape.acts[i];
             let mut out = Vec::new();
             match step {
-                Step::Conv { shape, param, .. } => {
+                Step::Conv {
+                    shape,
+                    param,
+                    pooled,
+                    ..
+                } => {
                     let rows = n * shape.positions();
                     let p = match first.take().filter(|_| i == 0) {
                         Some(FirstPatches::Kept(all, range)) => {
@@ -493,6 +498,11 @@ impl<T: Float> Tape<T> {
                         &weights.w[*param],
                         &weights.b[*param],
                     );
+                    // Past the forward pass a pooled convolution reads its input, not
+                    // these (a kept point would hold 46 MB of them on LeNet).
+                    if *pooled {
+                        tape.patches[i] = Vec::new();
+                    }
                 }
                 Step::Pool { h, w, c, .. } => {
                     let len = n * (h / 2) * (w / 2) * c;
@@ -611,7 +621,7 @@ impl<T: Float> Tape<T> {
                         outputs: *outputs,
                     };
                     let mut terms = vec![(
-                        Source::Patches(self.patches(i)),
+                        Source::Input(&self.acts[i]),
                         Kernel::PerDirection(&dirs.stacked[*param]),
                         T::ONE,
                     )];
@@ -838,14 +848,7 @@ impl<T: Float> Tape<T> {
                         outputs: *outputs,
                     };
                     let winners = &self.winners[i + 1];
-                    sink_pooled(
-                        plan,
-                        *param,
-                        sink,
-                        (&conv, winners),
-                        &delta,
-                        self.patches(i),
-                    );
+                    sink_pooled(plan, *param, sink, (&conv, winners), &delta, &self.acts[i]);
                     if need_input {
                         let mut dx = vec![T::ZERO; n * shape.height * shape.width * shape.channels];
                         let terms = [(Coefs::Shared(&delta), Kernel::Shared(&weights.w[*param]))];
@@ -950,7 +953,7 @@ impl<T: Float> Tape<T> {
                     };
                     let (winners, window) = (&self.winners[i + 1], shape.window());
                     let (rd, delta) = (Coefs::PerDirection(&rdelta), Coefs::Shared(&deltas[i]));
-                    let mut terms = vec![(rd, Source::Patches(self.patches(i)))];
+                    let mut terms = vec![(rd, Source::Input(&self.acts[i]))];
                     let rx = by_direction(&tangent.acts[i], shape, n, b);
                     if need_input {
                         terms.push((delta, Source::Image(&rx)));
@@ -1148,20 +1151,20 @@ fn sink_block<T: Float>(
 }
 
 /// Sinks a pooled convolution's weight gradient (δ pooled, n × pooled positions × out;
-/// the forward pass's patches), summed or per group of samples, as [`sink_layer`].
+/// its input at θ), summed or per group of samples, as [`sink_layer`].
 fn sink_pooled<T: Float>(
     plan: &Plan,
     param: usize,
     sink: &mut Sink<'_>,
     (conv, winners): (&PooledConv, &[u8]),
     delta: &[T],
-    patches: &[T],
+    input: &[T],
 ) {
     let (outputs, window) = (conv.outputs, conv.shape.window());
     let n = delta.len() / (conv.pooled_positions() * outputs);
     let sums = |samples: std::ops::Range<usize>| {
         let (mut gw, mut gb) = (vec![T::ZERO; outputs * window], vec![T::ZERO; outputs]);
-        let terms = [(Coefs::Shared(delta), Source::Patches(patches))];
+        let terms = [(Coefs::Shared(delta), Source::Input(input))];
         let bias = (Coefs::Shared(delta), gb.as_mut_slice());
         pooled::weight_sums(conv, (samples, 1), winners, &terms, bias, &mut gw);
         (gw, gb)
