@@ -712,74 +712,50 @@ mod tests {
                 assert!((*g as f64 - e).abs() <= 1e-5 * scale, "{what}: {g} vs {e}");
             }
         };
-        let mut want = vec![0.0; q * b * outputs];
-        dots(
-            &conv,
-            (n, b),
-            (&winners, None),
-            &[
-                (Source::Input(&x), Kernel::PerDirection(&v), 1.0),
-                (Source::Image(&rx), Kernel::Shared(&w), 2.0),
-            ],
-            None,
-            &mut want,
-        );
-        let (x32, w32, rx32, v32, d32) = (f32s(&x), f32s(&w), f32s(&rx), f32s(&v), f32s(&delta));
-        let mut got = vec![0.0f32; want.len()];
-        dots(
-            &conv,
-            (n, b),
-            (&winners, None),
-            &[
-                (Source::Input(&x32), Kernel::PerDirection(&v32), 1.0),
-                (Source::Image(&rx32), Kernel::Shared(&w32), 2.0),
-            ],
-            None,
-            &mut got,
-        );
-        close(&got, &want, "dots");
-        let mut want = vec![0.0; rx.len()];
-        scatter(
+        let want = all_kernels(&conv, (n, b), &winners, [&x, &w, &rx, &v, &delta]);
+        let got = all_kernels(
             &conv,
             (n, b),
             &winners,
-            &[(Coefs::PerDirection(&delta), Kernel::PerDirection(&v))],
-            &mut want,
+            [&f32s(&x), &f32s(&w), &f32s(&rx), &f32s(&v), &f32s(&delta)],
         );
-        let mut got = vec![0.0f32; rx.len()];
-        scatter(
-            &conv,
-            (n, b),
-            &winners,
-            &[(Coefs::PerDirection(&d32), Kernel::PerDirection(&v32))],
-            &mut got,
+        for (what, (got, want)) in ["dots", "scatter", "weight sums", "bias sums"]
+            .into_iter()
+            .zip(got.iter().zip(&want))
+        {
+            close(got, want, what);
+        }
+    }
+
+    /// The three kernels on one set of inputs [x, W, an image block, per-direction
+    /// kernels V, δ], every source, kernel and coefficient kind in play: dots, scatter,
+    /// weight sums, bias sums.
+    fn all_kernels<T: Float>(
+        conv: &PooledConv,
+        (n, b): (usize, usize),
+        winners: &[u8],
+        [x, w, rx, v, delta]: [&[T]; 5],
+    ) -> [Vec<T>; 4] {
+        let (window, outputs) = (conv.shape.window(), conv.outputs);
+        let mut out = vec![T::ZERO; n * conv.pooled_positions() * b * outputs];
+        let terms = [
+            (Source::Input(x), Kernel::PerDirection(v), T::ONE),
+            (Source::Image(rx), Kernel::Shared(w), T::from_f64(2.0)),
+        ];
+        dots(conv, (n, b), (winners, None), &terms, None, &mut out);
+        let mut dx = vec![T::ZERO; rx.len()];
+        let terms = [(Coefs::PerDirection(delta), Kernel::PerDirection(v))];
+        scatter(conv, (n, b), winners, &terms, &mut dx);
+        let (mut gw, mut gb) = (
+            vec![T::ZERO; b * outputs * window],
+            vec![T::ZERO; b * outputs],
         );
-        close(&got, &want, "scatter");
-        let (mut want, mut want_b) = (vec![0.0; b * outputs * window], vec![0.0; b * outputs]);
-        weight_sums(
-            &conv,
-            (0..n, b),
-            &winners,
-            &[
-                (Coefs::PerDirection(&delta), Source::Image(&rx)),
-                (Coefs::Shared(&delta), Source::Input(&x)),
-            ],
-            (Coefs::PerDirection(&delta), &mut want_b),
-            &mut want,
-        );
-        let (mut got, mut got_b) = (vec![0.0f32; want.len()], vec![0.0f32; want_b.len()]);
-        weight_sums(
-            &conv,
-            (0..n, b),
-            &winners,
-            &[
-                (Coefs::PerDirection(&d32), Source::Image(&rx32)),
-                (Coefs::Shared(&d32), Source::Input(&x32)),
-            ],
-            (Coefs::PerDirection(&d32), &mut got_b),
-            &mut got,
-        );
-        close(&got, &want, "weight sums");
-        close(&got_b, &want_b, "bias sums");
+        let terms = [
+            (Coefs::PerDirection(delta), Source::Image(rx)),
+            (Coefs::Shared(delta), Source::Input(x)),
+        ];
+        let bias = (Coefs::PerDirection(delta), gb.as_mut_slice());
+        weight_sums(conv, (0..n, b), winners, &terms, bias, &mut gw);
+        [out, dx, gw, gb]
     }
 }
