@@ -493,6 +493,45 @@ fn journal_reader_refuses_foreign_and_newer_files_by_name() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such directory"));
 }
 
+/// A new journal appears under its name already holding its preamble (a kill at any
+/// moment leaves no journal or a resumable one), leaves nothing staged beside it, and
+/// never replaces an existing one.
+#[test]
+fn a_new_journal_appears_whole_and_never_replaces_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join(journal::FILE_NAME);
+    // What a kill between staging and linking leaves behind does not stop a new start.
+    std::fs::write(tmp.path().join("journal.bin.creating"), b"NLJ").unwrap();
+    let writer = journal::Writer::create(&path).unwrap();
+    let contents = journal::read(&path).unwrap();
+    assert!(contents.records.is_empty());
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [journal::FILE_NAME],
+        "left beside the journal: {names:?}"
+    );
+    drop(writer);
+    let before = std::fs::read(&path).unwrap();
+    let err = journal::Writer::create(&path)
+        .err()
+        .expect("an existing journal is refused");
+    assert!(err.to_string().contains(journal::FILE_NAME), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the existing journal changed"
+    );
+    assert_eq!(
+        std::fs::read_dir(tmp.path()).unwrap().count(),
+        1,
+        "a refused start left a file"
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 

@@ -345,14 +345,22 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts a new journal; refuses to overwrite one.
+    /// Starts a new journal; refuses to overwrite one. The file appears under its name
+    /// with its preamble already written (written and synced beside it, then linked
+    /// in), so a process killed at any moment leaves either no journal or a readable
+    /// one — never a file too short to be resumed.
     pub fn create(path: &Path) -> Result<Self> {
+        let mut staged = path.as_os_str().to_owned();
+        staged.push(".creating");
+        let staged = PathBuf::from(staged);
+        // A stale one is what a kill between its creation and its link left behind.
         let file = OpenOptions::new()
             .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(|e| Error::io(path, e))?;
-        lock_for_writing(&file, path)?;
+            .create(true)
+            .truncate(true)
+            .open(&staged)
+            .map_err(|e| Error::io(&staged, e))?;
+        lock_for_writing(&file, &staged)?;
         let mut w = Writer {
             path: path.to_path_buf(),
             file: BufWriter::with_capacity(1 << 20, file),
@@ -361,9 +369,13 @@ impl Writer {
         w.file
             .write_all(MAGIC)
             .and_then(|_| w.file.write_all(&FORMAT_VERSION.to_le_bytes()))
-            .map_err(|e| Error::io(path, e))?;
+            .map_err(|e| Error::io(&staged, e))?;
         w.sync()?;
-        Ok(w)
+        // A hard link, unlike a rename, fails when the name is taken: never overwrites.
+        // The lock belongs to the open file, so it holds under the new name too.
+        let linked = std::fs::hard_link(&staged, path).map_err(|e| Error::io(path, e));
+        std::fs::remove_file(&staged).map_err(|e| Error::io(&staged, e))?;
+        linked.map(|_| w)
     }
 
     /// Opens an existing journal to write on: reads it, cuts off a torn tail, and
