@@ -372,10 +372,18 @@ impl Writer {
             .map_err(|e| Error::io(&staged, e))?;
         w.sync()?;
         // A hard link, unlike a rename, fails when the name is taken: never overwrites.
-        // The lock belongs to the open file, so it holds under the new name too.
-        let linked = std::fs::hard_link(&staged, path).map_err(|e| Error::io(path, e));
-        std::fs::remove_file(&staged).map_err(|e| Error::io(&staged, e))?;
-        linked.map(|_| w)
+        // The lock belongs to the open file, so it holds under the new name too. File
+        // systems without hard links (FAT, exFAT) get a rename after a check instead.
+        match std::fs::hard_link(&staged, path) {
+            Ok(()) => std::fs::remove_file(&staged).map_err(|e| Error::io(&staged, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists || path.exists() => {
+                // The staged file is ours alone; a failure to remove it changes nothing.
+                let _ = std::fs::remove_file(&staged);
+                return Err(Error::io(path, e));
+            }
+            Err(_) => std::fs::rename(&staged, path).map_err(|e| Error::io(path, e))?,
+        }
+        Ok(w)
     }
 
     /// Opens an existing journal to write on: reads it, cuts off a torn tail, and
