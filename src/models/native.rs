@@ -442,6 +442,33 @@ enum Sink<'a> {
     Discard,
 }
 
+impl Sink<'_> {
+    /// Hands one parameter layer's gradient over: `sums(samples)` gives its weight and
+    /// bias sums (in the plan's layer layout) over a range of the pass's `n` samples.
+    fn layer<T: Float>(
+        &mut self,
+        plan: &Plan,
+        param: usize,
+        n: usize,
+        mut sums: impl FnMut(std::ops::Range<usize>) -> (Vec<T>, Vec<T>),
+    ) {
+        match self {
+            Sink::Sum(theta_row, scale) => {
+                let (gw, gb) = sums(0..n);
+                plan.scatter(param, &gw, &gb, *scale, theta_row);
+            }
+            Sink::Discard => {}
+            Sink::Groups(matrix, batch) => {
+                let dim = plan.arch.dim();
+                for (g, row) in matrix.chunks_exact_mut(dim).enumerate() {
+                    let (gw, gb) = sums(g * *batch..((g + 1) * *batch).min(n));
+                    plan.scatter(param, &gw, &gb, 1.0 / *batch as f64, row);
+                }
+            }
+        }
+    }
+}
+
 /// The first convolution's patches of a forward pass's samples.
 enum FirstPatches<T> {
     /// im2col of the input, as for every other convolution.
@@ -1162,27 +1189,13 @@ fn sink_pooled<T: Float>(
 ) {
     let (outputs, window) = (conv.outputs, conv.shape.window());
     let n = delta.len() / (conv.pooled_positions() * outputs);
-    let sums = |samples: std::ops::Range<usize>| {
+    sink.layer(plan, param, n, |samples| {
         let (mut gw, mut gb) = (vec![T::ZERO; outputs * window], vec![T::ZERO; outputs]);
         let terms = [(Coefs::Shared(delta), Source::Input(input))];
         let bias = (Coefs::Shared(delta), gb.as_mut_slice());
         pooled::weight_sums(conv, (samples, 1), winners, &terms, bias, &mut gw);
         (gw, gb)
-    };
-    match sink {
-        Sink::Sum(theta_row, scale) => {
-            let (gw, gb) = sums(0..n);
-            plan.scatter(param, &gw, &gb, *scale, theta_row);
-        }
-        Sink::Discard => {}
-        Sink::Groups(matrix, batch) => {
-            let dim = plan.arch.dim();
-            for (g, row) in matrix.chunks_exact_mut(dim).enumerate() {
-                let (gw, gb) = sums(g * *batch..((g + 1) * *batch).min(n));
-                plan.scatter(param, &gw, &gb, 1.0 / *batch as f64, row);
-            }
-        }
-    }
+    });
 }
 
 /// Sinks δᵀ·A for one parameter layer (δ: rows × out, A: rows × fan), summed or
@@ -1195,9 +1208,11 @@ fn sink_layer<T: Float>(
     rows_per_sample: usize,
 ) {
     let (outputs, fan) = (delta.cols, a.cols);
-    let mut gw = vec![T::ZERO; outputs * fan];
-    let mut gb = vec![T::ZERO; outputs];
-    let layer = |gw: &mut Vec<T>, gb: &mut Vec<T>, lo: usize, hi: usize| {
+    sink.layer(plan, param, delta.rows / rows_per_sample, |samples| {
+        let (lo, hi) = (
+            samples.start * rows_per_sample,
+            samples.end * rows_per_sample,
+        );
         let d = Mat {
             data: &delta.data[lo * delta.rs..],
             rows: hi - lo,
@@ -1208,25 +1223,11 @@ fn sink_layer<T: Float>(
             rows: hi - lo,
             ..a
         };
-        matmul(gw, false, d.t(), a);
-        gb.fill(T::ZERO);
-        column_sums(&d.data[..(hi - lo) * d.rs], outputs, gb);
-    };
-    match sink {
-        Sink::Sum(theta_row, scale) => {
-            layer(&mut gw, &mut gb, 0, delta.rows);
-            plan.scatter(param, &gw, &gb, *scale, theta_row);
-        }
-        Sink::Discard => {}
-        Sink::Groups(matrix, batch) => {
-            let dim = plan.arch.dim();
-            let per_group = *batch * rows_per_sample;
-            for (g, row) in matrix.chunks_exact_mut(dim).enumerate() {
-                layer(&mut gw, &mut gb, g * per_group, (g + 1) * per_group);
-                plan.scatter(param, &gw, &gb, 1.0 / *batch as f64, row);
-            }
-        }
-    }
+        let (mut gw, mut gb) = (vec![T::ZERO; outputs * fan], vec![T::ZERO; outputs]);
+        matmul(&mut gw, false, d.t(), a);
+        column_sums(&d.data[..(hi - lo) * d.rs], outputs, &mut gb);
+        (gw, gb)
+    });
 }
 
 /// The [`Objective`] of a network on a set of labelled images, on the kernels, in `T`.
