@@ -301,6 +301,11 @@ pub struct Progress {
     /// Seconds since this attempt of the run started (the workers' clock).
     pub elapsed_s: f64,
     pub task: Task,
+    /// Processor seconds charged to this trajectory's worker thread so far, its pool jobs
+    /// included (`cpu.rs`): where the progress model gets each trajectory's real cost.
+    /// `None` where no CPU clock sees the work (a GPU) or in journals from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_s: Option<f64>,
 }
 
 /// A trajectory's health, as its experiment judges it from its measurements.

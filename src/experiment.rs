@@ -136,6 +136,8 @@ impl RunContext<'_> {
             measure_every: 0,
             elapsed_s: self.clock.elapsed().as_secs_f64(),
             task,
+            // A shared phase runs alone: equal shares are its exact costs.
+            cpu_s: None,
         }));
     }
 }

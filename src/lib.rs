@@ -7,6 +7,7 @@
 
 pub mod compare;
 pub mod config;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod dynamics;

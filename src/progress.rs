@@ -10,6 +10,14 @@
 //! (machine-seconds are wall seconds), and each trajectory ends where processor sharing
 //! puts it: the cheapest first, the others speeding up as it leaves. A trajectory nothing
 //! is known of yet (not started) costs the mean of the started ones.
+//!
+//! Equal shares are only a first model: rayon's pool serves one parallel call at a time,
+//! so a trajectory of long calls gets more of the machine than one of short calls (on the
+//! FashionMNIST protocol GLD dynamic ran 5× as many steps as GD in the same minutes, and
+//! the equal-share ETA said twice the real time). Where every trajectory's progress carries
+//! the processor seconds charged to it (`cpu_s`, `cpu.rs`), its costs come from those
+//! instead, converted to machine-seconds by the run's own ratio of wall time to charged
+//! processor time (which absorbs the core count and the time nobody is charged for).
 
 use crate::dynamics::DynamicsKind;
 use crate::events::{Event, Progress, RunInfo, Task};
@@ -46,6 +54,15 @@ struct Track {
     /// (time, step) over the last `RATE_WINDOW_S`.
     window: VecDeque<(f64, u64)>,
     done: bool,
+    /// Processor seconds charged to it at its latest event (`Progress::cpu_s`), and of
+    /// those: to its steps, recently to one measurement (weighted as `recent_measure`),
+    /// and to the measurement in progress.
+    cpu: Option<f64>,
+    /// (time, processor seconds) at its first event: its rate of charged time.
+    cpu_first: Option<(f64, f64)>,
+    cpu_steps: f64,
+    cpu_recent_measure: Option<f64>,
+    cpu_current: f64,
 }
 
 impl Track {
@@ -65,6 +82,11 @@ impl Track {
             recent_measure: None,
             window: VecDeque::new(),
             done: false,
+            cpu: p.cpu_s,
+            cpu_first: p.cpu_s.map(|c| (p.elapsed_s, c)),
+            cpu_steps: 0.0,
+            cpu_recent_measure: None,
+            cpu_current: 0.0,
         }
     }
 
@@ -72,13 +94,30 @@ impl Track {
         !matches!(self.task, Task::Steps)
     }
 
-    fn step_cost(&self) -> Option<f64> {
+    /// Machine-seconds per step: from charged processor time at `per_cpu_s`
+    /// machine-seconds each when given, else from equal shares.
+    fn step_cost(&self, per_cpu_s: Option<f64>) -> Option<f64> {
         let taken = self.step.saturating_sub(self.first_step);
-        (taken > 0 && self.work_steps > 0.0).then(|| self.work_steps / taken as f64)
+        let work = match per_cpu_s {
+            Some(f) => self.cpu_steps * f,
+            None => self.work_steps,
+        };
+        (taken > 0 && work > 0.0).then(|| work / taken as f64)
     }
 
-    fn measure_cost(&self) -> Option<f64> {
-        self.recent_measure
+    fn measure_cost(&self, per_cpu_s: Option<f64>) -> Option<f64> {
+        match per_cpu_s {
+            Some(f) => self.cpu_recent_measure.map(|m| m * f),
+            None => self.recent_measure,
+        }
+    }
+
+    /// Machine-seconds spent on the measurement in progress.
+    fn current_work(&self, per_cpu_s: Option<f64>) -> f64 {
+        match per_cpu_s {
+            Some(f) => self.cpu_current * f,
+            None => self.work_current,
+        }
     }
 
     /// Measurements still to start after the current one: at every multiple of
@@ -147,6 +186,13 @@ pub struct ProgressModel {
     finished: BTreeSet<(DynamicsKind, usize)>,
     /// Latest time heard, on the workers' clock of this attempt.
     now: f64,
+    /// Wall seconds while trajectories ran, and the processor seconds charged to them
+    /// meanwhile: their ratio converts charged time to machine-seconds.
+    wall_running: f64,
+    cpu_charged: f64,
+    /// A trajectory's progress came without charged processor time (an older journal,
+    /// a device whose work no CPU clock sees): equal shares for the whole attempt.
+    uncharged: bool,
 }
 
 /// Silence beyond this many seconds plus five times the expected duration of what a
@@ -188,6 +234,9 @@ impl ProgressModel {
     fn start(&mut self, info: &RunInfo) {
         self.tracks.clear();
         self.now = 0.0;
+        self.wall_running = 0.0;
+        self.cpu_charged = 0.0;
+        self.uncharged = false;
         self.expected = info
             .dynamics
             .iter()
@@ -226,6 +275,9 @@ impl ProgressModel {
             .filter(|(_, tr)| !tr.done)
             .map(|(k, _)| k.clone())
             .collect();
+        if dt > 0.0 && active.iter().any(|k| k.0.is_none()) {
+            self.wall_running += dt;
+        }
         if dt > 0.0 && !active.is_empty() {
             let share = dt / active.len() as f64;
             for k in &active {
@@ -248,14 +300,30 @@ impl ProgressModel {
         }
         let key = (p.phase.clone(), p.dynamics, p.replicate);
         let tr = self.tracks.entry(key).or_insert_with(|| Track::new(p));
+        // Processor time charged since its last event went to what it was doing.
+        match (p.cpu_s, tr.cpu) {
+            (Some(now), Some(before)) => {
+                let spent = (now - before).max(0.0);
+                if tr.measuring() {
+                    tr.cpu_current += spent;
+                } else {
+                    tr.cpu_steps += spent;
+                }
+                if p.phase.is_none() {
+                    self.cpu_charged += spent;
+                }
+            }
+            (None, _) if p.phase.is_none() => self.uncharged = true,
+            _ => {}
+        }
+        tr.cpu = p.cpu_s.or(tr.cpu);
         if tr.measuring() && !matches!(p.task, Task::Measuring(_) | Task::Computing(_)) {
             tr.measurements += 1;
             tr.work_measure += tr.work_current;
-            tr.recent_measure = Some(match tr.recent_measure {
-                None => tr.work_current,
-                Some(m) => RECENT_WEIGHT * tr.work_current + (1.0 - RECENT_WEIGHT) * m,
-            });
+            tr.recent_measure = Some(recent(tr.recent_measure, tr.work_current));
             tr.work_current = 0.0;
+            tr.cpu_recent_measure = Some(recent(tr.cpu_recent_measure, tr.cpu_current));
+            tr.cpu_current = 0.0;
         }
         tr.step = p.step;
         tr.steps = p.steps;
@@ -281,17 +349,41 @@ impl ProgressModel {
         }
     }
 
+    /// Machine-seconds per charged processor second, when every trajectory's costs can
+    /// come from charged time (see the module's notes).
+    fn per_cpu_s(&self) -> Option<f64> {
+        // Time charged to a trajectory since its latest event is not known yet (a long
+        // measurement reports it at its end): at its own rate so far.
+        let unreported: f64 = self
+            .tracks
+            .iter()
+            .filter(|(k, t)| k.0.is_none() && !t.done)
+            .filter_map(|(_, t)| {
+                let ((t0, c0), c) = (t.cpu_first?, t.cpu?);
+                let seen = t.last_seen - t0;
+                (seen > 0.0).then(|| (c - c0) / seen * (self.now - t.last_seen))
+            })
+            .sum();
+        let charged = self.cpu_charged + unreported;
+        (!self.uncharged && charged > 0.0 && self.wall_running > 0.0)
+            .then(|| self.wall_running / charged)
+    }
+
     /// Where the run stands at `now` (seconds on the workers' clock; at least the
     /// latest time heard).
     pub fn snapshot(&self, now: f64) -> Snapshot {
         let now = now.max(self.now);
         let since = now - self.now;
-        let mean = |f: &dyn Fn(&Track) -> Option<f64>, shared: bool| {
+        let charged = self.per_cpu_s();
+        // Trajectories' costs from charged time when known; shared phases run alone,
+        // where equal shares are exact.
+        let factor = move |shared: bool| if shared { None } else { charged };
+        let mean = |f: &dyn Fn(&Track, Option<f64>) -> Option<f64>, shared: bool| {
             let v: Vec<f64> = self
                 .tracks
                 .iter()
                 .filter(|(k, _)| k.0.is_some() == shared)
-                .filter_map(|(_, t)| f(t))
+                .filter_map(|(_, t)| f(t, factor(shared)))
                 .collect();
             (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
         };
@@ -305,14 +397,14 @@ impl ProgressModel {
         let estimate = |t: &Track, shared: bool| -> Option<(f64, f64)> {
             let fallback =
                 |own: Option<f64>, mean: Option<f64>| if shared { own } else { own.or(mean) };
-            let step_cost = fallback(t.step_cost(), mean_step)?;
+            let step_cost = fallback(t.step_cost(factor(shared)), mean_step)?;
             let measure_cost = if t.measure_every == 0 {
                 0.0
             } else {
-                fallback(t.measure_cost(), mean_measure).unwrap_or(0.0)
+                fallback(t.measure_cost(factor(shared)), mean_measure).unwrap_or(0.0)
             };
             let current = if t.measuring() {
-                (measure_cost - t.work_current).max(0.0)
+                (measure_cost - t.current_work(factor(shared))).max(0.0)
             } else {
                 0.0
             };
@@ -346,7 +438,8 @@ impl ProgressModel {
                 estimate(t, shared)
             };
             let silent = now - t.last_seen;
-            let expected_unit = match (t.measuring(), t.measure_cost(), t.step_cost()) {
+            let own = (t.measure_cost(factor(shared)), t.step_cost(factor(shared)));
+            let expected_unit = match (t.measuring(), own.0, own.1) {
                 (true, Some(c), _) | (false, _, Some(c)) => c * running,
                 (true, None, _) => mean_measure.unwrap_or(0.0) * running,
                 (false, _, None) => 1.0,
@@ -441,6 +534,14 @@ impl ProgressModel {
             eta_s: (started && known).then_some(left_total),
             tracks,
         }
+    }
+}
+
+/// The recent cost of a measurement after one more that cost `latest`.
+fn recent(before: Option<f64>, latest: f64) -> f64 {
+    match before {
+        None => latest,
+        Some(m) => RECENT_WEIGHT * latest + (1.0 - RECENT_WEIGHT) * m,
     }
 }
 

@@ -45,7 +45,28 @@ struct Sim {
     measuring: bool,
     done: bool,
     last_report: f64,
+    /// Its share of the machine relative to the others running (1: equal shares).
+    weight: f64,
+    /// Processor seconds charged to it.
+    cpu: f64,
 }
+
+/// Cores of the scripted machine: a machine-second is this many processor seconds.
+const CORES: f64 = 2.0;
+
+/// How the scripted machine is shared and what the progress events say about it.
+#[derive(Clone, Copy)]
+struct Sharing<'a> {
+    /// Per trajectory (as `costs`), its weight in the processor sharing.
+    weights: Option<&'a [f64]>,
+    /// Whether progress carries the processor time charged to each trajectory.
+    charged: bool,
+}
+
+const EQUAL: Sharing<'static> = Sharing {
+    weights: None,
+    charged: false,
+};
 
 /// Processor sharing among the running trajectories, in time steps of `dt`; returns
 /// the events in time order and the time the last trajectory ended.
@@ -56,10 +77,23 @@ fn simulate(
     jitter: f64,
     seed: u64,
 ) -> (Vec<(f64, Event)>, f64) {
+    simulate_sharing(costs, steps, every, jitter, seed, EQUAL)
+}
+
+/// [`simulate`] with the machine shared as `sharing` says.
+fn simulate_sharing(
+    costs: &[(DynamicsKind, f64, f64)],
+    steps: u64,
+    every: u64,
+    jitter: f64,
+    seed: u64,
+    sharing: Sharing,
+) -> (Vec<(f64, Event)>, f64) {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut sims: Vec<Sim> = costs
         .iter()
-        .map(|&(kind, step_cost, measure_cost)| Sim {
+        .enumerate()
+        .map(|(i, &(kind, step_cost, measure_cost))| Sim {
             kind,
             step_cost,
             measure_cost,
@@ -69,6 +103,8 @@ fn simulate(
             measuring: true,
             done: false,
             last_report: 0.0,
+            weight: sharing.weights.map_or(1.0, |w| w[i]),
+            cpu: 0.0,
         })
         .collect();
     let progress = |s: &Sim, t: f64, task: Task| {
@@ -82,6 +118,7 @@ fn simulate(
             measure_every: every,
             elapsed_s: t,
             task,
+            cpu_s: sharing.charged.then_some(s.cpu),
         })
     };
     let mut events = vec![(
@@ -94,14 +131,15 @@ fn simulate(
     let dt = 0.01;
     let mut t = 0.0;
     loop {
-        let running = sims.iter().filter(|s| !s.done).count();
-        if running == 0 {
+        let running: f64 = sims.iter().filter(|s| !s.done).map(|s| s.weight).sum();
+        if running == 0.0 {
             break;
         }
         t += dt;
-        let share = dt / running as f64;
         for s in sims.iter_mut().filter(|s| !s.done) {
+            let share = dt * s.weight / running;
             s.work += share;
+            s.cpu += share * CORES;
             loop {
                 if s.measuring {
                     if s.work < s.measure_cost {
@@ -148,11 +186,16 @@ fn simulate(
 /// left; once less than a tenth of the run is left (where a ratio of a few seconds means
 /// little), relative to a tenth of the run instead. (error, where, as fractions.)
 fn worst_error(events: &[(f64, Event)], end: f64) -> (f64, f64) {
+    worst_error_from(events, end, 0.1 * end)
+}
+
+/// [`worst_error`] from time `from` on.
+fn worst_error_from(events: &[(f64, Event)], end: f64, from: f64) -> (f64, f64) {
     let mut model = ProgressModel::new();
     let mut worst: (f64, f64) = (0.0, 0.0);
     for (t, e) in events {
         model.apply(e);
-        if *t < 0.1 * end || *t >= end {
+        if *t < from || *t >= end {
             continue;
         }
         let snap = model.snapshot(*t);
@@ -194,6 +237,74 @@ fn eta_is_within_20_percent_after_the_first_10_percent_for_uneven_costs() {
             100.0 * err,
             100.0 * at
         );
+    }
+}
+
+/// When the last trajectory to do so has finished its first measurement and steps on.
+fn every_cost_seen(events: &[(f64, Event)]) -> f64 {
+    let mut first = std::collections::BTreeMap::new();
+    for (t, e) in events {
+        if let Event::Progress(p) = e {
+            if p.task == Task::Steps {
+                first.entry(p.dynamics).or_insert(*t);
+            }
+        }
+    }
+    first.values().copied().fold(0.0, f64::max)
+}
+
+#[test]
+fn eta_follows_charged_processor_time_when_the_pool_serves_trajectories_unequally() {
+    // The FashionMNIST protocol's costs per step and measurement (docs/BENCHMARKS.md,
+    // machine-seconds), with the machine shared as unequally as the pool shared it in a
+    // real run (GLD dynamic and diag 5× GD's steps in the same minutes).
+    use DynamicsKind::*;
+    let costs = [
+        (Gd, 0.032, 8.3),
+        (Sgd, 0.002, 8.3),
+        (GldConst, 0.032, 8.3),
+        (GldDynamic, 0.037, 8.3),
+        (GldDiag, 0.038, 8.3),
+        (GldLeading, 0.035, 8.3),
+        (GldHessian, 0.222, 8.3),
+        (GldEig1, 0.07, 8.3),
+    ];
+    let weights = [1.0, 4.0, 1.0, 6.0, 6.0, 1.2, 1.0, 1.0];
+    for seed in 0..2 {
+        let charged = Sharing {
+            weights: Some(&weights),
+            charged: true,
+        };
+        let (events, end) = simulate_sharing(&costs, 600, 50, 0.3, seed, charged);
+        // Nothing tells a trajectory's costs before it has measured and stepped once;
+        // the one served least takes 15 % of the run over its first measurement.
+        let known = every_cost_seen(&events);
+        assert!(known > 0.1 * end && known < 0.2 * end, "{known} of {end}");
+        let (err, at) = worst_error_from(&events, end, known);
+        eprintln!(
+            "unequal shares, charged, seed {seed}: worst ETA error {:.1} % at {:.0} % of {end:.0} s",
+            100.0 * err,
+            100.0 * at
+        );
+        assert!(
+            err <= 0.2,
+            "charged: ETA off by {:.0} % at {:.0} %",
+            100.0 * err,
+            100.0 * at
+        );
+        // The same run without charged time: equal shares misjudge every cost.
+        let uncharged = Sharing {
+            charged: false,
+            ..charged
+        };
+        let (events, end) = simulate_sharing(&costs, 600, 50, 0.3, seed, uncharged);
+        let (err, at) = worst_error_from(&events, end, every_cost_seen(&events));
+        eprintln!(
+            "unequal shares, equal-share model, seed {seed}: worst ETA error {:.1} % at {:.0} %",
+            100.0 * err,
+            100.0 * at
+        );
+        assert!(err > 0.2, "equal shares should be off here: {err}");
     }
 }
 

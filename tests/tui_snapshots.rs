@@ -139,6 +139,7 @@ fn scripted_fashion() -> App {
                 } else {
                     Task::Steps
                 },
+                cpu_s: None,
             }));
         }
     }
@@ -358,6 +359,7 @@ fn the_gd_phase_and_the_spectrum_are_never_silent() {
             measure_every: 500,
             elapsed_s: at,
             task,
+            cpu_s: None,
         })
     };
     app.apply(gd_phase(0, 0.0, Task::Measuring("metrics".into())));
@@ -392,6 +394,7 @@ fn the_gd_phase_and_the_spectrum_are_never_silent() {
         measure_every: 0,
         elapsed_s: 401.0,
         task: Task::Computing("Lanczos: the top 100 eigenvalues of H".into()),
+        cpu_s: None,
     }));
     app.fixed_now = Some(460.0);
     let text = render(&app, 120, 40);

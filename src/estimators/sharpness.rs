@@ -233,9 +233,10 @@ fn per_batch<O: Objective + ?Sized>(
         );
     }
     let share: Vec<f64> = batches.iter().map(|b| b.len() as f64 / n as f64).collect();
+    let account = crate::cpu::current();
     let base = batches
         .par_iter()
-        .map(|b| objective.batch_loss(theta, b.clone()))
+        .map(|b| crate::cpu::charging(&account, || objective.batch_loss(theta, b.clone())))
         .collect::<Result<Vec<f64>>>()?;
     // Every batch's (rise, first-order term) in pass `pass`; ν from its own ChaCha stream
     // (one for the whole pass when `shared`), so the result does not depend on threads.
@@ -244,6 +245,7 @@ fn per_batch<O: Objective + ?Sized>(
             .par_iter()
             .enumerate()
             .map(|(k, b)| {
+                let _charged = crate::cpu::Charged::to(&account);
                 let mut rng = ChaCha12Rng::seed_from_u64(options.seed);
                 let lane = if shared { u32::MAX as u64 } else { k as u64 };
                 rng.set_stream(((pass as u64) << 32) | lane);

@@ -181,6 +181,15 @@ impl Say<'_> {
             measure_every: self.measure_every as u64,
             elapsed_s: self.ctx.clock.elapsed().as_secs_f64(),
             task,
+            // Only the CPU kernels charge their pool jobs (`cpu.rs`); candle's threads
+            // and a GPU's work are invisible to the worker's account.
+            cpu_s: self
+                .ctx
+                .config
+                .device
+                .is_cpu()
+                .then(crate::cpu::thread_seconds)
+                .flatten(),
         }));
     }
 

@@ -1311,8 +1311,12 @@ fn in_waves<I: Sync, R: Send>(
     reduce: impl Fn(R, R) -> R + Sync + Send,
 ) -> Option<R> {
     let mut total: Option<R> = None;
+    let account = crate::cpu::current();
     for wave in items.chunks(WAVE) {
-        let parts: Vec<R> = wave.par_iter().map(&f).collect();
+        let parts: Vec<R> = wave
+            .par_iter()
+            .map(|item| crate::cpu::charging(&account, || f(item)))
+            .collect();
         for part in parts {
             total = Some(match total {
                 None => part,
@@ -1539,9 +1543,10 @@ impl<T: Float> NativeClassifier<T> {
         }
         let weights = self.plan.weights::<T>(theta);
         let all: Vec<usize> = (0..self.num_samples()).collect();
+        let account = crate::cpu::current();
         let chunks = all
             .par_chunks(self.chunk)
-            .map(|idx| self.point_chunk(&weights, idx))
+            .map(|idx| crate::cpu::charging(&account, || self.point_chunk(&weights, idx)))
             .collect();
         let point = std::sync::Arc::new(Point {
             theta: theta.to_vec(),
@@ -1766,10 +1771,12 @@ impl<T: Float> Objective for NativeClassifier<T> {
         let mut out = GradientMatrix::zeros(groups, dim);
         // Whole groups per chunk; each chunk writes its own block of rows in place.
         let groups_per_chunk = (self.chunk / batch_size).max(1);
+        let account = crate::cpu::current();
         out.as_mut_slice()
             .par_chunks_mut(groups_per_chunk * dim)
             .zip(indices.par_chunks(groups_per_chunk * batch_size))
             .for_each(|(block, idx)| {
+                let _charged = crate::cpu::Charged::to(&account);
                 let tape = self.tape(&weights, &self.x, idx);
                 // δ of Σ_i ℓ_i: per-sample gradients, averaged per group by the sink.
                 let (_, delta, _) = tape.loss_and_delta(&self.labels_of(idx), classes, 1.0);
