@@ -37,6 +37,41 @@ macro_rules! dispatch {
     };
 }
 
+/// `x` as f32 values when T is f32.
+#[inline(always)]
+pub(crate) fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, same layout).
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
+}
+
+#[inline(always)]
+pub(crate) fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
+    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
+        // SAFETY: T is f32 (same type, same layout); the borrow is moved into the result.
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
+}
+
+/// Keeps freed buffers of up to 32 MB in the heap instead of returning them to the
+/// system (glibc). Every pass allocates and frees buffers of a few MB per chunk; with
+/// glibc's adaptive threshold each of them could be a fresh mapping, faulted in page by
+/// page (an HVP on LeNet spent 10 of its 80 ms so). 32 MB is the most glibc's own
+/// adaptation would reach; fixed from the start, it never unmaps them. Called by every
+/// kernel model (`NativeClassifier::new`); process-wide and idempotent.
+pub(crate) fn keep_buffers_in_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only sets allocator parameters; both values are in range.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+            }
+        });
+    }
+}
+
 pub mod conv;
 pub mod pool;
 pub mod pooled;

@@ -14,11 +14,86 @@ pub fn forward<T: Float>(
     out: &mut [T],
     winner: &mut [u8],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if dims.3 >= avx::LANES && super::fma_available() {
+        if let (Some(x), Some(out)) = (super::as_f32(x), super::as_f32_mut(out)) {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { avx::forward(dims, x, out, winner) };
+        }
+    }
     dispatch!(
         forward_impl,
         forward_avx2,
         (dims: (usize, usize, usize, usize), x: &[T], out: &mut [T], winner: &mut [u8])
     );
+}
+
+/// The pooling for f32 in AVX2 compares and blends, 8 channels at a time, the slots in
+/// 32-bit lanes narrowed to bytes once per group (written generically, the compiler
+/// converted every compare mask to bytes and back: a seventh of a forward pass).
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use std::arch::x86_64::*;
+
+    pub const LANES: usize = 8;
+
+    /// As [`super::forward`], for at least [`LANES`] channels.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn forward(
+        (n, h, w, c): (usize, usize, usize, usize),
+        x: &[f32],
+        out: &mut [f32],
+        winner: &mut [u8],
+    ) {
+        assert!(c >= LANES);
+        let (ho, wo) = (h / 2, w / 2);
+        assert!(x.len() >= n * h * w * c && out.len() >= n * ho * wo * c);
+        assert!(winner.len() >= n * ho * wo * c);
+        let row = w * c;
+        // Channel groups: every LANES, the last one overlapping the one before it
+        // (its shared channels get the same values twice).
+        let starts = (0..c.div_ceil(LANES)).map(|g| (g * LANES).min(c - LANES));
+        for r in 0..n * ho {
+            let top = r * 2 * row;
+            for ox in 0..wo {
+                let corner = top + 2 * ox * c;
+                let o = (r * wo + ox) * c;
+                for s in starts.clone() {
+                    let p = x.as_ptr().add(corner + s);
+                    // SAFETY: corner + s + LANES ≤ the window's last row end, in bounds
+                    // by the asserts above; so are o + s + LANES in out and winner.
+                    window(
+                        [p, p.add(c), p.add(row), p.add(row + c)],
+                        out.as_mut_ptr().add(o + s),
+                        winner.as_mut_ptr().add(o + s),
+                    );
+                }
+            }
+        }
+    }
+
+    /// The first maximum of four candidates in 8 channels, NaN winning.
+    #[inline(always)]
+    unsafe fn window(candidates: [*const f32; 4], out: *mut f32, winner: *mut u8) {
+        let mut best = _mm256_loadu_ps(candidates[0]);
+        let mut slot = _mm256_setzero_si256();
+        for (k, &p) in candidates.iter().enumerate().skip(1) {
+            let v = _mm256_loadu_ps(p);
+            // v > best is false while best is NaN, so a NaN, once best, stays.
+            let greater = _mm256_cmp_ps::<_CMP_GT_OQ>(v, best);
+            let v_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v);
+            let best_nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(best, best);
+            let take = _mm256_or_ps(greater, _mm256_andnot_ps(best_nan, v_nan));
+            best = _mm256_blendv_ps(best, v, take);
+            slot = _mm256_blendv_epi8(slot, _mm256_set1_epi32(k as i32), _mm256_castps_si256(take));
+        }
+        _mm256_storeu_ps(out, best);
+        let words = _mm_packs_epi32(
+            _mm256_castsi256_si128(slot),
+            _mm256_extracti128_si256::<1>(slot),
+        );
+        _mm_storel_epi64(winner.cast::<__m128i>(), _mm_packus_epi16(words, words));
+    }
 }
 
 #[inline(always)]
@@ -142,21 +217,41 @@ mod tests {
 
     #[test]
     fn windows_pick_their_first_maximum_and_nan() {
-        let dims = (3, 6, 4, 5);
-        // Few distinct values (ties everywhere), some NaN.
-        let x: Vec<f32> = (0..3 * 6 * 4 * 5)
-            .map(|i| match (i * 7919) % 13 {
-                0 => f32::NAN,
-                r => (r % 4) as f32 - 1.0,
-            })
-            .collect();
-        let (want, want_winner) = by_entry(dims, &x);
-        let (mut out, mut winner) = (vec![0.0; want.len()], vec![9u8; want.len()]);
-        forward(dims, &x, &mut out, &mut winner);
-        assert_eq!(winner, want_winner);
-        for (a, b) in out.iter().zip(&want) {
-            assert!(a == b || a.is_nan() && b.is_nan(), "{a} vs {b}");
+        // Channel counts below one AVX2 group of 8 (the generic code only), exactly
+        // one, one and an overlapped remainder (LeNet's 10), two and a remainder.
+        for c in [5, 8, 10, 17] {
+            let dims = (3, 6, 4, c);
+            // Few distinct values (ties everywhere), some NaN.
+            let x: Vec<f32> = (0..3 * 6 * 4 * c)
+                .map(|i| match (i * 7919) % 13 {
+                    0 => f32::NAN,
+                    r => (r % 4) as f32 - 1.0,
+                })
+                .collect();
+            let (want, want_winner) = by_entry(dims, &x);
+            assert!(want.iter().any(|v| v.is_nan()) && want_winner.contains(&3));
+            let check = |out: &[f32], winner: &[u8], route: &str| {
+                assert_eq!(winner, want_winner, "{route}, {c} channels");
+                for (a, b) in out.iter().zip(&want) {
+                    assert!(
+                        a == b || a.is_nan() && b.is_nan(),
+                        "{route}, {c}: {a} vs {b}"
+                    );
+                }
+            };
+            // As dispatched (f32 in AVX2 where the CPU has it), the generic code in
+            // f32, and in f64.
+            let (mut out, mut winner) = (vec![0.0; want.len()], vec![9u8; want.len()]);
+            forward(dims, &x, &mut out, &mut winner);
+            check(&out, &winner, "dispatched");
+            let (mut out, mut winner) = (vec![0.0; want.len()], vec![9u8; want.len()]);
+            forward_impl::<f32, false>(dims, &x, &mut out, &mut winner);
+            check(&out, &winner, "generic");
+            let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+            let (mut out64, mut winner) = (vec![0.0; want.len()], vec![9u8; want.len()]);
+            forward(dims, &x64, &mut out64, &mut winner);
+            let out: Vec<f32> = out64.iter().map(|&v| v as f32).collect();
+            check(&out, &winner, "f64");
         }
-        assert!(want.iter().any(|v| v.is_nan()) && want_winner.contains(&3));
     }
 }

@@ -18,7 +18,7 @@
 //! and picked at run time (the build targets baseline x86-64).
 
 use super::conv::ConvShape;
-use super::Float;
+use super::{as_f32, as_f32_mut, Float};
 use std::ops::Range;
 
 /// A convolution without padding whose output goes straight into 2×2 max pooling.
@@ -205,21 +205,6 @@ fn axpy<T: Float, const FMA: bool>(alpha: T, x: &[T], y: &mut [T]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y = madd::<T, FMA>(alpha, *x, *y);
     }
-}
-
-/// `x` as f32 values when T is f32.
-#[inline(always)]
-fn as_f32<T: Float>(x: &[T]) -> Option<&[f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        // SAFETY: T is f32 (same type, same layout).
-        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast::<f32>(), x.len()) })
-}
-
-#[inline(always)]
-fn as_f32_mut<T: Float>(x: &mut [T]) -> Option<&mut [f32]> {
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>())
-        // SAFETY: T is f32 (same type, same layout); the borrow is moved into the result.
-        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast::<f32>(), x.len()) })
 }
 
 #[cfg(target_arch = "x86_64")]

@@ -424,6 +424,48 @@ fn affine<T: Float>(out: &mut Vec<T>, rows: usize, a: Mat<'_, T>, w: &[T], b: &[
     matmul(out, true, a, Mat::rows(w, outputs, a.cols).t());
 }
 
+/// Patches a pooled convolution's forward pass makes at once: a few samples' worth
+/// (LeNet's second convolution: 64 KB of f32 per image), so that they are still in
+/// cache when the product reads them (the whole chunk's, written and read back from
+/// memory, were a seventh of a forward pass).
+const PATCH_BLOCK_BYTES: usize = 256 << 10;
+
+/// A convolution's output (`out`, replaced) over `n` samples of `x`, its patch matrix
+/// made and used [`PATCH_BLOCK_BYTES`] at a time.
+fn pooled_conv_forward<T: Float>(
+    shape: &conv::ConvShape,
+    n: usize,
+    x: &[T],
+    out: &mut Vec<T>,
+    weights: &Weights<T>,
+    param: usize,
+) {
+    let (positions, window) = (shape.positions(), shape.window());
+    let (w, b) = (&weights.w[param], &weights.b[param]);
+    let outputs = b.len();
+    let per_sample = positions * window * std::mem::size_of::<T>();
+    let block = (PATCH_BLOCK_BYTES / per_sample.max(1)).max(1);
+    let pixels = shape.height * shape.width * shape.channels;
+    out.clear();
+    out.reserve(n * positions * outputs);
+    for _ in 0..n * positions {
+        out.extend_from_slice(b);
+    }
+    let mut patches = Vec::with_capacity(block * positions * window);
+    for s0 in (0..n).step_by(block) {
+        let m = block.min(n - s0);
+        patches.clear();
+        conv::im2col_extend(shape, m, &x[s0 * pixels..(s0 + m) * pixels], &mut patches);
+        let rows = m * positions;
+        matmul(
+            &mut out[s0 * positions * outputs..(s0 + m) * positions * outputs],
+            true,
+            Mat::rows(&patches, rows, window),
+            Mat::rows(w, outputs, window).t(),
+        );
+    }
+}
+
 fn column_sums<T: Float>(m: &[T], cols: usize, into: &mut [T]) {
     for row in m.chunks_exact(cols) {
         for (s, v) in into.iter_mut().zip(row) {
@@ -511,9 +553,17 @@ impl<T: Float> Tape<T> {
                             tape.kept_patches = Some((all, range));
                             Vec::new()
                         }
+                        // Past the forward pass a pooled convolution reads its input,
+                        // not its patches (a kept point would hold 46 MB of them on
+                        // LeNet): they are made a few samples at a time, in cache.
+                        _ if *pooled => {
+                            pooled_conv_forward(shape, n, a, &mut out, weights, *param);
+                            tape.acts.push(out);
+                            continue;
+                        }
                         _ => {
-                            let mut p = vec![T::ZERO; rows * shape.window()];
-                            conv::im2col(shape, n, a, &mut p);
+                            let mut p = Vec::new();
+                            conv::im2col_extend(shape, n, a, &mut p);
                             p
                         }
                     };
@@ -525,11 +575,6 @@ impl<T: Float> Tape<T> {
                         &weights.w[*param],
                         &weights.b[*param],
                     );
-                    // Past the forward pass a pooled convolution reads its input, not
-                    // these (a kept point would hold 46 MB of them on LeNet).
-                    if *pooled {
-                        tape.patches[i] = Vec::new();
-                    }
                 }
                 Step::Pool { h, w, c, .. } => {
                     let len = n * (h / 2) * (w / 2) * c;
@@ -1346,6 +1391,7 @@ fn nhwc<T: Float>(data: &ImageSet) -> Vec<T> {
 impl<T: Float> NativeClassifier<T> {
     pub fn new(arch: Architecture, data: &ImageSet) -> Result<Self> {
         super::classifier::check_data(&arch, data)?;
+        crate::kernels::keep_buffers_in_heap();
         if data.is_empty() {
             return Err(Error::Numerics(format!(
                 "{}: no training images",
