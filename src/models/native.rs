@@ -415,13 +415,17 @@ fn relu_passes<T: Float>(out: T) -> bool {
 
 /// Rows of `out` set to the bias, then `out += a·wᵀ`.
 fn affine<T: Float>(out: &mut Vec<T>, rows: usize, a: Mat<'_, T>, w: &[T], b: &[T]) {
-    let outputs = b.len();
+    bias_rows(out, rows, b);
+    matmul(out, true, a, Mat::rows(w, b.len(), a.cols).t());
+}
+
+/// `out` (replaced) as `rows` copies of the bias, for a product to accumulate onto.
+fn bias_rows<T: Float>(out: &mut Vec<T>, rows: usize, b: &[T]) {
     out.clear();
-    out.reserve(rows * outputs);
+    out.reserve(rows * b.len());
     for _ in 0..rows {
         out.extend_from_slice(b);
     }
-    matmul(out, true, a, Mat::rows(w, outputs, a.cols).t());
 }
 
 /// Patches a pooled convolution's forward pass makes at once: a few samples' worth
@@ -446,11 +450,7 @@ fn pooled_conv_forward<T: Float>(
     let per_sample = positions * window * std::mem::size_of::<T>();
     let block = (PATCH_BLOCK_BYTES / per_sample.max(1)).max(1);
     let pixels = shape.height * shape.width * shape.channels;
-    out.clear();
-    out.reserve(n * positions * outputs);
-    for _ in 0..n * positions {
-        out.extend_from_slice(b);
-    }
+    bias_rows(out, n * positions, b);
     let mut patches = Vec::with_capacity(block * positions * window);
     for s0 in (0..n).step_by(block) {
         let m = block.min(n - s0);
