@@ -46,6 +46,11 @@ pub struct Config {
     pub seed: u64,
     /// Worker threads; defaults to the available cores.
     pub threads: Option<usize>,
+    /// Trajectories computed side by side, the costliest first. Default: the
+    /// experiment's (every dynamics of the networks and the quadratic at once, visible
+    /// from the start; one per thread for the toy's and one-hidden network's many
+    /// replicates). Fewer finish a long protocol sooner on few cores (docs/BENCHMARKS.md).
+    pub trajectories_at_once: Option<usize>,
     /// Where the network experiments compute (`crate::device`); the others run on the CPU.
     pub device: Device,
     /// Dynamics to run, by config key (docs/METHOD.md §2).
@@ -64,6 +69,8 @@ struct Common {
     seed: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     threads: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trajectories_at_once: Option<usize>,
     #[serde(default, skip_serializing_if = "Device::is_cpu")]
     device: Device,
     dynamics: Vec<DynamicsKind>,
@@ -432,6 +439,7 @@ pub fn parse(text: &str, source: &str, overrides: &[String]) -> Result<LoadedCon
         name: common.name,
         seed: common.seed,
         threads: common.threads,
+        trajectories_at_once: common.trajectories_at_once,
         device: common.device,
         dynamics: common.dynamics,
         noise: common.noise,
@@ -562,6 +570,9 @@ impl Config {
         if let Some(t) = self.threads {
             at_least("threads", t, 1)?;
         }
+        if let Some(n) = self.trajectories_at_once {
+            at_least("trajectories_at_once", n, 1)?;
+        }
         if let Some(name) = &self.name {
             check(
                 !name.is_empty()
@@ -639,6 +650,7 @@ impl Config {
             name: self.name.clone(),
             seed: self.seed,
             threads: self.threads,
+            trajectories_at_once: self.trajectories_at_once,
             device: self.device,
             dynamics: self.dynamics.clone(),
             noise: self.noise.clone(),
@@ -663,5 +675,11 @@ impl Config {
     pub fn threads(&self) -> usize {
         self.threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    /// How many trajectories compute at once: the config's, or the experiment's
+    /// `default` when it says nothing.
+    pub fn trajectories_at_once(&self, default: usize) -> usize {
+        self.trajectories_at_once.unwrap_or(default).max(1)
     }
 }

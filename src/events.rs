@@ -393,6 +393,14 @@ pub struct RunInfo {
     pub x_marks: Vec<(u64, String)>,
     /// UTC start time.
     pub started: String,
+    /// (dynamics, replicate) trajectories an earlier attempt of this run finished (a
+    /// resumed run): this attempt sends nothing about them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finished_before: Vec<(DynamicsKind, usize)>,
+    /// A rough relative cost of one iteration of each dynamics (empty: not known): the
+    /// ETA of trajectories not started yet scales the measured ones' by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub iteration_costs: Vec<(DynamicsKind, f64)>,
 }
 
 impl RunInfo {

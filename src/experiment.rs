@@ -37,6 +37,9 @@ pub struct Outline {
     pub plane: Option<Plane>,
     /// Iterations to mark on the charts (θ_GD), with their names.
     pub x_marks: Vec<(u64, String)>,
+    /// A rough relative cost of one iteration of each dynamics (empty: not known), for
+    /// the order trajectories start in and the ETA of those not started.
+    pub iteration_costs: Vec<(DynamicsKind, f64)>,
 }
 
 /// One experiment: implemented by its config section.

@@ -42,12 +42,11 @@ struct Track {
     /// Step when this attempt first heard of it.
     first_step: u64,
     last_seen: f64,
-    /// Machine-seconds attributed to its steps and to its finished measurements, the
-    /// measurement in progress, and how many finished.
+    /// Machine-seconds attributed to its steps, the same at its latest event (the steps
+    /// done since are not known yet), and to the measurement in progress.
     work_steps: f64,
-    work_measure: f64,
+    work_steps_seen: f64,
     work_current: f64,
-    measurements: u64,
     /// Recent cost of one measurement: an exponentially weighted mean (measurements
     /// grow dearer as a trajectory moves: Lanczos and the sharpness probes work harder).
     recent_measure: Option<f64>,
@@ -76,9 +75,8 @@ impl Track {
             first_step: p.step,
             last_seen: p.elapsed_s,
             work_steps: 0.0,
-            work_measure: 0.0,
+            work_steps_seen: 0.0,
             work_current: 0.0,
-            measurements: 0,
             recent_measure: None,
             window: VecDeque::new(),
             done: false,
@@ -100,7 +98,7 @@ impl Track {
         let taken = self.step.saturating_sub(self.first_step);
         let work = match per_cpu_s {
             Some(f) => self.cpu_steps * f,
-            None => self.work_steps,
+            None => self.work_steps_seen,
         };
         (taken > 0 && work > 0.0).then(|| work / taken as f64)
     }
@@ -168,6 +166,8 @@ pub struct Snapshot {
     pub fraction: Option<f64>,
     pub eta_s: Option<f64>,
     pub tracks: Vec<TrackView>,
+    /// Trajectories not started yet (`trajectories_at_once`), nor finished before.
+    pub waiting: usize,
 }
 
 impl Snapshot {
@@ -184,6 +184,8 @@ pub struct ProgressModel {
     /// The run's trajectories: (dynamics, replicate).
     expected: Vec<(DynamicsKind, usize)>,
     finished: BTreeSet<(DynamicsKind, usize)>,
+    /// The run's rough relative cost of an iteration per dynamics (may be empty).
+    iteration_costs: BTreeMap<DynamicsKind, f64>,
     /// Latest time heard, on the workers' clock of this attempt.
     now: f64,
     /// Wall seconds while trajectories ran, and the processor seconds charged to them
@@ -242,6 +244,8 @@ impl ProgressModel {
             .iter()
             .flat_map(|&d| (0..info.replicates.max(1)).map(move |r| (d, r)))
             .collect();
+        self.finished.extend(info.finished_before.iter().copied());
+        self.iteration_costs = info.iteration_costs.iter().copied().collect();
     }
 
     fn end(&mut self, dynamics: DynamicsKind, replicate: Option<usize>) {
@@ -318,14 +322,13 @@ impl ProgressModel {
         }
         tr.cpu = p.cpu_s.or(tr.cpu);
         if tr.measuring() && !matches!(p.task, Task::Measuring(_) | Task::Computing(_)) {
-            tr.measurements += 1;
-            tr.work_measure += tr.work_current;
             tr.recent_measure = Some(recent(tr.recent_measure, tr.work_current));
             tr.work_current = 0.0;
             tr.cpu_recent_measure = Some(recent(tr.cpu_recent_measure, tr.cpu_current));
             tr.cpu_current = 0.0;
         }
         tr.step = p.step;
+        tr.work_steps_seen = tr.work_steps;
         tr.steps = p.steps;
         tr.offset = p.offset;
         tr.measure_every = p.measure_every;
@@ -391,13 +394,27 @@ impl ProgressModel {
         // is known, the shared phase's (the GD phase steps and measures the same model).
         let mean_step = mean(&Track::step_cost, false).or(mean(&Track::step_cost, true));
         let mean_measure = mean(&Track::measure_cost, false).or(mean(&Track::measure_cost, true));
+        // A trajectory's step cost before its own is measured: the measured ones'
+        // scaled by the run's relative iteration costs when it has them, else the mean.
+        let hint = |d: DynamicsKind| self.iteration_costs.get(&d).copied().filter(|&c| c > 0.0);
+        let (mut measured, mut hinted) = (0.0, 0.0);
+        for ((ph, d, _), t) in &self.tracks {
+            if let (None, Some(cost), Some(h)) = (ph, t.step_cost(charged), hint(*d)) {
+                measured += cost;
+                hinted += h;
+            }
+        }
+        let step_cost_of = |d: DynamicsKind| match hint(d) {
+            Some(h) if hinted > 0.0 => Some(measured / hinted * h),
+            _ => mean_step,
+        };
         // The time since the last event went to the running tracks, shared equally.
         let running = self.tracks.values().filter(|t| !t.done).count().max(1) as f64;
         // Remaining and done machine-seconds of one track, when its costs are known.
-        let estimate = |t: &Track, shared: bool| -> Option<(f64, f64)> {
+        let estimate = |t: &Track, d: DynamicsKind, shared: bool| -> Option<(f64, f64)> {
             let fallback =
                 |own: Option<f64>, mean: Option<f64>| if shared { own } else { own.or(mean) };
-            let step_cost = fallback(t.step_cost(factor(shared)), mean_step)?;
+            let step_cost = fallback(t.step_cost(factor(shared)), step_cost_of(d))?;
             let measure_cost = if t.measure_every == 0 {
                 0.0
             } else {
@@ -433,9 +450,9 @@ impl ProgressModel {
             let shared = ph.is_some();
             // A finished track has nothing left; what it did still counts as done.
             let est = if t.done {
-                Some((0.0, estimate(t, shared).map_or(0.0, |e| e.1)))
+                Some((0.0, estimate(t, *d, shared).map_or(0.0, |e| e.1)))
             } else {
-                estimate(t, shared)
+                estimate(t, *d, shared)
             };
             let silent = now - t.last_seen;
             let own = (t.measure_cost(factor(shared)), t.step_cost(factor(shared)));
@@ -488,28 +505,37 @@ impl ProgressModel {
             .filter(|k| k.0.is_none())
             .map(|k| (k.1, k.2))
             .collect();
+        // Their whole work, steps at `step_cost_of` and measurements at the mean: left
+        // if not started, done if an earlier attempt finished them (its costs are not
+        // known to this one).
+        let every = self
+            .tracks
+            .iter()
+            .find(|(k, _)| k.0.is_none())
+            .map_or(0, |(_, t)| t.measure_every);
+        let whole_trajectory = |d: DynamicsKind| -> Option<f64> {
+            let steps = typical_steps?;
+            let step_cost = step_cost_of(d)?;
+            let measurements = if every > 0 {
+                steps.div_ceil(every) + 1
+            } else {
+                0
+            };
+            Some(steps as f64 * step_cost + measurements as f64 * mean_measure.unwrap_or(0.0))
+        };
         let mut waiting = 0;
         for e in &self.expected {
-            if heard.contains(e) || self.finished.contains(e) {
+            if heard.contains(e) {
+                continue;
+            }
+            if self.finished.contains(e) {
+                done_total += whole_trajectory(e.0).unwrap_or(0.0);
                 continue;
             }
             waiting += 1;
-            match (typical_steps, mean_step) {
-                (Some(steps), Some(step_cost)) => {
-                    let every = self
-                        .tracks
-                        .iter()
-                        .find(|(k, _)| k.0.is_none())
-                        .map_or(0, |(_, t)| t.measure_every);
-                    let measurements = if every > 0 {
-                        steps.div_ceil(every) + 1
-                    } else {
-                        0
-                    };
-                    left_total += steps as f64 * step_cost
-                        + measurements as f64 * mean_measure.unwrap_or(0.0);
-                }
-                _ => known = false,
+            match whole_trajectory(e.0) {
+                Some(work) => left_total += work,
+                None => known = false,
             }
         }
         let started = !heard.is_empty();
@@ -533,6 +559,7 @@ impl ProgressModel {
             },
             eta_s: (started && known).then_some(left_total),
             tracks,
+            waiting,
         }
     }
 }
@@ -596,6 +623,9 @@ pub fn summary(snap: &Snapshot, label: &str) -> String {
         if t.stalled {
             out += &format!(" STALLED ({:.0} s silent)", t.silent_s);
         }
+    }
+    if snap.phase.is_none() && snap.waiting > 0 {
+        out += &format!(" · {} waiting", snap.waiting);
     }
     out
 }

@@ -52,13 +52,28 @@ pub fn run_info(loaded: &LoadedConfig, run_dir: &Path, started: &str) -> RunInfo
         plane: outline.plane,
         x_marks: outline.x_marks,
         started: started.to_string(),
+        finished_before: vec![],
+        iteration_costs: outline.iteration_costs,
     }
 }
 
 /// Announces the run, starts its workers on a background thread and, when they have
 /// all stopped, publishes [`Event::RunEnded`] with the status. `prior`: what an
 /// earlier attempt recorded (a resumed run), which the experiment does not redo.
-pub fn start(loaded: &LoadedConfig, info: RunInfo, events: EventSender, prior: Prior) -> RunHandle {
+pub fn start(
+    loaded: &LoadedConfig,
+    mut info: RunInfo,
+    events: EventSender,
+    prior: Prior,
+) -> RunHandle {
+    // Observers that see only this attempt (a headless resume) still know what is done.
+    info.finished_before = prior.finished.iter().copied().collect();
+    // The kernels' parallel calls go to rayon's global pool: `threads` sizes it, once a
+    // process (a second run in one process keeps the first's); the run says what it got.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(loaded.config.threads())
+        .build_global();
+    info.threads = rayon::current_num_threads();
     let stop = Arc::new(AtomicBool::new(false));
     let config = loaded.config.clone();
     let flag = stop.clone();

@@ -196,6 +196,12 @@ fn bad_configs_exit_2_naming_file_key_value_and_expectation() {
             vec![],
             vec!["bad.toml", "`noise.total_variance`", "-0.01", "> 0"],
         ),
+        // no trajectory at a time
+        (
+            GOOD.to_string(),
+            vec!["trajectories_at_once=0"],
+            vec!["bad.toml", "`trajectories_at_once`", "0", "≥ 1"],
+        ),
         // a required companion key missing
         (
             GOOD.replace("total_variance = 0.01\n", ""),

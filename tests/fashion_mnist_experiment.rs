@@ -311,3 +311,66 @@ fn a_dynamics_that_blows_up_is_flagged_everywhere_while_the_others_finish() {
         );
     }
 }
+
+#[test]
+fn one_trajectory_at_a_time_on_one_thread_runs_the_costliest_first_and_records_the_same() {
+    use noiselab::dynamics::DynamicsKind;
+    use noiselab::events::Event;
+    use noiselab::record::journal;
+    let tmp = tempfile::tempdir().unwrap();
+    let (all, one) = (tmp.path().join("all"), tmp.path().join("one"));
+    let o = run(&all, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // One trajectory at a time, on one thread.
+    let o = run(
+        &one,
+        &[
+            "--set".into(),
+            "trajectories_at_once=1".into(),
+            "--threads".into(),
+            "1".into(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The schedule and the threads change when and where each trajectory computes,
+    // never what it computes.
+    let read = |dir: &Path, name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+    assert_eq!(read(&all, "summary.json"), read(&one, "summary.json"));
+    // `threads` sized the kernels' pool: the run says what it got.
+    let log = read(&one, "events.log");
+    assert!(log.contains("device cpu, 1 threads)"), "{log}");
+
+    // One at a time: each trajectory's progress is one unbroken stretch of the journal,
+    // in the order of the cost estimate, costliest first.
+    let contents = journal::read(&one.join(journal::FILE_NAME)).unwrap();
+    let mut stretches: Vec<DynamicsKind> = vec![];
+    for record in &contents.records {
+        if let journal::Body::Event(Event::Progress(p)) = &record.body {
+            if p.phase.is_none() && stretches.last() != Some(&p.dynamics) {
+                assert!(
+                    !stretches.contains(&p.dynamics),
+                    "{:?} resumed after another trajectory: {stretches:?}",
+                    p.dynamics
+                );
+                stretches.push(p.dynamics);
+            }
+        }
+    }
+    // The run's own resolved config, as its journal announced it.
+    let announced = contents
+        .records
+        .iter()
+        .find_map(|r| match &r.body {
+            journal::Body::Event(Event::RunStarted(info)) => Some(info.config_toml.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let loaded = noiselab::config::parse(&announced, "the run", &[]).unwrap();
+    let config = &loaded.config;
+    let cost = |k| config.noise.spec(k, 0.07).iteration_cost(100);
+    let mut expected = config.dynamics.clone();
+    expected.sort_by(|a, b| cost(*b).total_cmp(&cost(*a)));
+    assert_eq!(stretches, expected);
+    assert_eq!(stretches.first(), Some(&DynamicsKind::GldHessian));
+    assert_eq!(stretches.last(), Some(&DynamicsKind::Sgd));
+}

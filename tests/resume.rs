@@ -125,16 +125,53 @@ fn phase(dir: &Path) -> &'static str {
     }
 }
 
+/// Every attempt's `RunStarted` names the trajectories that earlier attempts finished
+/// (what a display that sees only that attempt needs for its ETA), and no others.
+/// Whether any attempt had some to name.
+fn check_finished_before(dir: &Path) -> bool {
+    use noiselab::events::Event;
+    let contents = journal::read(&dir.join(journal::FILE_NAME)).unwrap();
+    let mut finished = std::collections::BTreeSet::new();
+    let mut named = false;
+    for record in &contents.records {
+        match &record.body {
+            journal::Body::Event(Event::RunStarted(info)) => {
+                let told: std::collections::BTreeSet<_> =
+                    info.finished_before.iter().copied().collect();
+                assert_eq!(
+                    told,
+                    finished,
+                    "{}: RunStarted's finished_before",
+                    dir.display()
+                );
+                named |= !told.is_empty();
+            }
+            journal::Body::Event(Event::TrajectoryFinished {
+                dynamics,
+                replicate,
+            }) => {
+                finished.insert((*dynamics, *replicate));
+            }
+            journal::Body::Event(Event::ReplicateFinished { dynamics, summary }) => {
+                finished.insert((*dynamics, summary.replicate));
+            }
+            _ => {}
+        }
+    }
+    named
+}
+
 /// Runs `args` once to the end, then `kills` times killed with SIGKILL at moments spread
 /// over the run's length (one in each `1/kills` of it, at a random point) and resumed:
 /// each must end with the uninterrupted run's datasets and summary.json, bit for bit.
-/// Returns where the kills landed and how many resumes continued from a checkpoint.
+/// Returns where the kills landed, how many resumes continued from a checkpoint and
+/// how many were told of trajectories finished before them.
 fn kill_and_resume(
     args: &[String],
     kills: usize,
     seed: u64,
     aimed: &[&'static str],
-) -> (Vec<&'static str>, usize) {
+) -> (Vec<&'static str>, usize, usize) {
     let tmp = tempfile::tempdir().unwrap();
     // Twice uninterrupted: the same record both times, and the kills are spread over
     // the shorter (warm) duration.
@@ -160,6 +197,7 @@ fn kill_and_resume(
     let mut rng = rand_chacha::ChaCha12Rng::seed_from_u64(seed);
     let mut phases = vec![];
     let mut from_checkpoint = 0;
+    let mut told_finished = 0;
     // First a kill aimed at each of `aimed` (the log is watched until the run is
     // there: a short phase is hit whatever the machine's speed), then `kills` spread
     // over the run's length.
@@ -194,6 +232,7 @@ fn kill_and_resume(
             "resume after kill #{i} at {at:.2} of the run: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        told_finished += usize::from(check_finished_before(&dir));
         let log = std::fs::read_to_string(dir.join("events.log")).unwrap();
         from_checkpoint += usize::from(log.contains("continuing from its checkpoint"));
         let got = all_datasets(&dir);
@@ -206,16 +245,18 @@ fn kill_and_resume(
         assert_eq!(resumed, summary, "kill #{i}: summary.json differs");
     }
     eprintln!(
-        "{} kills over {:.1} s: {phases:?}; {from_checkpoint} resumes continued from a checkpoint",
+        "{} kills over {:.1} s: {phases:?}; {from_checkpoint} resumes continued from a checkpoint, \
+         {told_finished} were told of finished trajectories",
         kills + aimed.len(),
         full.as_secs_f64()
     );
-    (phases, from_checkpoint)
+    (phases, from_checkpoint, told_finished)
 }
 
 #[test]
 fn fashion_mnist_killed_anywhere_resumes_to_the_uninterrupted_record() {
-    let (phases, from_checkpoint) = kill_and_resume(&fashion_args(), 12, 12, &["in the GD phase"]);
+    let (phases, from_checkpoint, _) =
+        kill_and_resume(&fashion_args(), 12, 12, &["in the GD phase"]);
     assert!(phases.contains(&"in the GD phase"), "{phases:?}");
     assert!(
         phases
@@ -231,10 +272,15 @@ fn fashion_mnist_killed_anywhere_resumes_to_the_uninterrupted_record() {
 
 #[test]
 fn one_hidden_killed_anywhere_resumes_to_the_uninterrupted_record() {
-    let (_, from_checkpoint) = kill_and_resume(&one_hidden_args(), 10, 10, &[]);
+    let (_, from_checkpoint, told_finished) = kill_and_resume(&one_hidden_args(), 10, 10, &[]);
     assert!(
         from_checkpoint >= 2,
         "{from_checkpoint} resumes used a checkpoint"
+    );
+    // Its widths finish one after another: later kills resume past some of them.
+    assert!(
+        told_finished >= 1,
+        "no resume came after a finished trajectory"
     );
 }
 

@@ -58,6 +58,8 @@ fn scripted_fashion() -> App {
         plane: None,
         x_marks: vec![(3000, "θ_GD".into())],
         started: "2026-11-30T12:00:00Z".into(),
+        finished_before: vec![],
+        iteration_costs: vec![],
     });
     let mut app = App::new(false);
     app.apply(Event::RunStarted(info));

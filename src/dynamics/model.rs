@@ -94,6 +94,35 @@ pub struct NoiseSpec {
     pub refresh: usize,
 }
 
+impl NoiseSpec {
+    /// A rough cost of one iteration on `samples` training samples, in full-batch
+    /// gradients, for running the costliest trajectories first. The step's gradient (a
+    /// minibatch's for SGD) plus the refresh's work spread over `refresh` iterations: Σ
+    /// from one pass of gradients, top-k of H from about 2k + 8 warm-started
+    /// Hessian-vector products of 1.25 gradients each (docs/BENCHMARKS.md: at the
+    /// protocol's settings this ranks the dynamics as their measured iterations do).
+    pub fn iteration_cost(&self, samples: usize) -> f64 {
+        let step = match self.shape {
+            ShapeSource::Minibatch => self.batch_size as f64 / samples.max(1) as f64,
+            _ => 1.0,
+        };
+        let sigma = matches!(
+            self.shape,
+            ShapeSource::SigmaDiagonal | ShapeSource::SigmaTop(_)
+        ) || self.scale == ScaleRule::MatchSgd;
+        let sigma_cost = match self.covariance {
+            CovarianceSource::Minibatches => 1.0,
+            // Per-sample gradients: one pass, more memory traffic than a batch's.
+            CovarianceSource::PerSample => 2.0,
+        };
+        let mut refresh = if sigma { sigma_cost } else { 0.0 };
+        if let ShapeSource::HessianTop(k) = self.shape {
+            refresh += (2 * k + 8) as f64 * 1.25;
+        }
+        step + refresh / self.refresh.max(1) as f64
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 struct Active {
     shape: NoiseShape,

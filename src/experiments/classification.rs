@@ -13,7 +13,7 @@
 //! can start from it (`<section>.theta_gd`); which training images were picked and
 //! which were relabelled goes to `corrupted.json`.
 
-use super::{partial, report_end, HealthWatch, Say, Section, Tracker};
+use super::{costliest_first, partial, HealthWatch, Say, Section, Tracker};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::data::{ImageSet, Split};
 use crate::dynamics::{DynamicsKind, NoiseModel};
@@ -40,7 +40,6 @@ use serde_json::{json, Map, Value};
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::Path;
-use std::sync::atomic::AtomicUsize;
 
 /// A dataset and the network the protocol trains on it: what differs between the
 /// experiments that share this protocol (`fashion_mnist.rs`, `cifar10.rs`).
@@ -945,21 +944,15 @@ fn run_with<M: ImageModel, D: Dataset>(
     }
     let theta0 = theta_gd(ctx, &measure)?;
     hessian_spectrum(ctx, cfg, &model, &theta0)?;
-    let failed = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for &kind in ctx.config.dynamics.iter().filter(|&&k| !ctx.finished(k, 0)) {
-            let (measure, theta0, failed) = (&measure, &theta0, &failed);
-            scope.spawn(move || {
-                let result = run_one(ctx, kind, measure, theta0);
-                report_end(ctx.events, kind, result, ctx.stop, failed);
-            });
-        }
-    });
-    Ok(failed.into_inner())
+    let costs = super::iteration_costs(ctx.config, cfg.eta, data.train.len());
+    Ok(costliest_first(ctx, &costs, |kind| {
+        run_one(ctx, kind, &measure, &theta0)
+    }))
 }
 
-/// Phase 1 then one worker per dynamics, all side by side (their kernel calls share
-/// rayon's one pool, so they never oversubscribe the cores).
+/// Phase 1 then one worker per dynamics, by default all side by side
+/// (`trajectories_at_once`: fewer, the costliest first); their kernel calls go to
+/// rayon's pools, sized to `threads` in all, so they never oversubscribe the cores.
 fn run_live<D: Dataset>(ctx: &RunContext<'_>) -> Result<usize> {
     let data = load_data::<D>(ctx.config)?;
     ctx.events.log(
@@ -1006,7 +999,7 @@ impl<D: Dataset> Experiment for ImageConfig<D> {
 
     /// D, iterations (phase 1 and 2: the record counts from phase 1's start), one
     /// trajectory per dynamics and the metrics measured.
-    fn outline(&self, _config: &Config) -> Outline {
+    fn outline(&self, config: &Config) -> Outline {
         Outline {
             dim: D::PARAMETERS,
             iterations: (self.gd_iterations + self.iterations) as u64,
@@ -1024,6 +1017,11 @@ impl<D: Dataset> Experiment for ImageConfig<D> {
             } else {
                 vec![]
             },
+            iteration_costs: super::iteration_costs(
+                config,
+                self.eta,
+                self.training_images(D::TRAINING_SET),
+            ),
         }
     }
 

@@ -117,6 +117,94 @@ impl Tokens {
     }
 }
 
+/// Each dynamics' rough cost of an iteration at step size `eta` on `samples` training
+/// samples ([`NoiseSpec::iteration_cost`]), in the config's order.
+pub(crate) fn iteration_costs(
+    config: &crate::config::Config,
+    eta: f64,
+    samples: usize,
+) -> Vec<(DynamicsKind, f64)> {
+    config
+        .dynamics
+        .iter()
+        .map(|&k| (k, config.noise.spec(k, eta).iteration_cost(samples)))
+        .collect()
+}
+
+/// Runs each unfinished one-trajectory dynamics with `run`, `trajectories_at_once` at a
+/// time (default: all), the costliest by `costs` first; publishes how each ended and
+/// returns how many failed.
+pub(crate) fn costliest_first(
+    ctx: &RunContext<'_>,
+    costs: &[(DynamicsKind, f64)],
+    run: impl Fn(DynamicsKind) -> Result<()> + Sync,
+) -> usize {
+    let failed = AtomicUsize::new(0);
+    let jobs: Vec<(f64, DynamicsKind)> = costs
+        .iter()
+        .filter(|(k, _)| !ctx.finished(*k, 0))
+        .map(|&(k, c)| (c, k))
+        .collect();
+    let at_once = ctx.config.trajectories_at_once(jobs.len());
+    in_lanes(jobs, at_once, ctx.config.threads(), ctx.stop, |kind| {
+        report_end(ctx.events, kind, run(kind), ctx.stop, &failed)
+    });
+    failed.into_inner()
+}
+
+/// Runs every job in at most `at_once` lanes, the costliest first (the longest do not
+/// start last and leave a tail computing alone on a machine the others no longer use);
+/// equal costs start in their given order; once `stop` is set no job starts. With no
+/// more lanes than `threads`, each lane computes on its own rayon pool of its share of
+/// the threads: on one shared pool a trajectory's share follows the length of its
+/// parallel calls, which starves those of many short calls (GLD Hessian's Lanczos) for
+/// as long as a trajectory of long calls runs beside them.
+pub fn in_lanes<J: Send>(
+    mut jobs: Vec<(f64, J)>,
+    at_once: usize,
+    threads: usize,
+    stop: &AtomicBool,
+    run: impl Fn(J) + Sync,
+) {
+    // Equal costs keep their given order.
+    jobs.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let lanes = at_once.clamp(1, jobs.len().max(1));
+    let queue = std::sync::Mutex::new(
+        jobs.into_iter()
+            .map(|j| j.1)
+            .collect::<std::collections::VecDeque<J>>(),
+    );
+    let pools: Vec<Option<rayon::ThreadPool>> = (0..lanes)
+        .map(|lane| {
+            (lanes <= threads).then(|| {
+                // The remainder goes to the first lanes, which take the costliest jobs.
+                let share = threads / lanes + usize::from(lane < threads % lanes);
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(share)
+                    .thread_name(move |i| format!("lane-{lane}-{i}"))
+                    .build()
+                    .ok()
+            })?
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for pool in &pools {
+            let (queue, run) = (&queue, &run);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    // The lock is released before the job runs.
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                    match (next, pool) {
+                        (Some(job), Some(pool)) => pool.install(|| run(job)),
+                        (Some(job), None) => run(job),
+                        (None, _) => break,
+                    }
+                }
+            });
+        }
+    });
+}
+
 /// " (interrupted: finished trajectories only)" after a result table's heading, unless
 /// the run finished.
 pub(crate) fn partial(status: RunStatus) -> String {
@@ -578,5 +666,68 @@ mod tests {
                 other => panic!("{bad}: {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn lanes_start_the_costliest_first_and_never_exceed_their_number() {
+        use std::sync::Mutex;
+        let costs = [3.0, 0.5, 7.0, 1.0, 2.0, 7.5, 0.1];
+        for at_once in [1, 2, 3, 10] {
+            let started = Mutex::new(vec![]);
+            let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+            let jobs = costs.iter().map(|&c| (c, c)).collect();
+            let pool_threads = Mutex::new(vec![]);
+            in_lanes(jobs, at_once, 2, &AtomicBool::new(false), |cost| {
+                pool_threads
+                    .lock()
+                    .unwrap()
+                    .push(rayon::current_num_threads());
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                started.lock().unwrap().push(cost);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            });
+            let started = started.into_inner().unwrap();
+            assert_eq!(started.len(), costs.len(), "at_once {at_once}");
+            let lanes = at_once.min(costs.len());
+            assert_eq!(most.into_inner(), lanes, "at_once {at_once}");
+            if at_once == 1 {
+                assert_eq!(started, vec![7.5, 7.0, 3.0, 2.0, 1.0, 0.5, 0.1]);
+            }
+            // Whatever the lanes, the costliest are among the first to start.
+            assert!(started[..lanes].contains(&7.5), "{started:?}");
+            // No more lanes than the 2 threads: each lane on its own pool of its share.
+            let pool_threads = pool_threads.into_inner().unwrap();
+            let own = match lanes {
+                1 => Some(2),
+                2 => Some(1),
+                _ => None,
+            };
+            if let Some(n) = own {
+                assert!(pool_threads.iter().all(|&t| t == n), "{pool_threads:?}");
+            } else {
+                let global = rayon::current_num_threads();
+                assert!(
+                    pool_threads.iter().all(|&t| t == global),
+                    "{pool_threads:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lanes_start_nothing_once_stopped() {
+        let stop = AtomicBool::new(false);
+        let ran = AtomicUsize::new(0);
+        let jobs = (0..5).map(|i| (i as f64, i)).collect();
+        in_lanes(jobs, 1, 2, &stop, |i| {
+            ran.fetch_add(1, Ordering::SeqCst);
+            if i == 3 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+        // 4 then 3 ran; 3 asked to stop.
+        assert_eq!(ran.into_inner(), 2);
     }
 }

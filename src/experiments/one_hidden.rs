@@ -319,6 +319,7 @@ impl Experiment for OneHiddenConfig {
             metrics: METRICS.iter().map(|m| m.def()).collect(),
             plane: None,
             x_marks: vec![],
+            iteration_costs: vec![],
         }
     }
 
@@ -326,7 +327,7 @@ impl Experiment for OneHiddenConfig {
     fn run(&self, ctx: &RunContext<'_>) -> Result<usize> {
         let widths = self.widths.len();
         let failed = AtomicUsize::new(0);
-        let tokens = Tokens::new(ctx.config.threads());
+        let tokens = Tokens::new(ctx.config.trajectories_at_once(ctx.config.threads()));
         std::thread::scope(|scope| {
             for &kind in &ctx.config.dynamics {
                 let (failed, tokens) = (&failed, &tokens);

@@ -3,7 +3,7 @@
 //! `metrics_every` iterations. Small and exact, it is the smallest whole experiment:
 //! what adding one to noiselab takes is this module and its registry line.
 
-use super::{report_end, Measured, Say, Section, Tracker};
+use super::{Measured, Say, Section, Tracker};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine::{self, Start};
@@ -21,7 +21,6 @@ use rand::Rng;
 use rand_chacha::ChaCha12Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use std::sync::atomic::AtomicUsize;
 
 /// ‖θ − x̄‖: how far the trajectory is from the bowl's minimum (this experiment's own).
 const DISTANCE: Metric = Metric::new("distance_to_minimum");
@@ -174,7 +173,7 @@ impl Experiment for QuadraticConfig {
         Ok(())
     }
 
-    fn outline(&self, _config: &Config) -> Outline {
+    fn outline(&self, config: &Config) -> Outline {
         Outline {
             dim: self.curvatures.len(),
             iterations: self.iterations as u64,
@@ -193,21 +192,15 @@ impl Experiment for QuadraticConfig {
             ],
             plane: None,
             x_marks: vec![],
+            iteration_costs: super::iteration_costs(config, self.eta, self.samples),
         }
     }
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<usize> {
-        let failed = AtomicUsize::new(0);
-        std::thread::scope(|scope| {
-            for &kind in ctx.config.dynamics.iter().filter(|&&k| !ctx.finished(k, 0)) {
-                let failed = &failed;
-                scope.spawn(move || {
-                    let result = run_one(ctx, self, kind);
-                    report_end(ctx.events, kind, result, ctx.stop, failed);
-                });
-            }
-        });
-        Ok(failed.into_inner())
+        let costs = super::iteration_costs(ctx.config, self.eta, self.samples);
+        Ok(super::costliest_first(ctx, &costs, |kind| {
+            run_one(ctx, self, kind)
+        }))
     }
 
     fn results_text(&self, record: &RecordState, status: RunStatus) -> String {

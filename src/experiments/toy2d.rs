@@ -333,7 +333,7 @@ fn run_workers(
 ) -> usize {
     let seeds = settings(config).seeds;
     let failed = AtomicUsize::new(0);
-    let tokens = Tokens::new(config.threads());
+    let tokens = Tokens::new(config.trajectories_at_once(config.threads()));
     std::thread::scope(|scope| {
         for &kind in &config.dynamics {
             let (failed, tokens) = (&failed, &tokens);
@@ -484,6 +484,7 @@ impl Experiment for Toy2dConfig {
                 bound: 2.2,
             }),
             x_marks: vec![],
+            iteration_costs: vec![],
         }
     }
 
