@@ -944,8 +944,7 @@ fn run_with<M: ImageModel, D: Dataset>(
     }
     let theta0 = theta_gd(ctx, &measure)?;
     hessian_spectrum(ctx, cfg, &model, &theta0)?;
-    let costs = super::iteration_costs(ctx.config, cfg.eta, data.train.len());
-    Ok(costliest_first(ctx, &costs, |kind| {
+    Ok(costliest_first(ctx, |kind| {
         run_one(ctx, kind, &measure, &theta0)
     }))
 }

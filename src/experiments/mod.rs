@@ -132,18 +132,27 @@ pub(crate) fn iteration_costs(
 }
 
 /// Runs each unfinished one-trajectory dynamics with `run`, `trajectories_at_once` at a
-/// time (default: all), the costliest by `costs` first; publishes how each ended and
-/// returns how many failed.
+/// time (default: all), the costliest first by the iteration costs the experiment's
+/// outline announces (so the order and the ETA's costs are the same figures; a dynamics
+/// without one counts 0); publishes how each ended and returns how many failed.
 pub(crate) fn costliest_first(
     ctx: &RunContext<'_>,
-    costs: &[(DynamicsKind, f64)],
     run: impl Fn(DynamicsKind) -> Result<()> + Sync,
 ) -> usize {
+    let costs = ctx
+        .config
+        .experiment
+        .experiment()
+        .outline(ctx.config)
+        .iteration_costs;
+    let cost = |k: DynamicsKind| costs.iter().find(|c| c.0 == k).map_or(0.0, |c| c.1);
     let failed = AtomicUsize::new(0);
-    let jobs: Vec<(f64, DynamicsKind)> = costs
+    let jobs: Vec<(f64, DynamicsKind)> = ctx
+        .config
+        .dynamics
         .iter()
-        .filter(|(k, _)| !ctx.finished(*k, 0))
-        .map(|&(k, c)| (c, k))
+        .filter(|&&k| !ctx.finished(k, 0))
+        .map(|&k| (cost(k), k))
         .collect();
     let at_once = ctx.config.trajectories_at_once(jobs.len());
     in_lanes(jobs, at_once, ctx.config.threads(), ctx.stop, |kind| {

@@ -197,10 +197,7 @@ impl Experiment for QuadraticConfig {
     }
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<usize> {
-        let costs = super::iteration_costs(ctx.config, self.eta, self.samples);
-        Ok(super::costliest_first(ctx, &costs, |kind| {
-            run_one(ctx, self, kind)
-        }))
+        Ok(super::costliest_first(ctx, |kind| run_one(ctx, self, kind)))
     }
 
     fn results_text(&self, record: &RecordState, status: RunStatus) -> String {
