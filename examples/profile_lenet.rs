@@ -57,6 +57,11 @@ fn main() {
                 let dirs: Vec<&[f64]> = (0..b).map(|_| theta.as_slice()).collect();
                 drop(m32.hvp_block(&theta, &dirs).unwrap())
             }
+            block if block.starts_with("quadratic_forms_f32:") => {
+                let b: usize = block["quadratic_forms_f32:".len()..].parse().unwrap();
+                let dirs: Vec<&[f64]> = (0..b).map(|_| theta.as_slice()).collect();
+                drop(m32.hessian_quadratic_forms(&theta, &dirs).unwrap())
+            }
             // The per-batch sharpness estimator's floor: its pilot and as many passes.
             "sharpness_per_batch_f32" => {
                 use noiselab::estimators::sharpness::*;

@@ -113,7 +113,7 @@ pub fn check_len(model: &str, what: &str, len: usize, dim: usize) -> Result<()> 
 /// Checks the contract of [`Objective::batch_gradients`] so every implementation
 /// reports a bad request the same way.
 pub fn check_batches(indices: &[usize], batch_size: usize, num_samples: usize) -> Result<()> {
-    if batch_size == 0 || indices.len() % batch_size != 0 {
+    if batch_size == 0 || !indices.len().is_multiple_of(batch_size) {
         return Err(crate::Error::Numerics(format!(
             "batch_gradients: {} indices do not split into batches of {batch_size}",
             indices.len()

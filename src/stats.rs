@@ -140,7 +140,7 @@ mod tests {
         // Γ(a + 1) = a Γ(a), from Γ(1) = 1 and Γ(½) = √π.
         let gamma_half = |k: u32| -> f64 {
             // Γ(k/2)
-            let (mut g, mut a) = if k % 2 == 0 {
+            let (mut g, mut a) = if k.is_multiple_of(2) {
                 (1.0, 1.0)
             } else {
                 (std::f64::consts::PI.sqrt(), 0.5)

@@ -204,7 +204,7 @@ fn simulate_sharing(
                     s.work -= s.this_step;
                     s.step += 1;
                     s.this_step = s.step_cost * (1.0 + jitter * (2.0 * rng.random::<f64>() - 1.0));
-                    if s.step % every == 0 || s.step == steps {
+                    if s.step.is_multiple_of(every) || s.step == steps {
                         s.measuring = true;
                         events.push((t, progress(s, t, Task::Measuring("metrics".into()))));
                     } else if t - s.last_report >= 1.0 {

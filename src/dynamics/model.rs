@@ -218,7 +218,7 @@ impl NoiseModel {
 
     /// Recomputes the shape and its scale at the current point when due.
     fn refresh<O: Objective + ?Sized>(&mut self, t: usize, at: &mut AtPoint<'_, O>) -> Result<()> {
-        let due = self.active.is_none() || t % self.spec.refresh.max(1) == 0;
+        let due = self.active.is_none() || t.is_multiple_of(self.spec.refresh.max(1));
         if !due {
             return Ok(());
         }

@@ -144,7 +144,8 @@ pub fn top_eigenpairs(
         let grew = krylov.step(&mut apply)?;
         products += 1;
         let m = krylov.alpha.len();
-        let check = !grew || m >= k + 2 && (m - k) % 4 == 0 || products >= options.max_products;
+        let check =
+            !grew || m >= k + 2 && (m - k).is_multiple_of(4) || products >= options.max_products;
         if !check {
             continue;
         }

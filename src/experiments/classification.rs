@@ -759,12 +759,12 @@ fn gd_phase<M: ImageModel, D: Dataset>(
          noise: &mut NoiseModel,
          rng: &mut ChaCha12Rng,
          say: Say<'_>| {
-            let values = if cfg.gd_metrics_every > 0 && t % cfg.gd_metrics_every == 0 {
+            let values = if cfg.gd_metrics_every > 0 && t.is_multiple_of(cfg.gd_metrics_every) {
                 Some(measure.at(at, noise, rng, say)?)
             } else {
                 None
             };
-            if t % every == 0 || last_log.elapsed().as_secs() >= 10 {
+            if t.is_multiple_of(every) || last_log.elapsed().as_secs() >= 10 {
                 last_log = std::time::Instant::now();
                 let loss = at.loss_and_gradient()?.0;
                 ctx.events.log(
@@ -909,7 +909,7 @@ fn run_one<M: ImageModel, D: Dataset>(
          noise: &mut NoiseModel,
          rng: &mut ChaCha12Rng,
          say: Say<'_>| {
-            if t % cfg.metrics_every != 0 {
+            if !t.is_multiple_of(cfg.metrics_every) {
                 return Ok(None);
             }
             let values = measure.at(at, noise, rng, say)?;

@@ -311,7 +311,7 @@ where
         if self.ctx.stopping() {
             return Err(Error::Stopped);
         }
-        let measuring = self.measure_every > 0 && t % self.measure_every == 0;
+        let measuring = self.measure_every > 0 && t.is_multiple_of(self.measure_every);
         let say = self.say(t);
         if measuring {
             say.measuring("metrics");

@@ -270,7 +270,7 @@ fn run_one(ctx: &RunContext<'_>, kind: DynamicsKind, w: usize) -> Result<()> {
          _: &mut NoiseModel,
          rng: &mut rand_chacha::ChaCha12Rng,
          _: Say<'_>| {
-            if t % cfg.metrics_every != 0 {
+            if !t.is_multiple_of(cfg.metrics_every) {
                 return Ok(None);
             }
             measure(&model, at.theta(), cfg, rng).map(Some)

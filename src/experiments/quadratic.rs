@@ -110,7 +110,7 @@ fn run_one(ctx: &RunContext<'_>, cfg: &QuadraticConfig, kind: DynamicsKind) -> R
          _: &mut NoiseModel,
          _: &mut ChaCha12Rng,
          _: Say<'_>|
-         -> Result<Measured> { (t % every == 0).then(|| measure(&minimum, at)).transpose() },
+         -> Result<Measured> { t.is_multiple_of(every).then(|| measure(&minimum, at)).transpose() },
     );
     let spec = config.noise.spec(kind, cfg.eta);
     let start = tracker.start(spec, cfg.iterations, bowl.dim(), |spec| {

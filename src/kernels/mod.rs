@@ -73,6 +73,7 @@ pub(crate) fn keep_buffers_in_heap() {
 }
 
 pub mod conv;
+pub mod direct;
 pub mod pool;
 pub mod pooled;
 

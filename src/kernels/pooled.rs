@@ -158,7 +158,7 @@ fn madd<T: Float, const FMA: bool>(a: T, b: T, c: T) -> T {
 /// partial sums so that it vectorises; f32 with FMA (the networks' hot path) through
 /// AVX2 intrinsics (the compiler's vectoriser did not reach this loop: scalar FMAs
 /// measured), with masked tails and one horizontal sum for all runs of a window (on
-/// LeNet, 5 runs of 30 values).
+/// LeNet, 5 runs of 50 values).
 #[inline(always)]
 fn dot<T: Float, const FMA: bool>(x: &[T], w: &[T], runs: impl Iterator<Item = Run>) -> T {
     #[cfg(target_arch = "x86_64")]
@@ -209,9 +209,118 @@ fn axpy<T: Float, const FMA: bool>(alpha: T, x: &[T], y: &mut [T]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
+    use super::{as_f32, as_f32_mut, Coefs, Float, PooledConv, Range, Source};
     use std::arch::x86_64::*;
 
-    /// Lanes below `len` (1..=7) set.
+    /// Samples whose windows one pass of [`weight_sums`] sweeps (LeNet: 3.4 KB of input
+    /// each), so that they stay in cache for every channel.
+    const SAMPLES: usize = 4;
+
+    /// The arguments of [`super::weight_sums`].
+    pub type WeightSums<'a, 'b, T> = (
+        &'a PooledConv,
+        (Range<usize>, usize),
+        &'a [u8],
+        &'a [(Coefs<'b, T>, Source<'b, T>)],
+        (Coefs<'b, T>, &'a mut [T]),
+        &'a mut [T],
+    );
+
+    /// [`super::weight_sums`] for f32 (T must be f32) with windows of V vectors a kernel
+    /// row: per direction and channel, the sums of R kernel rows at a time stay in
+    /// registers over all winners of a few samples. (The plain loop read and wrote
+    /// every sum from memory at every winner, bounded by the stores: a sixth of an HVP
+    /// on LeNet.) Callers must run on a CPU with AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn weight_sums<T: Float, const V: usize, const R: usize>(
+        (conv, (samples, b), winners, terms, (bias, gb), gw): WeightSums<'_, '_, T>,
+    ) {
+        let gw = as_f32_mut(gw).expect("f32");
+        let sources: Vec<(Coefs<'_, T>, *const f32, bool)> = terms
+            .iter()
+            .map(|(coefs, source)| match source {
+                Source::Input(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), false),
+                Source::Image(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), true),
+            })
+            .collect();
+        let super::ConvShape {
+            height,
+            width,
+            channels,
+            kernel,
+            ..
+        } = conv.shape;
+        let (outputs, window, span) = (conv.outputs, conv.shape.window(), kernel * channels);
+        let (hq, wq) = conv.pooled();
+        let tail = tail_mask(span - 8 * (V - 1));
+        let load = |p: *const f32, q: usize| {
+            if q + 1 < V {
+                _mm256_loadu_ps(p.add(8 * q))
+            } else {
+                _mm256_maskload_ps(p.add(8 * q), tail)
+            }
+        };
+        for s0 in samples.clone().step_by(SAMPLES) {
+            let s1 = samples.end.min(s0 + SAMPLES);
+            for j in 0..b {
+                for c in 0..outputs {
+                    let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
+                    for ky0 in (0..kernel).step_by(R) {
+                        let mut acc = [[_mm256_setzero_ps(); V]; R];
+                        for s in s0..s1 {
+                            for qy in 0..hq {
+                                for qx in 0..wq {
+                                    let pos = (s * hq + qy) * wq + qx;
+                                    let slot = winners[pos * outputs + c] as usize;
+                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    if ky0 == 0 {
+                                        gb[j * outputs + c] += bias.at(pos, j, c, b, outputs);
+                                    }
+                                    for (coefs, x, image) in &sources {
+                                        let a = coefs.at(pos, j, c, b, outputs);
+                                        if a == T::ZERO {
+                                            continue;
+                                        }
+                                        let image_row = if *image {
+                                            (s * b + j) * height
+                                        } else {
+                                            s * height
+                                        };
+                                        let first =
+                                            x.add(((image_row + oy) * width + ox) * channels);
+                                        let av = _mm256_set1_ps(a.to_f64() as f32);
+                                        for (r, acc) in acc.iter_mut().enumerate() {
+                                            if ky0 + r < kernel {
+                                                let p = first.add((ky0 + r) * width * channels);
+                                                for (q, acc) in acc.iter_mut().enumerate() {
+                                                    *acc = _mm256_fmadd_ps(av, load(p, q), *acc);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        for (r, acc) in acc.iter().enumerate() {
+                            if ky0 + r < kernel {
+                                let p = g.add((ky0 + r) * span);
+                                for (q, acc) in acc.iter().enumerate() {
+                                    let sum = _mm256_add_ps(load(p, q), *acc);
+                                    if q + 1 < V {
+                                        _mm256_storeu_ps(p.add(8 * q), sum);
+                                    } else {
+                                        _mm256_maskstore_ps(p.add(8 * q), tail, sum);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lanes below `len` (1..=8) set.
     #[inline(always)]
     unsafe fn tail_mask(len: usize) -> __m256i {
         _mm256_cmpgt_epi32(
@@ -402,6 +511,38 @@ pub fn weight_sums<T: Float>(
     bias_gb: (Coefs<'_, T>, &mut [T]),
     gw: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if as_f32(gw).is_some() && super::fma_available() {
+        let args = (conv, sb, winners, terms, bias_gb, gw);
+        // SAFETY: the CPU has AVX2 and FMA (checked just above), T is f32.
+        unsafe {
+            return match (conv.shape.kernel * conv.shape.channels).div_ceil(8) {
+                1 => avx::weight_sums::<T, 1, 12>(args),
+                2 => avx::weight_sums::<T, 2, 6>(args),
+                3 => avx::weight_sums::<T, 3, 4>(args),
+                4 => avx::weight_sums::<T, 4, 3>(args),
+                5 => avx::weight_sums::<T, 5, 2>(args),
+                6 => avx::weight_sums::<T, 6, 2>(args),
+                7 => avx::weight_sums::<T, 7, 1>(args),
+                _ => {
+                    let (conv, sb, winners, terms, bias_gb, gw) = args;
+                    weight_sums_generic(conv, sb, winners, terms, bias_gb, gw)
+                }
+            };
+        }
+    }
+    weight_sums_generic(conv, sb, winners, terms, bias_gb, gw)
+}
+
+/// [`weight_sums`] in the plain loops (AVX2 + FMA or not).
+fn weight_sums_generic<T: Float>(
+    conv: &PooledConv,
+    sb: (Range<usize>, usize),
+    winners: &[u8],
+    terms: &[(Coefs<'_, T>, Source<'_, T>)],
+    bias_gb: (Coefs<'_, T>, &mut [T]),
+    gw: &mut [T],
+) {
     dispatch!(
         weight_sums_impl,
         weight_sums_fma,
@@ -472,16 +613,21 @@ mod tests {
     );
 
     fn setup(b: usize) -> Setup {
+        setup_shape(b, 3, 3)
+    }
+
+    /// [`setup`] with `channels` input channels and a `kernel`-wide window.
+    fn setup_shape(b: usize, channels: usize, kernel: usize) -> Setup {
         let shape = ConvShape {
             height: 8,
             width: 10,
-            channels: 3,
-            kernel: 3,
+            channels,
+            kernel,
             padding: 0,
         };
         let conv = PooledConv { shape, outputs: 4 };
         let n = 2;
-        let x: Vec<f64> = (0..n * 8 * 10 * 3)
+        let x: Vec<f64> = (0..n * 8 * 10 * channels)
             .map(|i| (i * 37 % 101) as f64 / 50.0 - 1.0)
             .collect();
         let window = shape.window();
@@ -503,7 +649,7 @@ mod tests {
         let mut winners = vec![0u8; pooled.len()];
         pool::forward((n, ho, wo, 4), &out, &mut pooled, &mut winners);
         // An image block of b directions (the tangent input).
-        let rx: Vec<f64> = (0..n * 8 * 10 * 3 * b)
+        let rx: Vec<f64> = (0..n * 8 * 10 * channels * b)
             .map(|i| (i * 29 % 97) as f64 / 48.0 - 1.0)
             .collect();
         (conv, n, (x, patches), w, winners, rx)
@@ -669,12 +815,19 @@ mod tests {
     }
 
     /// The f32 route (AVX2 + FMA intrinsics with masked tails where the CPU has them)
-    /// against the same kernels in f64: runs of 9 values (3 × 3 × 3 windows) leave
-    /// one-lane tails.
+    /// against the same kernels in f64, for window rows of 3, 9, 30 and 50 values (1,
+    /// 2, 4 and 7 vectors: the weight sums' register blocks of each size, with tails
+    /// of 3, 1, 6 and 2 lanes; 50 is LeNet's second convolution).
     #[test]
     fn f32_kernels_match_f64() {
+        for (channels, kernel) in [(1, 3), (3, 3), (6, 5), (10, 5)] {
+            f32_matches_f64(channels, kernel);
+        }
+    }
+
+    fn f32_matches_f64(channels: usize, kernel: usize) {
         let b = 2;
-        let (conv, n, (x, _), w, winners, rx) = setup(b);
+        let (conv, n, (x, _), w, winners, rx) = setup_shape(b, channels, kernel);
         let (window, outputs) = (conv.shape.window(), conv.outputs);
         let q = n * conv.pooled_positions();
         let f32s = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
@@ -694,7 +847,10 @@ mod tests {
         let close = |got: &[f32], want: &[f64], what: &str| {
             let scale = want.iter().fold(0.0f64, |m, a| m.max(a.abs()));
             for (g, e) in got.iter().zip(want) {
-                assert!((*g as f64 - e).abs() <= 1e-5 * scale, "{what}: {g} vs {e}");
+                assert!(
+                    (*g as f64 - e).abs() <= 1e-5 * scale,
+                    "{what} ({channels} channels, {kernel}×{kernel}): {g} vs {e}"
+                );
             }
         };
         let want = all_kernels(&conv, (n, b), &winners, [&x, &w, &rx, &v, &delta]);

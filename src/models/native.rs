@@ -14,7 +14,7 @@ use super::network::{Architecture, Layer, Shape};
 use crate::data::ImageSet;
 use crate::kernels::conv::{self, ConvShape};
 use crate::kernels::pooled::{self, Coefs, Kernel, PooledConv, Source};
-use crate::kernels::{matmul, pool, Float, Mat};
+use crate::kernels::{direct, matmul, pool, Float, Mat};
 use crate::linalg::GradientMatrix;
 use crate::objective::{check_batches, check_len, check_range, Objective};
 use crate::{Error, Result};
@@ -75,6 +75,9 @@ pub struct Plan {
     steps: Vec<Step>,
     /// Index of the first step with parameters: no input gradient is needed before it.
     first_param_step: usize,
+    /// The step of a convolution computed from its one-channel input image instead of a
+    /// patch matrix (`kernels::direct`; set by the kernel model for its float type).
+    direct: Option<usize>,
     /// Per parameter layer: the θ index of every kernel-layout weight entry, and the θ
     /// range of its bias. One map serves both directions (θ → kernels, gradients → θ).
     layout: Vec<(Vec<usize>, std::ops::Range<usize>)>,
@@ -220,6 +223,7 @@ impl Plan {
             arch,
             steps,
             first_param_step,
+            direct: None,
             layout,
         }
     }
@@ -230,6 +234,11 @@ impl Plan {
 
     /// Whether the pooled convolution at step `i` is followed by its pooling and then a
     /// ReLU, whose output (`acts[i + 3]`) says which tangent entries survive.
+    /// Whether step `i` is the directly computed convolution.
+    fn is_direct(&self, i: usize) -> bool {
+        self.direct == Some(i)
+    }
+
     fn relu_after_pool(&self, i: usize) -> bool {
         matches!(self.steps.get(i + 2), Some(Step::Relu { .. }))
     }
@@ -548,13 +557,25 @@ impl<T: Float> Tape<T> {
                     ..
                 } => {
                     let rows = n * shape.positions();
+                    if plan.is_direct(i) {
+                        // Kept patches still serve products with more outputs than the
+                        // direct kernels take (HVP blocks); none are made here.
+                        if let Some(FirstPatches::Kept(all, range)) = first.take() {
+                            tape.kept_patches = Some((all, range));
+                        }
+                        let (w, b) = (&weights.w[*param], &weights.b[*param]);
+                        out = vec![T::ZERO; rows * b.len()];
+                        direct::forward(shape, b.len(), n, a, (w, b), &mut out);
+                        tape.acts.push(out);
+                        continue;
+                    }
                     let p = match first.take().filter(|_| i == 0) {
                         Some(FirstPatches::Kept(all, range)) => {
                             tape.kept_patches = Some((all, range));
                             Vec::new()
                         }
                         // Past the forward pass a pooled convolution reads its input,
-                        // not its patches (a kept point would hold 46 MB of them on
+                        // not its patches (a kept point would hold 77 MB of them on
                         // LeNet): they are made a few samples at a time, in cache.
                         _ if *pooled => {
                             pooled_conv_forward(shape, n, a, &mut out, weights, *param);
@@ -620,6 +641,19 @@ impl<T: Float> Tape<T> {
             Some((all, range)) if i == 0 => &all[range.clone()],
             _ => &self.patches[i],
         }
+    }
+
+    /// What the weights of convolution step `i` multiply.
+    fn layer_input(&self, plan: &Plan, i: usize, shape: &ConvShape) -> LayerInput<'_, T> {
+        if plan.is_direct(i) {
+            let kept = self
+                .kept_patches
+                .as_ref()
+                .map(|(all, range)| &all[range.clone()]);
+            return LayerInput::Images(*shape, &self.acts[i], kept);
+        }
+        let rows = self.n * shape.positions();
+        LayerInput::Rows(Mat::rows(self.patches(i), rows, shape.window()))
     }
 
     fn logits(&self) -> &[T] {
@@ -722,8 +756,14 @@ impl<T: Float> Tape<T> {
                     // writes positions × (b·out), the second (positions·b) × out — the
                     // same memory.
                     let (rows, win) = (n * shape.positions(), shape.window());
-                    let p = Mat::rows(self.patches(i), rows, win);
-                    affine(&mut out, rows, p, &dirs.stacked[*param], &dirs.bias[*param]);
+                    let (v, vb) = (&dirs.stacked[*param], &dirs.bias[*param]);
+                    match self.layer_input(plan, i, shape) {
+                        LayerInput::Images(_, x, _) if direct::supported::<T>(shape, vb.len()) => {
+                            out = vec![T::ZERO; rows * vb.len()];
+                            direct::forward(shape, vb.len(), n, x, (v, vb), &mut out);
+                        }
+                        input => affine(&mut out, rows, input.rows().as_mat(), v, vb),
+                    }
                     if live {
                         let mut rp = vec![T::ZERO; rows * b * win];
                         conv::im2col_block(shape, n, b, ra, &mut rp);
@@ -937,12 +977,14 @@ impl<T: Float> Tape<T> {
                 } => {
                     let rows = n * shape.positions();
                     let win = shape.window();
-                    let p = Mat::rows(self.patches(i), rows, win);
                     sink_layer(
                         plan,
                         *param,
                         sink,
-                        (Mat::rows(&delta, rows, *outputs), p),
+                        (
+                            Mat::rows(&delta, rows, *outputs),
+                            self.layer_input(plan, i, shape),
+                        ),
                         shape.positions(),
                     );
                     if need_input {
@@ -961,7 +1003,8 @@ impl<T: Float> Tape<T> {
                     ..
                 } => {
                     let a = Mat::rows(&self.acts[i], n, *inputs);
-                    sink_layer(plan, *param, sink, (Mat::rows(&delta, n, *outputs), a), 1);
+                    let d = Mat::rows(&delta, n, *outputs);
+                    sink_layer(plan, *param, sink, (d, LayerInput::Rows(a)), 1);
                     if need_input {
                         let w = Mat::rows(&weights.w[*param], *outputs, *inputs);
                         let mut dx = vec![T::ZERO; n * inputs];
@@ -1069,7 +1112,7 @@ impl<T: Float> Tape<T> {
                         (hvs, scale),
                         (
                             Mat::rows(&rdelta, rows, b * outputs),
-                            Mat::rows(self.patches(i), rows, win),
+                            self.layer_input(plan, i, shape),
                         ),
                         (!tangent.patches[i].is_empty())
                             .then(|| (delta, Mat::rows(&tangent.patches[i], rows, b * win))),
@@ -1108,7 +1151,7 @@ impl<T: Float> Tape<T> {
                         (hvs, scale),
                         (
                             Mat::rows(&rdelta, n, b * outputs),
-                            Mat::rows(&self.acts[i], n, *inputs),
+                            LayerInput::Rows(Mat::rows(&self.acts[i], n, *inputs)),
                         ),
                         need_input.then(|| (delta, Mat::rows(&tangent.acts[i], n, b * inputs))),
                     );
@@ -1184,22 +1227,124 @@ fn add_twice_per_direction<T: Float>(
     }
 }
 
+/// What a parameter layer's weights multiply: its input rows (activations, or a
+/// convolution's patch matrix), or the images of a directly computed convolution.
+#[derive(Clone, Copy)]
+enum LayerInput<'a, T> {
+    Rows(Mat<'a, T>),
+    /// With the images' kept patch rows, if there are.
+    Images(ConvShape, &'a [T], Option<&'a [T]>),
+}
+
+impl<T: Float> LayerInput<'_, T> {
+    /// Columns of the weight matrix: the rows' width, or the kernel window.
+    fn fan(&self) -> usize {
+        match self {
+            LayerInput::Rows(a) => a.cols,
+            LayerInput::Images(shape, ..) => shape.window(),
+        }
+    }
+
+    /// The rows themselves: a directly computed convolution's patch matrix made now
+    /// (for more outputs than it computes directly: several directions at once).
+    fn rows(&self) -> Rows<'_, T> {
+        match self {
+            LayerInput::Rows(a) => Rows::Kept(*a),
+            LayerInput::Images(shape, x, kept) => {
+                let n = x.len() / (shape.height * shape.width);
+                if let Some(p) = kept {
+                    return Rows::Kept(Mat::rows(p, n * shape.positions(), shape.window()));
+                }
+                let mut p = Vec::new();
+                conv::im2col_extend(shape, n, x, &mut p);
+                Rows::Made(p, n * shape.positions(), shape.window())
+            }
+        }
+    }
+
+    /// δᵀ·A (δ.cols × fan) over the rows of samples `samples`, `rows_per_sample` each
+    /// (δ's rows are all samples').
+    fn weight_sums(
+        &self,
+        delta: Mat<'_, T>,
+        samples: Range<usize>,
+        rows_per_sample: usize,
+    ) -> Vec<T> {
+        let (lo, hi) = (
+            samples.start * rows_per_sample,
+            samples.end * rows_per_sample,
+        );
+        let d = Mat {
+            data: &delta.data[lo * delta.rs..],
+            rows: hi - lo,
+            ..delta
+        };
+        let mut gw = vec![T::ZERO; delta.cols * self.fan()];
+        match self {
+            LayerInput::Rows(a) => {
+                let a = Mat {
+                    data: &a.data[lo * a.rs..],
+                    rows: hi - lo,
+                    ..*a
+                };
+                matmul(&mut gw, false, d.t(), a);
+            }
+            LayerInput::Images(shape, x, kept) => {
+                let pixels = shape.height * shape.width;
+                let images = &x[samples.start * pixels..samples.end * pixels];
+                let (m, d_rows) = (samples.len(), &d.data[..d.rows * d.rs]);
+                let (positions, window) = (shape.positions(), shape.window());
+                if direct::supported::<T>(shape, delta.cols) {
+                    direct::weight_sums(shape, delta.cols, m, images, d_rows, &mut gw);
+                } else if let Some(p) = kept {
+                    let p = &p[lo * window..hi * window];
+                    matmul(&mut gw, false, d.t(), Mat::rows(p, hi - lo, window));
+                } else {
+                    let mut p = Vec::new();
+                    conv::im2col_extend(shape, m, images, &mut p);
+                    let p = Mat::rows(&p, m * positions, window);
+                    matmul(&mut gw, false, d.t(), p);
+                }
+            }
+        }
+        gw
+    }
+}
+
+/// A layer's input rows, kept or made for one product.
+enum Rows<'a, T> {
+    Kept(Mat<'a, T>),
+    Made(Vec<T>, usize, usize),
+}
+
+impl<T: Float> Rows<'_, T> {
+    fn as_mat(&self) -> Mat<'_, T> {
+        match self {
+            Rows::Kept(a) => *a,
+            Rows::Made(p, rows, cols) => Mat::rows(p, *rows, *cols),
+        }
+    }
+}
+
 /// Sinks the R-operator gradients of one parameter layer for b directions at once:
-/// R(∂L/∂W_j) = R(δ_j)ᵀ·A + δᵀ·R(A_j). `first` is (R(δ): rows × (b·out), A: rows × fan),
+/// R(∂L/∂W_j) = R(δ_j)ᵀ·A + δᵀ·R(A_j). `first` is (R(δ): rows × (b·out), A),
 /// `second` (δ: rows × out, R(A): rows × (b·fan)) when the layer's input has a tangent.
 /// Two matrix products for all b directions, then one scatter per direction.
 fn sink_block<T: Float>(
     plan: &Plan,
     param: usize,
     (hvs, scale): (&mut [Vec<f64>], f64),
-    (rdelta, a): (Mat<'_, T>, Mat<'_, T>),
+    (rdelta, a): (Mat<'_, T>, LayerInput<'_, T>),
     second: Option<(Mat<'_, T>, Mat<'_, T>)>,
 ) {
     let b = hvs.len();
-    let (rows, fan) = (a.rows, a.cols);
+    let (rows, fan) = (rdelta.rows, a.fan());
     let outputs = rdelta.cols / b;
-    let mut first = vec![T::ZERO; rdelta.cols * fan];
-    matmul(&mut first, false, rdelta.t(), a);
+    let samples = match a {
+        LayerInput::Rows(_) => rows,
+        LayerInput::Images(shape, ..) => rows / shape.positions(),
+    };
+    let first = a.weight_sums(rdelta, 0..samples, rows / samples.max(1));
     let mut gb = vec![T::ZERO; rdelta.cols];
     column_sums(&rdelta.data[..rows * rdelta.cols], rdelta.cols, &mut gb);
     let second = second.map(|(delta, ra)| {
@@ -1249,28 +1394,18 @@ fn sink_layer<T: Float>(
     plan: &Plan,
     param: usize,
     sink: &mut Sink<'_>,
-    (delta, a): (Mat<'_, T>, Mat<'_, T>),
+    (delta, a): (Mat<'_, T>, LayerInput<'_, T>),
     rows_per_sample: usize,
 ) {
-    let (outputs, fan) = (delta.cols, a.cols);
+    let outputs = delta.cols;
     sink.layer(plan, param, delta.rows / rows_per_sample, |samples| {
         let (lo, hi) = (
             samples.start * rows_per_sample,
             samples.end * rows_per_sample,
         );
-        let d = Mat {
-            data: &delta.data[lo * delta.rs..],
-            rows: hi - lo,
-            ..delta
-        };
-        let a = Mat {
-            data: &a.data[lo * a.rs..],
-            rows: hi - lo,
-            ..a
-        };
-        let (mut gw, mut gb) = (vec![T::ZERO; outputs * fan], vec![T::ZERO; outputs]);
-        matmul(&mut gw, false, d.t(), a);
-        column_sums(&d.data[..(hi - lo) * d.rs], outputs, &mut gb);
+        let gw = a.weight_sums(delta, samples, rows_per_sample);
+        let mut gb = vec![T::ZERO; outputs];
+        column_sums(&delta.data[lo * delta.rs..hi * delta.rs], outputs, &mut gb);
         (gw, gb)
     });
 }
@@ -1431,7 +1566,22 @@ impl<T: Float> NativeClassifier<T> {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(POINT_CACHE_BYTES);
-        let plan = Plan::new(arch);
+        let mut plan = Plan::new(arch);
+        // A one-channel first convolution runs from the images where its kernels can
+        // (f32, AVX2): its patch matrix was a third of a gradient's memory traffic.
+        // NOISELAB_DIRECT_CONV=0 keeps the patch matrix (to compare the two).
+        if let Some(Step::Conv {
+            shape,
+            outputs,
+            pooled: false,
+            ..
+        }) = plan.steps.first()
+        {
+            let allowed = std::env::var("NOISELAB_DIRECT_CONV").map_or(true, |v| v != "0");
+            if allowed && direct::supported::<T>(shape, *outputs) {
+                plan.direct = Some(0);
+            }
+        }
         let x = nhwc(data);
         let patches_budget = std::env::var("NOISELAB_KEPT_PATCHES_BYTES")
             .ok()
