@@ -564,7 +564,6 @@ impl<T: Float> Tape<T> {
                             tape.kept_patches = Some((all, range));
                         }
                         let (w, b) = (&weights.w[*param], &weights.b[*param]);
-                        out = vec![T::ZERO; rows * b.len()];
                         direct::forward(shape, b.len(), n, a, (w, b), &mut out);
                         tape.acts.push(out);
                         continue;
@@ -759,7 +758,6 @@ impl<T: Float> Tape<T> {
                     let (v, vb) = (&dirs.stacked[*param], &dirs.bias[*param]);
                     match self.layer_input(plan, i, shape) {
                         LayerInput::Images(_, x, _) if direct::supported::<T>(shape, vb.len()) => {
-                            out = vec![T::ZERO; rows * vb.len()];
                             direct::forward(shape, vb.len(), n, x, (v, vb), &mut out);
                         }
                         input => affine(&mut out, rows, input.rows().as_mat(), v, vb),
