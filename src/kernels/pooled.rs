@@ -252,6 +252,24 @@ mod avx {
         } = conv.shape;
         let (outputs, window, span) = (conv.outputs, conv.shape.window(), kernel * channels);
         let (hq, wq) = conv.pooled();
+        // The reads below are unchecked: every window they touch is inside these.
+        let pixels = height * width * channels;
+        assert!(
+            winners.len() >= samples.end * hq * wq * outputs,
+            "weight sums: winners"
+        );
+        for (_, source) in terms {
+            let (Source::Input(x) | Source::Image(x)) = source;
+            let images = if matches!(source, Source::Image(_)) {
+                b
+            } else {
+                1
+            };
+            assert!(
+                x.len() >= samples.end * images * pixels,
+                "weight sums: source"
+            );
+        }
         let tail = tail_mask(span - 8 * (V - 1));
         let load = |p: *const f32, q: usize| {
             if q + 1 < V {
@@ -271,7 +289,8 @@ mod avx {
                             for qy in 0..hq {
                                 for qx in 0..wq {
                                     let pos = (s * hq + qy) * wq + qx;
-                                    let slot = winners[pos * outputs + c] as usize;
+                                    // A window slot, 0..4 (the pooling's).
+                                    let slot = (winners[pos * outputs + c] & 3) as usize;
                                     let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
                                     if ky0 == 0 {
                                         gb[j * outputs + c] += bias.at(pos, j, c, b, outputs);

@@ -232,13 +232,13 @@ impl Plan {
         &self.arch
     }
 
-    /// Whether the pooled convolution at step `i` is followed by its pooling and then a
-    /// ReLU, whose output (`acts[i + 3]`) says which tangent entries survive.
     /// Whether step `i` is the directly computed convolution.
     fn is_direct(&self, i: usize) -> bool {
         self.direct == Some(i)
     }
 
+    /// Whether the pooled convolution at step `i` is followed by its pooling and then a
+    /// ReLU, whose output (`acts[i + 3]`) says which tangent entries survive.
     fn relu_after_pool(&self, i: usize) -> bool {
         matches!(self.steps.get(i + 2), Some(Step::Relu { .. }))
     }
