@@ -7,15 +7,15 @@
 //! images, kept between passes) and every pass streams it from memory twice — the
 //! forward product and the weight gradient — which was about a third of a gradient and
 //! of an HVP (docs/BENCHMARKS.md). Here an output row of Wₒ·C_out values (NHWC, 240 on
-//! LeNet) is a run of 8-lane vectors; lane l of vector v is output (x, c) with
-//! x·C_out + c = 8v + l, so the input it needs is pixel x + kx of the row, picked from
+//! LeNet) is a run of L-lane vectors (8 in AVX2, 16 in AVX-512); lane l of vector v is
+//! output (x, c) with x·C_out + c = L·v + l, so the input it needs is pixel x + kx of the row, picked from
 //! one load of the row by a lane permutation, and the weight it needs is W[c, tap],
 //! from a table of the weights laid out in that lane pattern. The image row loaded once
 //! serves every kernel column, the permuted vector every kernel row.
 //!
-//! f32 in AVX2 + FMA when [`supported`]; anything else runs the plain loops (the
-//! callers use the patch matrix there: `models/native.rs`). Single-threaded, like the
-//! other kernels.
+//! f32 in AVX-512 or AVX2 + FMA when [`supported`] (the widest the CPU has and the row
+//! fits); anything else runs the plain loops (the callers use the patch matrix there:
+//! `models/native.rs`). Single-threaded, like the other kernels.
 
 use super::conv::ConvShape;
 use super::Float;
@@ -57,7 +57,7 @@ fn lanes_for<T: Float>(shape: &ConvShape, outputs: usize) -> Option<usize> {
         && (1..=MAX_OUTPUTS).contains(&outputs);
     WIDTHS
         .into_iter()
-        .filter(|&lanes| lanes <= tests::widest())
+        .filter(|&lanes| lanes <= widest())
         .filter(|&lanes| match lanes {
             16 => avx512_available(),
             _ => super::fma_available(),
@@ -588,12 +588,12 @@ mod avx512 {
     lane_kernels!("avx512f");
 }
 
-#[cfg(not(test))]
-mod tests {
-    /// The widest vectors to use: all the CPU has.
-    pub fn widest() -> usize {
-        usize::MAX
-    }
+/// The widest vectors to use: all the CPU has, except in a test that caps them.
+fn widest() -> usize {
+    #[cfg(test)]
+    return tests::WIDEST.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    usize::MAX
 }
 
 #[cfg(test)]
@@ -603,11 +603,7 @@ mod tests {
 
     thread_local! {
         /// The widest vectors a test lets the kernels use (each test is one thread).
-        static WIDEST: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
-
-    pub fn widest() -> usize {
-        WIDEST.with(Cell::get)
+        pub static WIDEST: Cell<usize> = const { Cell::new(usize::MAX) };
     }
 
     /// Runs `f` at every vector width the kernels take this convolution at on this

@@ -532,36 +532,21 @@ pub fn weight_sums<T: Float>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if as_f32(gw).is_some() && super::fma_available() {
-        let args = (conv, sb, winners, terms, bias_gb, gw);
-        // SAFETY: the CPU has AVX2 and FMA (checked just above), T is f32.
+        // SAFETY: the CPU has AVX2 and FMA (checked just above), T is f32. Windows of
+        // more than 7 vectors a row fall through to the plain loops.
         unsafe {
-            return match (conv.shape.kernel * conv.shape.channels).div_ceil(8) {
-                1 => avx::weight_sums::<T, 1, 12>(args),
-                2 => avx::weight_sums::<T, 2, 6>(args),
-                3 => avx::weight_sums::<T, 3, 4>(args),
-                4 => avx::weight_sums::<T, 4, 3>(args),
-                5 => avx::weight_sums::<T, 5, 2>(args),
-                6 => avx::weight_sums::<T, 6, 2>(args),
-                7 => avx::weight_sums::<T, 7, 1>(args),
-                _ => {
-                    let (conv, sb, winners, terms, bias_gb, gw) = args;
-                    weight_sums_generic(conv, sb, winners, terms, bias_gb, gw)
-                }
-            };
+            match (conv.shape.kernel * conv.shape.channels).div_ceil(8) {
+                1 => return avx::weight_sums::<T, 1, 12>((conv, sb, winners, terms, bias_gb, gw)),
+                2 => return avx::weight_sums::<T, 2, 6>((conv, sb, winners, terms, bias_gb, gw)),
+                3 => return avx::weight_sums::<T, 3, 4>((conv, sb, winners, terms, bias_gb, gw)),
+                4 => return avx::weight_sums::<T, 4, 3>((conv, sb, winners, terms, bias_gb, gw)),
+                5 => return avx::weight_sums::<T, 5, 2>((conv, sb, winners, terms, bias_gb, gw)),
+                6 => return avx::weight_sums::<T, 6, 2>((conv, sb, winners, terms, bias_gb, gw)),
+                7 => return avx::weight_sums::<T, 7, 1>((conv, sb, winners, terms, bias_gb, gw)),
+                _ => {}
+            }
         }
     }
-    weight_sums_generic(conv, sb, winners, terms, bias_gb, gw)
-}
-
-/// [`weight_sums`] in the plain loops (AVX2 + FMA or not).
-fn weight_sums_generic<T: Float>(
-    conv: &PooledConv,
-    sb: (Range<usize>, usize),
-    winners: &[u8],
-    terms: &[(Coefs<'_, T>, Source<'_, T>)],
-    bias_gb: (Coefs<'_, T>, &mut [T]),
-    gw: &mut [T],
-) {
     dispatch!(
         weight_sums_impl,
         weight_sums_fma,
