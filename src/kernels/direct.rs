@@ -6,25 +6,24 @@
 //! outputs): its patch matrix is 25× the image (69 MB for LeNet's 1,200 training
 //! images, kept between passes) and every pass streams it from memory twice — the
 //! forward product and the weight gradient — which was about a third of a gradient and
-//! of an HVP (docs/BENCHMARKS.md). Here an output row of Wₒ·C_out values (NHWC, 240 on
-//! LeNet) is a run of L-lane vectors (8 in AVX2, 16 in AVX-512); lane l of vector v is
-//! output (x, c) with x·C_out + c = L·v + l, so the input it needs is pixel x + kx of the row, picked from
+//! of an HVP (docs/BENCHMARKS.md). In AVX2 an output row of Wₒ·C_out values (NHWC, 240
+//! on LeNet) is a run of 8-lane vectors; lane l of vector v is output (x, c) with
+//! x·C_out + c = 8v + l, so the input it needs is pixel x + kx of the row, picked from
 //! one load of the row by a lane permutation, and the weight it needs is W[c, tap],
 //! from a table of the weights laid out in that lane pattern. The image row loaded once
-//! serves every kernel column, the permuted vector every kernel row.
+//! serves every kernel column, the permuted vector every kernel row. With AVX-512 the
+//! broadcast kernels (`kernels::broadcast`: the outputs in the lanes, each pixel
+//! broadcast) run instead: the same layout in 16 lanes measured 1.7–1.9× slower.
 //!
-//! f32 in AVX-512 or AVX2 + FMA when [`supported`] (the widest the CPU has and the row
-//! fits); anything else runs the plain loops (the callers use the patch matrix there:
-//! `models/native.rs`). Single-threaded, like the other kernels.
+//! f32 in AVX-512 or AVX2 + FMA when [`supported`]; anything else runs the plain loops
+//! (the callers use the patch matrix there: `models/native.rs`). Single-threaded, like
+//! the other kernels.
 
 use super::conv::ConvShape;
-use super::Float;
+use super::{broadcast, fma_available, widest, Float};
 
 /// Kernel sizes the vector code is unrolled for.
 const KERNELS: [usize; 2] = [3, 5];
-
-/// Lanes of an f32 vector: AVX2, AVX-512.
-const WIDTHS: [usize; 2] = [16, 8];
 
 /// Most outputs computed directly. The weight table is k·k rows of Wₒ·C_out values
 /// (24 KB for LeNet's 10 outputs); beyond this it leaves the first-level cache, and
@@ -33,54 +32,38 @@ const WIDTHS: [usize; 2] = [16, 8];
 pub const MAX_OUTPUTS: usize = 16;
 
 /// Whether [`forward`] and [`weight_sums`] run in vector code for this convolution
-/// with `outputs` output channels: f32 on a CPU with AVX2 and FMA, one input channel,
-/// no padding, a 3×3 or 5×5 kernel, at most [`MAX_OUTPUTS`] outputs, output rows of
-/// whole vectors, and each vector's pixels plus the kernel's width within one load.
+/// with `outputs` output channels: f32, one input channel, no padding, a 3×3 or 5×5
+/// kernel, at most [`MAX_OUTPUTS`] outputs, on a CPU with AVX-512, or with AVX2 and FMA
+/// where output rows are whole vectors and each vector's pixels plus the kernel's width
+/// lie within one load.
 pub fn supported<T: Float>(shape: &ConvShape, outputs: usize) -> bool {
     lanes_for::<T>(shape, outputs).is_some()
 }
 
-/// The vector width the kernels run this convolution at: 16 lanes where the CPU has
-/// AVX-512 and the row fits them, else 8 (AVX2), or none.
+/// The vector width the kernels run this convolution at: 16 where the CPU has AVX-512
+/// (the broadcast kernels, `kernels::broadcast`, which measured faster than 16-lane
+/// permutations), else 8 (AVX2) where the row fits, or none.
 fn lanes_for<T: Float>(shape: &ConvShape, outputs: usize) -> Option<usize> {
-    let fits = |lanes: usize| {
-        (shape.out_width() * outputs).is_multiple_of(lanes)
-            && (0..shape.out_width() * outputs / lanes)
-                .map(|v| (lanes * v + lanes - 1) / outputs - lanes * v / outputs)
-                .max()
-                .is_some_and(|span| span + shape.kernel - 1 < lanes)
-    };
     let shaped = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
         && shape.channels == 1
         && shape.padding == 0
         && KERNELS.contains(&shape.kernel)
         && (1..=MAX_OUTPUTS).contains(&outputs);
-    WIDTHS
-        .into_iter()
-        .filter(|&lanes| lanes <= widest())
-        .filter(|&lanes| match lanes {
-            16 => avx512_available(),
-            _ => super::fma_available(),
-        })
-        .find(|&lanes| shaped && fits(lanes))
-}
-
-/// Whether the AVX-512 versions can run here (NOISELAB_AVX512=0 keeps them off, to
-/// compare with the AVX2 ones).
-fn avx512_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *AVAILABLE.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && super::fma_available()
-                && std::env::var("NOISELAB_AVX512").map_or(true, |v| v != "0")
-        })
+    if !shaped {
+        return None;
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    if broadcast::sums_supported::<T>(shape, outputs) {
+        return Some(16);
     }
+    // An output row of whole 8-lane vectors, each vector's pixels plus the kernel's
+    // width within one load of the image row.
+    let lanes = 8;
+    let fits = (shape.out_width() * outputs).is_multiple_of(lanes)
+        && (0..shape.out_width() * outputs / lanes)
+            .map(|v| (lanes * v + lanes - 1) / outputs - lanes * v / outputs)
+            .max()
+            .is_some_and(|span| span + shape.kernel - 1 < lanes);
+    (widest() >= lanes && fma_available() && fits).then_some(lanes)
 }
 
 fn check(shape: &ConvShape, outputs: usize, n: usize, x: usize, weights: usize, rows: usize) {
@@ -107,7 +90,7 @@ fn check(shape: &ConvShape, outputs: usize, n: usize, x: usize, weights: usize, 
 /// one-channel images `x` (n × H × W) with `w` (`outputs` × k·k, row-major windows)
 /// plus `bias` (`outputs`). Every value is written once, into fresh capacity: zeroing
 /// the output first (28 MB a pass over LeNet's 1,200 images) cost a tenth of a
-/// forward pass.
+/// forward pass. AVX-512 and the plain loops are the broadcast kernels'.
 pub fn forward<T: Float>(
     shape: &ConvShape,
     outputs: usize,
@@ -119,26 +102,22 @@ pub fn forward<T: Float>(
     let len = n * shape.positions() * outputs;
     check(shape, outputs, n, x.len(), w.len(), len);
     assert_eq!(bias.len(), outputs, "direct convolution: bias");
-    out.clear();
-    out.reserve(len);
-    let dst = out.as_mut_ptr();
-    // SAFETY (both routes): `dst` has room for `len` values; each writes every one of
-    // them exactly once (all rows of all vectors of all samples; all (s, y, x, c)),
-    // so the length can be set after.
     #[cfg(target_arch = "x86_64")]
-    if let Some(width) = lanes_for::<T>(shape, outputs) {
+    if lanes_for::<T>(shape, outputs) == Some(avx2::LANES) {
         if let (Some(x), Some(w), Some(bias)) =
             (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
         {
-            let lanes = Lanes::new(shape, outputs, (w, bias), width);
-            let to = dst.cast::<f32>();
-            // SAFETY: `lanes_for` checked the CPU's features for this width and the
-            // shapes the tables assume (T is f32, so `to` is `dst`); see above.
+            let lanes = Lanes::new(shape, outputs, (w, bias), avx2::LANES);
+            out.clear();
+            out.reserve(len);
+            let to = out.as_mut_ptr().cast::<f32>();
+            // SAFETY: `lanes_for` checked AVX2 and the shapes the tables assume (T is
+            // f32, so `to` is the output's); `to` has room for `len` values and the
+            // kernel writes every one of them once (all rows of all vectors of all
+            // samples), so the length can be set after.
             unsafe {
-                match (width, shape.kernel) {
-                    (16, 3) => avx512::forward::<3>(&lanes, n, x, to),
-                    (16, _) => avx512::forward::<5>(&lanes, n, x, to),
-                    (_, 3) => avx2::forward::<3>(&lanes, n, x, to),
+                match shape.kernel {
+                    3 => avx2::forward::<3>(&lanes, n, x, to),
                     _ => avx2::forward::<5>(&lanes, n, x, to),
                 }
                 out.set_len(len);
@@ -146,34 +125,13 @@ pub fn forward<T: Float>(
             return;
         }
     }
-    let (h, wi, k) = (shape.height, shape.width, shape.kernel);
-    let (ho, wo) = (shape.out_height(), shape.out_width());
-    for s in 0..n {
-        let img = &x[s * h * wi..(s + 1) * h * wi];
-        for y in 0..ho {
-            for xo in 0..wo {
-                let at = ((s * ho + y) * wo + xo) * outputs;
-                for c in 0..outputs {
-                    let wc = &w[c * k * k..(c + 1) * k * k];
-                    let mut acc = T::ZERO;
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            acc += wc[ky * k + kx] * img[(y + ky) * wi + xo + kx];
-                        }
-                    }
-                    // SAFETY: at + c < len (see above).
-                    unsafe { dst.add(at + c).write(bias[c] + acc) };
-                }
-            }
-        }
-    }
-    // SAFETY: see above.
-    unsafe { out.set_len(len) };
+    broadcast::forward(shape, outputs, n, x, (w, bias), out);
 }
 
 /// `gw` (`outputs` × k·k, accumulated into) += Σ over the `n` images `x` and their
 /// output positions of δ ⊗ window: the weight gradient of [`forward`] for the output
-/// gradient `delta` (n·Hₒ·Wₒ × `outputs`, NHWC).
+/// gradient `delta` (n·Hₒ·Wₒ × `outputs`, NHWC). AVX-512 and the plain loops are the
+/// broadcast kernels'.
 pub fn weight_sums<T: Float>(
     shape: &ConvShape,
     outputs: usize,
@@ -184,44 +142,25 @@ pub fn weight_sums<T: Float>(
 ) {
     check(shape, outputs, n, x.len(), gw.len(), delta.len());
     #[cfg(target_arch = "x86_64")]
-    if let Some(width) = lanes_for::<T>(shape, outputs) {
+    if lanes_for::<T>(shape, outputs) == Some(avx2::LANES) {
         if let (Some(x), Some(delta), Some(gw)) = (
             super::as_f32(x),
             super::as_f32(delta),
             super::as_f32_mut(gw),
         ) {
-            let lanes = Lanes::new(shape, outputs, (&[], &[]), width);
-            // SAFETY: `lanes_for` checked the CPU's features for this width and the
-            // shapes the tables assume; `check` the lengths.
+            let lanes = Lanes::new(shape, outputs, (&[], &[]), avx2::LANES);
+            // SAFETY: `lanes_for` checked AVX2 and the shapes the tables assume;
+            // `check` the lengths.
             unsafe {
-                match (width, shape.kernel) {
-                    (16, 3) => avx512::weight_sums::<3>(&lanes, n, x, delta, gw),
-                    (16, _) => avx512::weight_sums::<5>(&lanes, n, x, delta, gw),
-                    (_, 3) => avx2::weight_sums::<3>(&lanes, n, x, delta, gw),
+                match shape.kernel {
+                    3 => avx2::weight_sums::<3>(&lanes, n, x, delta, gw),
                     _ => avx2::weight_sums::<5>(&lanes, n, x, delta, gw),
                 }
             }
             return;
         }
     }
-    let (h, wi, k) = (shape.height, shape.width, shape.kernel);
-    let (ho, wo) = (shape.out_height(), shape.out_width());
-    for s in 0..n {
-        let img = &x[s * h * wi..(s + 1) * h * wi];
-        for y in 0..ho {
-            for xo in 0..wo {
-                let d = &delta[((s * ho + y) * wo + xo) * outputs..][..outputs];
-                for (c, &dc) in d.iter().enumerate() {
-                    let g = &mut gw[c * k * k..(c + 1) * k * k];
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            g[ky * k + kx] += dc * img[(y + ky) * wi + xo + kx];
-                        }
-                    }
-                }
-            }
-        }
-    }
+    broadcast::weight_sums(shape, outputs, n, x, delta, gw);
 }
 
 /// The lane pattern of an output row: for vector v, the first input pixel of its
@@ -296,238 +235,37 @@ impl Lanes {
     }
 }
 
-/// The kernels at one vector width, written once: each module below defines the
-/// vector types (V: f32 lanes, I: lane indices, M: a load mask), LANES and the few
-/// operations they use, then expands this.
-#[cfg(target_arch = "x86_64")]
-macro_rules! lane_kernels {
-    ($feature:literal) => {
-        /// Output rows computed at once: their accumulators stay in registers while every
-        /// input row they read is loaded and permuted once.
-        const ROWS: usize = 8;
-
-        /// Samples taken through one output vector before the next: their images (3 KB
-        /// each on LeNet) stay in cache while that vector's weights are reused.
-        const SAMPLES: usize = 16;
-
-        /// Weights of one group of output vectors, kept in the first-level cache.
-        const WEIGHT_BYTES: usize = 32 << 10;
-
-        #[inline(always)]
-        unsafe fn tables<const K: usize>(l: &Lanes, v: usize) -> (M, [I; K]) {
-            debug_assert_eq!(l.lanes, LANES);
-            let mask = mask_of(&l.mask[v * LANES..(v + 1) * LANES]);
-            let perm = std::array::from_fn(|kx| index_of(&l.perm[(v * K + kx) * LANES..][..LANES]));
-            (mask, perm)
-        }
-
-        /// See [`super::forward`]. Callers must run on a CPU with the module's features, with the
-        /// lengths checked and `l` built with the weights.
-        #[target_feature(enable = $feature)]
-        pub unsafe fn forward<const K: usize>(l: &Lanes, n: usize, x: &[f32], out: *mut f32) {
-            let (h, wi, ho, e) = (l.height, l.width, l.out_height, l.row);
-            // Vectors of a row in groups whose weights (K·K vectors each) stay in the first
-            // level cache: all of them for LeNet, a quarter for four directions at once.
-            let group = (WEIGHT_BYTES / (K * K * LANES * 4)).max(1);
-            for s0 in (0..n).step_by(SAMPLES) {
-                for g0 in (0..e / LANES).step_by(group) {
-                    for s in s0..n.min(s0 + SAMPLES) {
-                        for v in g0..(e / LANES).min(g0 + group) {
-                            let (mask, perm) = tables::<K>(l, v);
-                            let wv = l.weights.as_ptr().add(v * LANES);
-                            let base = x.as_ptr().add(s * h * wi + l.x0[v]);
-                            let o = out.add(s * ho * e + v * LANES);
-                            for y0 in (0..ho).step_by(ROWS) {
-                                let mut acc = [load(l.bias.as_ptr().add(v * LANES)); ROWS];
-                                // Input rows past the image (a last block of fewer rows) are read
-                                // clamped to its last row; the rows they feed are not stored. One
-                                // call per input row of the block, so that every accumulator index
-                                // is a constant and the accumulators stay in registers.
-                                let at = (base, y0, wv);
-                                input_row::<K, 0>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 1>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 2>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 3>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 4>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 5>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 6>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 7>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 8>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 9>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 10>(l, at, mask, &perm, &mut acc);
-                                input_row::<K, 11>(l, at, mask, &perm, &mut acc);
-                                for (j, a) in acc.iter().enumerate().take(ho - y0) {
-                                    let q = o.add((y0 + j) * e);
-                                    store(q, *a);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        /// Input row `R` of a block of [`ROWS`] output rows from `y0` (`base`: the
-        /// vector's first pixel in the image, `wv`: its weights): permuted once per kernel
-        /// column, multiplied into every output row it reaches. Rows past `ROWS + K - 1`
-        /// are none.
-        #[inline(always)]
-        unsafe fn input_row<const K: usize, const R: usize>(
-            l: &Lanes,
-            (base, y0, wv): (*const f32, usize, *const f32),
-            mask: M,
-            perm: &[I; K],
-            acc: &mut [V; ROWS],
-        ) {
-            if R >= ROWS + K - 1 {
-                return;
-            }
-            let seg = masked_load(base.add((y0 + R).min(l.height - 1) * l.width), mask);
-            for (kx, p) in perm.iter().enumerate() {
-                let p = permute(seg, *p);
-                for ky in 0..K {
-                    if R >= ky && R - ky < ROWS {
-                        let w = load(wv.add((ky * K + kx) * l.row));
-                        acc[R - ky] = fma(p, w, acc[R - ky]);
-                    }
-                }
-            }
-        }
-
-        /// See [`super::weight_sums`]. Callers must run on a CPU with the module's features, with
-        /// the lengths checked.
-        #[target_feature(enable = $feature)]
-        pub unsafe fn weight_sums<const K: usize>(
-            l: &Lanes,
-            n: usize,
-            x: &[f32],
-            delta: &[f32],
-            gw: &mut [f32],
-        ) {
-            let e = l.row;
-            // Lane-wise sums, tap-major like the weight table: reduced to channels at the end.
-            let mut sums = vec![0f32; K * K * e];
-            for s0 in (0..n).step_by(SAMPLES) {
-                let samples = (s0, n.min(s0 + SAMPLES));
-                for v in 0..e / LANES {
-                    let (mask, perm) = tables::<K>(l, v);
-                    let at = (x.as_ptr().add(l.x0[v]), delta.as_ptr().add(v * LANES), mask);
-                    // Two kernel columns at a time: 2·K accumulators, and the image row
-                    // loaded once for both.
-                    let mut kx = 0;
-                    while kx < K {
-                        let taken = if kx + 1 < K {
-                            let acc = columns::<K, 2>(l, at, samples, [perm[kx], perm[kx + 1]]);
-                            add_columns::<K, 2>(&mut sums, (e, v, kx), acc)
-                        } else {
-                            let acc = columns::<K, 1>(l, at, samples, [perm[kx]]);
-                            add_columns::<K, 1>(&mut sums, (e, v, kx), acc)
-                        };
-                        kx += taken;
-                    }
-                }
-            }
-            for (tap, t) in sums.chunks_exact(e).enumerate() {
-                for (el, s) in t.iter().enumerate() {
-                    gw[(el % l.outputs) * K * K + tap] += *s;
-                }
-            }
-        }
-
-        /// Σ over the input rows of the samples s0..s1 of (row permuted for kernel column
-        /// g) × δ of the output row ky above it, per kernel row ky and column g (`x`, `d`:
-        /// the vector's first pixel and δ in sample 0).
-        #[inline(always)]
-        unsafe fn columns<const K: usize, const G: usize>(
-            l: &Lanes,
-            (x, d, mask): (*const f32, *const f32, M),
-            (s0, s1): (usize, usize),
-            perm: [I; G],
-        ) -> [[V; G]; K] {
-            let (h, wi, ho, e) = (l.height, l.width, l.out_height, l.row);
-            let mut acc = [[zero(); G]; K];
-            for s in s0..s1 {
-                let (img, d) = (x.add(s * h * wi), d.add(s * ho * e));
-                for rho in 0..h {
-                    let seg = masked_load(img.add(rho * wi), mask);
-                    let p: [V; G] = std::array::from_fn(|g| permute(seg, perm[g]));
-                    for (ky, a) in acc.iter_mut().enumerate() {
-                        if rho >= ky && rho - ky < ho {
-                            let dv = load(d.add((rho - ky) * e));
-                            for g in 0..G {
-                                a[g] = fma(p[g], dv, a[g]);
-                            }
-                        }
-                    }
-                }
-            }
-            acc
-        }
-
-        /// Adds one vector's accumulators for kernel columns kx.. into the lane sums;
-        /// returns how many columns they were.
-        #[inline(always)]
-        unsafe fn add_columns<const K: usize, const G: usize>(
-            sums: &mut [f32],
-            (e, v, kx): (usize, usize, usize),
-            acc: [[V; G]; K],
-        ) -> usize {
-            for (ky, a) in acc.iter().enumerate() {
-                for (g, a) in a.iter().enumerate() {
-                    let q = sums[((ky * K + kx + g) * e + v * LANES)..][..LANES].as_mut_ptr();
-                    store(q, add(load(q), *a));
-                }
-            }
-            G
-        }
-    };
-}
-
-/// The operations both widths spell alike, from their intrinsics' names.
-#[cfg(target_arch = "x86_64")]
-macro_rules! lane_ops {
-    ($zero:ident, $load:ident, $store:ident, $add:ident, $fma:ident) => {
-        #[inline(always)]
-        unsafe fn zero() -> V {
-            $zero()
-        }
-        #[inline(always)]
-        unsafe fn load(p: *const f32) -> V {
-            $load(p)
-        }
-        #[inline(always)]
-        unsafe fn store(p: *mut f32, v: V) {
-            $store(p, v)
-        }
-        #[inline(always)]
-        unsafe fn add(a: V, b: V) -> V {
-            $add(a, b)
-        }
-        #[inline(always)]
-        unsafe fn fma(a: V, b: V, c: V) -> V {
-            $fma(a, b, c)
-        }
-    };
-}
-
 /// AVX2 + FMA: 8 lanes.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use super::Lanes;
     use std::arch::x86_64::*;
 
-    const LANES: usize = 8;
+    pub const LANES: usize = 8;
     type V = __m256;
     type I = __m256i;
     type M = __m256i;
 
-    lane_ops!(
-        _mm256_setzero_ps,
-        _mm256_loadu_ps,
-        _mm256_storeu_ps,
-        _mm256_add_ps,
-        _mm256_fmadd_ps
-    );
+    #[inline(always)]
+    unsafe fn zero() -> V {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> V {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(p: *mut f32, v: V) {
+        _mm256_storeu_ps(p, v)
+    }
+    #[inline(always)]
+    unsafe fn add(a: V, b: V) -> V {
+        _mm256_add_ps(a, b)
+    }
+    #[inline(always)]
+    unsafe fn fma(a: V, b: V, c: V) -> V {
+        _mm256_fmadd_ps(a, b, c)
+    }
     #[inline(always)]
     unsafe fn masked_load(p: *const f32, m: M) -> V {
         _mm256_maskload_ps(p, m)
@@ -545,66 +283,190 @@ mod avx2 {
         _mm256_loadu_si256(m.as_ptr().cast())
     }
 
-    lane_kernels!("avx2,fma");
-}
+    /// Output rows computed at once: their accumulators stay in registers while every
+    /// input row they read is loaded and permuted once.
+    const ROWS: usize = 8;
 
-/// AVX-512: 16 lanes (half the permutations and products of AVX2 a row).
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use super::Lanes;
-    use std::arch::x86_64::*;
+    /// Samples taken through one output vector before the next: their images (3 KB
+    /// each on LeNet) stay in cache while that vector's weights are reused.
+    const SAMPLES: usize = 16;
 
-    const LANES: usize = 16;
-    type V = __m512;
-    type I = __m512i;
-    type M = __mmask16;
+    /// Weights of one group of output vectors, kept in the first-level cache.
+    const WEIGHT_BYTES: usize = 32 << 10;
 
-    lane_ops!(
-        _mm512_setzero_ps,
-        _mm512_loadu_ps,
-        _mm512_storeu_ps,
-        _mm512_add_ps,
-        _mm512_fmadd_ps
-    );
     #[inline(always)]
-    unsafe fn masked_load(p: *const f32, m: M) -> V {
-        _mm512_maskz_loadu_ps(m, p)
-    }
-    #[inline(always)]
-    unsafe fn permute(a: V, i: I) -> V {
-        _mm512_permutexvar_ps(i, a)
-    }
-    #[inline(always)]
-    unsafe fn index_of(i: &[i32]) -> I {
-        _mm512_loadu_si512(i.as_ptr().cast())
-    }
-    #[inline(always)]
-    unsafe fn mask_of(m: &[i32]) -> M {
-        m.iter()
-            .enumerate()
-            .fold(0, |bits, (l, &on)| bits | (u16::from(on != 0) << l))
+    unsafe fn tables<const K: usize>(l: &Lanes, v: usize) -> (M, [I; K]) {
+        debug_assert_eq!(l.lanes, LANES);
+        let mask = mask_of(&l.mask[v * LANES..(v + 1) * LANES]);
+        let perm = std::array::from_fn(|kx| index_of(&l.perm[(v * K + kx) * LANES..][..LANES]));
+        (mask, perm)
     }
 
-    lane_kernels!("avx512f");
-}
+    /// See [`super::forward`]. Callers must run on a CPU with the module's features, with the
+    /// lengths checked and `l` built with the weights.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn forward<const K: usize>(l: &Lanes, n: usize, x: &[f32], out: *mut f32) {
+        let (h, wi, ho, e) = (l.height, l.width, l.out_height, l.row);
+        // Vectors of a row in groups whose weights (K·K vectors each) stay in the first
+        // level cache: all of them for LeNet, a quarter for four directions at once.
+        let group = (WEIGHT_BYTES / (K * K * LANES * 4)).max(1);
+        for s0 in (0..n).step_by(SAMPLES) {
+            for g0 in (0..e / LANES).step_by(group) {
+                for s in s0..n.min(s0 + SAMPLES) {
+                    for v in g0..(e / LANES).min(g0 + group) {
+                        let (mask, perm) = tables::<K>(l, v);
+                        let wv = l.weights.as_ptr().add(v * LANES);
+                        let base = x.as_ptr().add(s * h * wi + l.x0[v]);
+                        let o = out.add(s * ho * e + v * LANES);
+                        for y0 in (0..ho).step_by(ROWS) {
+                            let mut acc = [load(l.bias.as_ptr().add(v * LANES)); ROWS];
+                            // Input rows past the image (a last block of fewer rows) are read
+                            // clamped to its last row; the rows they feed are not stored. One
+                            // call per input row of the block, so that every accumulator index
+                            // is a constant and the accumulators stay in registers.
+                            let at = (base, y0, wv);
+                            input_row::<K, 0>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 1>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 2>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 3>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 4>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 5>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 6>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 7>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 8>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 9>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 10>(l, at, mask, &perm, &mut acc);
+                            input_row::<K, 11>(l, at, mask, &perm, &mut acc);
+                            for (j, a) in acc.iter().enumerate().take(ho - y0) {
+                                let q = o.add((y0 + j) * e);
+                                store(q, *a);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 
-/// The widest vectors to use: all the CPU has, except in a test that caps them.
-fn widest() -> usize {
-    #[cfg(test)]
-    return tests::WIDEST.with(std::cell::Cell::get);
-    #[cfg(not(test))]
-    usize::MAX
+    /// Input row `R` of a block of [`ROWS`] output rows from `y0` (`base`: the
+    /// vector's first pixel in the image, `wv`: its weights): permuted once per kernel
+    /// column, multiplied into every output row it reaches. Rows past `ROWS + K - 1`
+    /// are none.
+    #[inline(always)]
+    unsafe fn input_row<const K: usize, const R: usize>(
+        l: &Lanes,
+        (base, y0, wv): (*const f32, usize, *const f32),
+        mask: M,
+        perm: &[I; K],
+        acc: &mut [V; ROWS],
+    ) {
+        if R >= ROWS + K - 1 {
+            return;
+        }
+        let seg = masked_load(base.add((y0 + R).min(l.height - 1) * l.width), mask);
+        for (kx, p) in perm.iter().enumerate() {
+            let p = permute(seg, *p);
+            for ky in 0..K {
+                if R >= ky && R - ky < ROWS {
+                    let w = load(wv.add((ky * K + kx) * l.row));
+                    acc[R - ky] = fma(p, w, acc[R - ky]);
+                }
+            }
+        }
+    }
+
+    /// See [`super::weight_sums`]. Callers must run on a CPU with the module's features, with
+    /// the lengths checked.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn weight_sums<const K: usize>(
+        l: &Lanes,
+        n: usize,
+        x: &[f32],
+        delta: &[f32],
+        gw: &mut [f32],
+    ) {
+        let e = l.row;
+        // Lane-wise sums, tap-major like the weight table: reduced to channels at the end.
+        let mut sums = vec![0f32; K * K * e];
+        for s0 in (0..n).step_by(SAMPLES) {
+            let samples = (s0, n.min(s0 + SAMPLES));
+            for v in 0..e / LANES {
+                let (mask, perm) = tables::<K>(l, v);
+                let at = (x.as_ptr().add(l.x0[v]), delta.as_ptr().add(v * LANES), mask);
+                // Two kernel columns at a time: 2·K accumulators, and the image row
+                // loaded once for both.
+                let mut kx = 0;
+                while kx < K {
+                    let taken = if kx + 1 < K {
+                        let acc = columns::<K, 2>(l, at, samples, [perm[kx], perm[kx + 1]]);
+                        add_columns::<K, 2>(&mut sums, (e, v, kx), acc)
+                    } else {
+                        let acc = columns::<K, 1>(l, at, samples, [perm[kx]]);
+                        add_columns::<K, 1>(&mut sums, (e, v, kx), acc)
+                    };
+                    kx += taken;
+                }
+            }
+        }
+        for (tap, t) in sums.chunks_exact(e).enumerate() {
+            for (el, s) in t.iter().enumerate() {
+                gw[(el % l.outputs) * K * K + tap] += *s;
+            }
+        }
+    }
+
+    /// Σ over the input rows of the samples s0..s1 of (row permuted for kernel column
+    /// g) × δ of the output row ky above it, per kernel row ky and column g (`x`, `d`:
+    /// the vector's first pixel and δ in sample 0).
+    #[inline(always)]
+    unsafe fn columns<const K: usize, const G: usize>(
+        l: &Lanes,
+        (x, d, mask): (*const f32, *const f32, M),
+        (s0, s1): (usize, usize),
+        perm: [I; G],
+    ) -> [[V; G]; K] {
+        let (h, wi, ho, e) = (l.height, l.width, l.out_height, l.row);
+        let mut acc = [[zero(); G]; K];
+        for s in s0..s1 {
+            let (img, d) = (x.add(s * h * wi), d.add(s * ho * e));
+            for rho in 0..h {
+                let seg = masked_load(img.add(rho * wi), mask);
+                let p: [V; G] = std::array::from_fn(|g| permute(seg, perm[g]));
+                for (ky, a) in acc.iter_mut().enumerate() {
+                    if rho >= ky && rho - ky < ho {
+                        let dv = load(d.add((rho - ky) * e));
+                        for g in 0..G {
+                            a[g] = fma(p[g], dv, a[g]);
+                        }
+                    }
+                }
+            }
+        }
+        acc
+    }
+
+    /// Adds one vector's accumulators for kernel columns kx.. into the lane sums;
+    /// returns how many columns they were.
+    #[inline(always)]
+    unsafe fn add_columns<const K: usize, const G: usize>(
+        sums: &mut [f32],
+        (e, v, kx): (usize, usize, usize),
+        acc: [[V; G]; K],
+    ) -> usize {
+        for (ky, a) in acc.iter().enumerate() {
+            for (g, a) in a.iter().enumerate() {
+                let q = sums[((ky * K + kx + g) * e + v * LANES)..][..LANES].as_mut_ptr();
+                store(q, add(load(q), *a));
+            }
+        }
+        G
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
-
-    thread_local! {
-        /// The widest vectors a test lets the kernels use (each test is one thread).
-        pub static WIDEST: Cell<usize> = const { Cell::new(usize::MAX) };
-    }
+    use crate::kernels::{avx512_available, WIDEST};
 
     /// Runs `f` at every vector width the kernels take this convolution at on this
     /// CPU and in the plain loops; returns those widths (0: the plain loops).
@@ -719,14 +581,19 @@ mod tests {
     }
 
     #[test]
-    fn shapes_outside_the_vector_code_take_the_plain_loops() {
-        // One output: a vector spans 8 pixels, too wide for a 5×5 kernel in one load.
+    fn shapes_outside_the_eight_lane_code_take_the_other_routes() {
+        // One output (a vector spans 8 pixels, too wide for a 5×5 kernel in one load)
+        // and rows that are not whole vectors (Wₒ·C_out = 10·3): outside the AVX2
+        // lanes, still the broadcast kernels' with AVX-512.
         let lenet = shape(28, 5);
-        assert!(!supported::<f32>(&lenet, 1));
-        matches_the_patch_matrix::<f32>(lenet, 1, 2, 1e-6);
-        // Rows that are not whole vectors (Wₒ·C_out = 10·3), and a 4×4 kernel.
-        assert!(!supported::<f32>(&shape(12, 3), 3));
-        matches_the_patch_matrix::<f32>(shape(12, 3), 3, 2, 1e-6);
+        for (shape, outputs) in [(lenet, 1), (shape(12, 3), 3)] {
+            let widths = at_every_width(&shape, outputs, || {
+                matches_the_patch_matrix::<f32>(shape, outputs, 2, 1e-6)
+            });
+            let expected: Vec<usize> = cpu_widths().into_iter().filter(|&w| w != 8).collect();
+            assert_eq!(widths, expected, "{shape:?}, {outputs} outputs");
+        }
+        // A 4×4 kernel: the plain loops (the callers' patch matrix) at every width.
         assert!(!supported::<f32>(&shape(13, 4), 8));
         matches_the_patch_matrix::<f64>(shape(13, 4), 8, 2, 1e-13);
     }

@@ -18,6 +18,40 @@ pub(crate) fn fma_available() -> bool {
     }
 }
 
+/// Whether the AVX-512 kernels can run here (`NOISELAB_AVX512=0` keeps them off, to
+/// compare with the AVX2 ones).
+pub(crate) fn avx512_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *AVAILABLE.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512f")
+                && fma_available()
+                && std::env::var("NOISELAB_AVX512").map_or(true, |v| v != "0")
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The widest vectors (f32 lanes) a test lets the kernels use (each test is one
+    /// thread): 16, 8, or 0 for the plain loops.
+    pub(crate) static WIDEST: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// The widest vectors (f32 lanes) to use: all the CPU has, except in a test that caps
+/// them.
+pub(crate) fn widest() -> usize {
+    #[cfg(test)]
+    return WIDEST.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    usize::MAX
+}
+
 /// Calls `$imp::<T, true>` compiled for AVX2 + FMA when the CPU has them, else the
 /// baseline `$imp::<T, false>` (the build targets baseline x86-64). Defined before the
 /// kernel modules, which use it.
@@ -72,6 +106,7 @@ pub(crate) fn keep_buffers_in_heap() {
     }
 }
 
+pub mod broadcast;
 pub mod conv;
 pub mod direct;
 pub mod pool;

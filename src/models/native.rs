@@ -14,7 +14,7 @@ use super::network::{Architecture, Layer, Shape};
 use crate::data::ImageSet;
 use crate::kernels::conv::{self, ConvShape};
 use crate::kernels::pooled::{self, Coefs, Kernel, PooledConv, Source};
-use crate::kernels::{direct, matmul, pool, Float, Mat};
+use crate::kernels::{broadcast, direct, matmul, pool, Float, Mat};
 use crate::linalg::GradientMatrix;
 use crate::objective::{check_batches, check_len, check_range, Objective};
 use crate::{Error, Result};
@@ -456,6 +456,9 @@ fn pooled_conv_forward<T: Float>(
     let (positions, window) = (shape.positions(), shape.window());
     let (w, b) = (&weights.w[param], &weights.b[param]);
     let outputs = b.len();
+    if broadcast::supported::<T>(shape, outputs) {
+        return broadcast::forward(shape, outputs, n, x, (w, b), out);
+    }
     let per_sample = positions * window * std::mem::size_of::<T>();
     let block = (PATCH_BLOCK_BYTES / per_sample.max(1)).max(1);
     let pixels = shape.height * shape.width * shape.channels;

@@ -1,0 +1,485 @@
+//! A convolution with several input channels and few outputs computed directly: each
+//! output position's channels in the lanes of one AVX-512 vector, each input value
+//! broadcast to them (LeNet's second convolution: 10 input channels, 5×5, 10 outputs).
+//!
+//! As im2col and a matrix product this layer copied every window (5 runs of 50 values)
+//! into a patch matrix 25× its input and multiplied it with a 10-column kernel side:
+//! the copies and the skinny product were half of a forward pass on LeNet
+//! (docs/BENCHMARKS.md). Here, with no padding, a kernel row's taps over all input
+//! channels are one contiguous run of the NHWC input, so the sum over a window is k runs
+//! of k·C broadcasts, each multiplied with one vector of the weights (a table of the
+//! window's taps × 16 lanes) into the output position's accumulator. Sixteen output
+//! positions (2 rows of 8) are summed at once in registers, so every weight vector
+//! loaded serves sixteen products. The lanes past `outputs` compute zeros that are never
+//! stored.
+//!
+//! f32 on a CPU with AVX-512 when [`supported`]; [`forward`] runs the plain loops
+//! otherwise (the caller, `models/native.rs`, keeps its matrix product there).
+//! Single-threaded, like the other kernels.
+
+use super::conv::ConvShape;
+use super::Float;
+
+/// Most outputs: one 16-lane vector per output position.
+pub const MAX_OUTPUTS: usize = 16;
+
+/// Whether [`forward`] runs in vector code for this convolution with `outputs` output
+/// channels: f32 on a CPU with AVX-512 (unless `NOISELAB_BROADCAST_CONV=0`), no
+/// padding, at most [`MAX_OUTPUTS`] outputs.
+pub fn supported<T: Float>(shape: &ConvShape, outputs: usize) -> bool {
+    std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && shape.padding == 0
+        && (1..=MAX_OUTPUTS).contains(&outputs)
+        && enabled()
+}
+
+/// AVX-512 here, and not switched off for a comparison (`NOISELAB_BROADCAST_CONV=0`).
+fn enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    super::avx512_available()
+        && super::widest() >= 16
+        && *ENABLED
+            .get_or_init(|| std::env::var("NOISELAB_BROADCAST_CONV").map_or(true, |v| v != "0"))
+}
+
+/// `out` (replaced: n·Hₒ·Wₒ × `outputs`, NHWC) = the convolution of the `n` images `x`
+/// (n × H × W × C, NHWC) with `w` (`outputs` × window, window columns in the patch
+/// order: kernel row, kernel column, channel) plus `bias`. Every value is written once,
+/// into fresh capacity.
+pub fn forward<T: Float>(
+    shape: &ConvShape,
+    outputs: usize,
+    n: usize,
+    x: &[T],
+    (w, bias): (&[T], &[T]),
+    out: &mut Vec<T>,
+) {
+    let (h, wi, c, k) = (shape.height, shape.width, shape.channels, shape.kernel);
+    let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+    assert_eq!(shape.padding, 0, "broadcast convolution: no padding");
+    assert!(x.len() >= n * h * wi * c, "broadcast convolution: input");
+    assert_eq!(w.len(), outputs * window, "broadcast convolution: weights");
+    assert_eq!(bias.len(), outputs, "broadcast convolution: bias");
+    let len = n * ho * wo * outputs;
+    out.clear();
+    out.reserve(len);
+    let dst = out.as_mut_ptr();
+    // SAFETY (both routes): `dst` has room for `len` values and each route writes every
+    // (sample, y, x, output) exactly once, so the length can be set after.
+    #[cfg(target_arch = "x86_64")]
+    if supported::<T>(shape, outputs) {
+        if let (Some(x), Some(w), Some(bias)) =
+            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
+        {
+            let mut table = vec![0.0f32; window * 16];
+            for (o, row) in w.chunks_exact(window).enumerate() {
+                for (t, &v) in row.iter().enumerate() {
+                    table[t * 16 + o] = v;
+                }
+            }
+            let mut lanes = [0.0f32; 16];
+            lanes[..outputs].copy_from_slice(bias);
+            // SAFETY: `supported` checked AVX-512; the input bound is asserted above and
+            // every window read lies inside its sample; see above for the output.
+            unsafe {
+                avx512::forward(shape, outputs, n, x, &table, &lanes, dst.cast::<f32>());
+                out.set_len(len);
+            }
+            return;
+        }
+    }
+    for s in 0..n {
+        let img = &x[s * h * wi * c..(s + 1) * h * wi * c];
+        for y in 0..ho {
+            for xo in 0..wo {
+                let at = ((s * ho + y) * wo + xo) * outputs;
+                for o in 0..outputs {
+                    let wo_row = &w[o * window..(o + 1) * window];
+                    let mut acc = T::ZERO;
+                    for ky in 0..k {
+                        let run = &img[((y + ky) * wi + xo) * c..][..k * c];
+                        for (a, b) in run.iter().zip(&wo_row[ky * k * c..]) {
+                            acc += *a * *b;
+                        }
+                    }
+                    // SAFETY: at + o < len (see above).
+                    unsafe { dst.add(at + o).write(bias[o] + acc) };
+                }
+            }
+        }
+    }
+    // SAFETY: see above.
+    unsafe { out.set_len(len) };
+}
+
+/// Most taps of a window whose weight sums [`weight_sums`] keeps in registers (one
+/// vector of the outputs per tap).
+pub const MAX_SUM_WINDOW: usize = 27;
+
+/// Whether [`weight_sums`] runs in vector code: as [`supported`], with a window of at
+/// most [`MAX_SUM_WINDOW`] taps of one of the shapes it is unrolled for (5×5 or 3×3 over
+/// one channel, 3×3 over three).
+pub fn sums_supported<T: Float>(shape: &ConvShape, outputs: usize) -> bool {
+    supported::<T>(shape, outputs)
+        && matches!((shape.channels, shape.kernel), (1, 3) | (1, 5) | (3, 3))
+}
+
+/// `gw` (`outputs` × window, accumulated into) += Σ over the `n` images `x` and their
+/// output positions of δ ⊗ window: the weight gradient of [`forward`] for the output
+/// gradient `delta` (n·Hₒ·Wₒ × `outputs`, NHWC). Per output position, δ's outputs are
+/// one vector and every tap of the window a broadcast, the window's sums in registers
+/// for a sample, then added to the totals (so no sum runs over more than a sample's
+/// positions in registers).
+pub fn weight_sums<T: Float>(
+    shape: &ConvShape,
+    outputs: usize,
+    n: usize,
+    x: &[T],
+    delta: &[T],
+    gw: &mut [T],
+) {
+    let (h, wi, c, k) = (shape.height, shape.width, shape.channels, shape.kernel);
+    let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+    assert_eq!(shape.padding, 0, "broadcast convolution: no padding");
+    assert!(x.len() >= n * h * wi * c, "broadcast convolution: input");
+    assert!(
+        delta.len() >= n * ho * wo * outputs,
+        "broadcast convolution: δ"
+    );
+    assert_eq!(gw.len(), outputs * window, "broadcast convolution: weights");
+    #[cfg(target_arch = "x86_64")]
+    if sums_supported::<T>(shape, outputs) {
+        if let (Some(x), Some(delta), Some(gw)) = (
+            super::as_f32(x),
+            super::as_f32(delta),
+            super::as_f32_mut(gw),
+        ) {
+            let mut table = vec![0.0f32; window * 16];
+            // SAFETY: `sums_supported` checked AVX-512 and the unrolled shapes; the
+            // lengths are asserted above.
+            unsafe {
+                match (c, k) {
+                    (1, 3) => avx512::weight_sums::<1, 3>(shape, outputs, n, x, delta, &mut table),
+                    (1, _) => avx512::weight_sums::<1, 5>(shape, outputs, n, x, delta, &mut table),
+                    _ => avx512::weight_sums::<3, 3>(shape, outputs, n, x, delta, &mut table),
+                }
+            }
+            for (o, row) in gw.chunks_exact_mut(window).enumerate() {
+                for (t, g) in row.iter_mut().enumerate() {
+                    *g += table[t * 16 + o];
+                }
+            }
+            return;
+        }
+    }
+    for s in 0..n {
+        let img = &x[s * h * wi * c..(s + 1) * h * wi * c];
+        for y in 0..ho {
+            for xo in 0..wo {
+                let d = &delta[((s * ho + y) * wo + xo) * outputs..][..outputs];
+                for (o, &dv) in d.iter().enumerate() {
+                    let g = &mut gw[o * window..(o + 1) * window];
+                    for ky in 0..k {
+                        let run = &img[((y + ky) * wi + xo) * c..][..k * c];
+                        for (g, v) in g[ky * k * c..].iter_mut().zip(run) {
+                            *g += dv * *v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::ConvShape;
+    use std::arch::x86_64::*;
+
+    /// Output rows and columns summed in registers at once.
+    const ROWS: usize = 2;
+    const COLUMNS: usize = 8;
+
+    /// See [`super::forward`]: `table` is the window's taps × 16 lanes of weights,
+    /// `bias` 16 lanes. Callers must run on a CPU with AVX-512 and pass an input of n
+    /// whole samples and room for the output.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn forward(
+        shape: &ConvShape,
+        outputs: usize,
+        n: usize,
+        x: &[f32],
+        table: &[f32],
+        bias: &[f32; 16],
+        out: *mut f32,
+    ) {
+        let at = Block {
+            shape,
+            outputs,
+            mask: ((1u32 << outputs) - 1) as __mmask16,
+            bias: _mm512_loadu_ps(bias.as_ptr()),
+            table: table.as_ptr(),
+        };
+        // The channel count as a constant where it is a common one: the window reads
+        // then address their columns by fixed offsets (with a run-time stride they
+        // were a chain of dependent adds, 2× slower).
+        match shape.channels {
+            1 => at.samples::<1>(n, x, out),
+            3 => at.samples::<3>(n, x, out),
+            4 => at.samples::<4>(n, x, out),
+            6 => at.samples::<6>(n, x, out),
+            8 => at.samples::<8>(n, x, out),
+            10 => at.samples::<10>(n, x, out),
+            12 => at.samples::<12>(n, x, out),
+            16 => at.samples::<16>(n, x, out),
+            _ => at.samples::<0>(n, x, out),
+        }
+    }
+
+    /// See [`super::weight_sums`]: `table` (window × 16 lanes) += the sums. Callers must
+    /// run on a CPU with AVX-512 and pass n whole samples of input and δ.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weight_sums<const C: usize, const K: usize>(
+        shape: &ConvShape,
+        outputs: usize,
+        n: usize,
+        x: &[f32],
+        delta: &[f32],
+        table: &mut [f32],
+    ) {
+        let (h, w) = (shape.height, shape.width);
+        let (ho, wo) = (shape.out_height(), shape.out_width());
+        let mask = ((1u32 << outputs) - 1) as __mmask16;
+        let span = K * C;
+        for s in 0..n {
+            let img = x.as_ptr().add(s * h * w * C);
+            let d = delta.as_ptr().add(s * ho * wo * outputs);
+            let mut acc = [_mm512_setzero_ps(); 27];
+            for y in 0..ho {
+                let rows: [*const f32; K] = std::array::from_fn(|ky| img.add((y + ky) * w * C));
+                for xo in 0..wo {
+                    let dv = _mm512_maskz_loadu_ps(mask, d.add((y * wo + xo) * outputs));
+                    for (ky, row) in rows.iter().enumerate() {
+                        for u in 0..span {
+                            let v = _mm512_set1_ps(*row.add(xo * C + u));
+                            acc[ky * span + u] = _mm512_fmadd_ps(v, dv, acc[ky * span + u]);
+                        }
+                    }
+                }
+            }
+            for (t, acc) in acc.iter().enumerate().take(K * span) {
+                let to = table.as_mut_ptr().add(t * 16);
+                _mm512_storeu_ps(to, _mm512_add_ps(_mm512_loadu_ps(to), *acc));
+            }
+        }
+    }
+
+    struct Block<'a> {
+        shape: &'a ConvShape,
+        outputs: usize,
+        mask: __mmask16,
+        bias: __m512,
+        table: *const f32,
+    }
+
+    impl Block<'_> {
+        /// All samples, C channels (0: `shape.channels`, known only at run time).
+        #[inline(always)]
+        unsafe fn samples<const C: usize>(&self, n: usize, x: &[f32], out: *mut f32) {
+            let (h, w, c) = (self.shape.height, self.shape.width, self.shape.channels);
+            let (ho, wo) = (self.shape.out_height(), self.shape.out_width());
+            for s in 0..n {
+                let img = x.as_ptr().add(s * h * w * c);
+                let dst = out.add(s * ho * wo * self.outputs);
+                for y in (0..ho).step_by(ROWS) {
+                    let full_rows = y + ROWS <= ho;
+                    let mut x0 = 0;
+                    while x0 < wo {
+                        if x0 + COLUMNS <= wo {
+                            if full_rows {
+                                self.sum::<ROWS, COLUMNS, C>(img, dst, y, x0);
+                            } else {
+                                self.sum::<1, COLUMNS, C>(img, dst, y, x0);
+                            }
+                            x0 += COLUMNS;
+                        } else {
+                            if full_rows {
+                                self.sum::<ROWS, 1, C>(img, dst, y, x0);
+                            } else {
+                                self.sum::<1, 1, C>(img, dst, y, x0);
+                            }
+                            x0 += 1;
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Outputs (y..y+R, x0..x0+X) of one sample, all channels, their sums in R·X
+        /// registers over the whole window.
+        #[inline(always)]
+        unsafe fn sum<const R: usize, const X: usize, const C: usize>(
+            &self,
+            img: *const f32,
+            dst: *mut f32,
+            y: usize,
+            x0: usize,
+        ) {
+            let c = if C == 0 { self.shape.channels } else { C };
+            let (w, k) = (self.shape.width, self.shape.kernel);
+            let (wo, span) = (self.shape.out_width(), k * c);
+            let mut acc = [[self.bias; X]; R];
+            for ky in 0..k {
+                let taps = self.table.add(ky * span * 16);
+                let rows: [*const f32; R] =
+                    std::array::from_fn(|r| img.add(((y + ky + r) * w + x0) * c));
+                for u in 0..span {
+                    let weights = _mm512_loadu_ps(taps.add(u * 16));
+                    for (row, acc) in rows.iter().zip(acc.iter_mut()) {
+                        for (xi, acc) in acc.iter_mut().enumerate() {
+                            let v = _mm512_set1_ps(*row.add(u + xi * c));
+                            *acc = _mm512_fmadd_ps(v, weights, *acc);
+                        }
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                for (xi, acc) in acc.iter().enumerate() {
+                    let to = dst.add(((y + r) * wo + x0 + xi) * self.outputs);
+                    _mm512_mask_storeu_ps(to, self.mask, *acc);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::{conv, matmul, Mat, WIDEST};
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn random<T: Float>(rng: &mut ChaCha8Rng, len: usize) -> Vec<T> {
+        (0..len)
+            .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
+            .collect()
+    }
+
+    /// [`forward`] and [`weight_sums`] against im2col and the matrix products (the
+    /// route they replace), to `tol` relative to the largest sum of absolute terms.
+    fn matches_the_patch_matrix<T: Float>(shape: ConvShape, outputs: usize, n: usize, tol: f64) {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let x: Vec<T> = random(&mut rng, n * shape.height * shape.width * shape.channels);
+        let w: Vec<T> = random(&mut rng, outputs * shape.window());
+        let bias: Vec<T> = random(&mut rng, outputs);
+        let rows = n * shape.positions();
+        let mut patches = vec![T::ZERO; rows * shape.window()];
+        conv::im2col(&shape, n, &x, &mut patches);
+        let p = Mat::rows(&patches, rows, shape.window());
+        let close = |got: &[T], want: &[T], scale: f64, what: &str| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                let err = (g.to_f64() - w.to_f64()).abs();
+                assert!(
+                    err <= tol * scale,
+                    "{what}[{i}]: {g:?} vs {w:?} ({shape:?}, {outputs} outputs)"
+                );
+            }
+        };
+        let mut want: Vec<T> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
+        matmul(
+            &mut want,
+            true,
+            p,
+            Mat::rows(&w, outputs, shape.window()).t(),
+        );
+        // Overwrites what is there.
+        let mut got: Vec<T> = random(&mut rng, 3);
+        forward(&shape, outputs, n, &x, (&w, &bias), &mut got);
+        close(&got, &want, 1.0 + shape.window() as f64, "forward");
+
+        let delta: Vec<T> = random(&mut rng, rows * outputs);
+        let start: Vec<T> = random(&mut rng, outputs * shape.window());
+        let mut want = start.clone();
+        matmul(&mut want, true, Mat::rows(&delta, rows, outputs).t(), p);
+        let mut got = start;
+        weight_sums(&shape, outputs, n, &x, &delta, &mut got);
+        close(&got, &want, 1.0 + rows as f64, "weight_sums");
+    }
+
+    /// Runs `check` in vector code where this CPU has it, then in the plain loops.
+    fn in_both_routes(shape: &ConvShape, outputs: usize, mut check: impl FnMut()) {
+        assert_eq!(
+            supported::<f32>(shape, outputs),
+            crate::kernels::avx512_available()
+        );
+        check();
+        WIDEST.with(|w| w.set(8));
+        assert!(!supported::<f32>(shape, outputs));
+        check();
+        WIDEST.with(|w| w.set(usize::MAX));
+    }
+
+    fn shape(side: usize, channels: usize, kernel: usize) -> ConvShape {
+        ConvShape {
+            height: side,
+            width: side,
+            channels,
+            kernel,
+            padding: 0,
+        }
+    }
+
+    #[test]
+    fn lenet_layers_match_the_matrix_products() {
+        // The second convolution (10 channels; its weight sums: the plain loops, the
+        // window is too long for registers) with 10 outputs, a full vector, and one.
+        let second = shape(12, 10, 5);
+        for outputs in [10, 16, 1] {
+            in_both_routes(&second, outputs, || {
+                matches_the_patch_matrix::<f32>(second, outputs, 3, 1e-6)
+            });
+        }
+        assert!(!sums_supported::<f32>(&second, 10));
+        // The first (one channel): forward and weight sums in registers.
+        let first = shape(28, 1, 5);
+        assert_eq!(
+            sums_supported::<f32>(&first, 10),
+            crate::kernels::avx512_available()
+        );
+        in_both_routes(&first, 10, || {
+            matches_the_patch_matrix::<f32>(first, 10, 3, 1e-6)
+        });
+        assert!(!supported::<f64>(&second, 10));
+        matches_the_patch_matrix::<f64>(second, 10, 2, 1e-13);
+        assert!(!supported::<f32>(&second, 17));
+    }
+
+    #[test]
+    fn odd_shapes_take_every_block_size() {
+        // Odd output rows (a last row alone) and columns past whole blocks of 8
+        // (Wₒ = 11: one block and three single columns), 3 channels (5×5: sums in the
+        // plain loops; 3×3: in registers), and a channel count without its own
+        // constant (5).
+        let odd = ConvShape {
+            height: 9,
+            width: 15,
+            channels: 3,
+            kernel: 5,
+            padding: 0,
+        };
+        for (shape, outputs) in [(odd, 7), (shape(6, 3, 3), 16), (shape(7, 5, 3), 4)] {
+            in_both_routes(&shape, outputs, || {
+                matches_the_patch_matrix::<f32>(shape, outputs, 2, 1e-6)
+            });
+        }
+        matches_the_patch_matrix::<f64>(odd, 7, 2, 1e-13);
+        // Padding stays with the matrix product.
+        let padded = ConvShape {
+            padding: 1,
+            ..shape(6, 3, 3)
+        };
+        assert!(!supported::<f32>(&padded, 8));
+    }
+}
