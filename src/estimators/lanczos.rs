@@ -144,8 +144,12 @@ pub fn top_eigenpairs(
         let grew = krylov.step(&mut apply)?;
         products += 1;
         let m = krylov.alpha.len();
-        let check =
-            !grew || m >= k + 2 && (m - k).is_multiple_of(4) || products >= options.max_products;
+        // Every step once there are k + 2 Ritz pairs, while T is small: its dense
+        // eigendecomposition (O(m³)) then costs well under a product; checking every
+        // fourth step took two products more a refresh on average (docs/BENCHMARKS.md).
+        let check = !grew
+            || m >= k + 2 && (m <= 100 || (m - k).is_multiple_of(4))
+            || products >= options.max_products;
         if !check {
             continue;
         }

@@ -71,18 +71,19 @@ pub fn forward<T: Float>(
         if let (Some(x), Some(w), Some(bias)) =
             (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
         {
-            let mut table = vec![0.0f32; window * 16];
-            for (o, row) in w.chunks_exact(window).enumerate() {
-                for (t, &v) in row.iter().enumerate() {
-                    table[t * 16 + o] = v;
-                }
-            }
-            let mut lanes = [0.0f32; 16];
-            lanes[..outputs].copy_from_slice(bias);
+            let (table, lanes) = weight_table(window, w, bias);
             // SAFETY: `supported` checked AVX-512; the input bound is asserted above and
             // every window read lies inside its sample; see above for the output.
             unsafe {
-                avx512::forward(shape, outputs, n, x, &table, &lanes, dst.cast::<f32>());
+                avx512::forward(
+                    shape,
+                    outputs,
+                    n,
+                    x,
+                    (&table, &lanes),
+                    dst.cast::<f32>(),
+                    None,
+                );
                 out.set_len(len);
             }
             return;
@@ -110,6 +111,78 @@ pub fn forward<T: Float>(
     }
     // SAFETY: see above.
     unsafe { out.set_len(len) };
+}
+
+/// The weights as the vector code reads them: window taps × 16 lanes (lane o: output
+/// o's weight, zero past the outputs), and the bias in 16 lanes.
+fn weight_table(window: usize, w: &[f32], bias: &[f32]) -> (Vec<f32>, [f32; 16]) {
+    let mut table = vec![0.0f32; window * 16];
+    for (o, row) in w.chunks_exact(window).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            table[t * 16 + o] = v;
+        }
+    }
+    let mut lanes = [0.0f32; 16];
+    lanes[..bias.len()].copy_from_slice(bias);
+    (table, lanes)
+}
+
+/// Whether [`forward_pooled`] runs in vector code: as [`supported`], with an output of
+/// whole pooling windows (even height and width).
+pub fn pooled_supported<T: Float>(shape: &ConvShape, outputs: usize) -> bool {
+    supported::<T>(shape, outputs)
+        && shape.out_height().is_multiple_of(2)
+        && shape.out_width().is_multiple_of(2)
+}
+
+/// `out` (replaced: n × Hₒ/2 × Wₒ/2 × `outputs`) and `winners` (replaced, as long):
+/// the 2×2 max pooling of [`forward`]'s output and its window slots, with
+/// `kernels::pool`'s rule (first maximum, NaN winning), without writing the
+/// convolution's output (28 MB a pass for LeNet's first convolution over 1,200 images):
+/// each window's four outputs are pooled in registers. Where [`pooled_supported`] is
+/// false, [`forward`] then `pool::forward`.
+pub fn forward_pooled<T: Float>(
+    shape: &ConvShape,
+    outputs: usize,
+    n: usize,
+    x: &[T],
+    (w, bias): (&[T], &[T]),
+    out: &mut Vec<T>,
+    winners: &mut Vec<u8>,
+) {
+    let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+    let len = n * (ho / 2) * (wo / 2) * outputs;
+    #[cfg(target_arch = "x86_64")]
+    if pooled_supported::<T>(shape, outputs) {
+        if let (Some(xf), Some(wf), Some(bf)) =
+            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
+        {
+            let (h, wi, c) = (shape.height, shape.width, shape.channels);
+            assert!(xf.len() >= n * h * wi * c, "broadcast convolution: input");
+            assert_eq!(wf.len(), outputs * window, "broadcast convolution: weights");
+            assert_eq!(bf.len(), outputs, "broadcast convolution: bias");
+            let (table, lanes) = weight_table(window, wf, bf);
+            out.clear();
+            out.reserve(len);
+            winners.clear();
+            winners.reserve(len);
+            // SAFETY: `pooled_supported` checked AVX-512 and whole windows; the input
+            // bound is asserted above; both outputs have room for `len` values and the
+            // kernel writes every (sample, pooled position, output) of both once.
+            unsafe {
+                let (to, win) = (out.as_mut_ptr().cast::<f32>(), winners.as_mut_ptr());
+                avx512::forward(shape, outputs, n, xf, (&table, &lanes), to, Some(win));
+                out.set_len(len);
+                winners.set_len(len);
+            }
+            return;
+        }
+    }
+    let mut full = Vec::new();
+    forward(shape, outputs, n, x, (w, bias), &mut full);
+    *out = vec![T::ZERO; len];
+    *winners = vec![0; len];
+    super::pool::forward((n, ho, wo, outputs), &full, out, winners);
 }
 
 /// Most taps of a window whose weight sums [`weight_sums`] keeps in registers (one
@@ -201,17 +274,19 @@ mod avx512 {
     const COLUMNS: usize = 8;
 
     /// See [`super::forward`]: `table` is the window's taps × 16 lanes of weights,
-    /// `bias` 16 lanes. Callers must run on a CPU with AVX-512 and pass an input of n
-    /// whole samples and room for the output.
+    /// `bias` 16 lanes. With `winners`, the output is the 2×2 max pooling of the
+    /// convolution's (n × Hₒ/2 × Wₒ/2 × `outputs`, Hₒ and Wₒ even) and `winners` its
+    /// window slots, as `kernels::pool` writes them. Callers must run on a CPU with
+    /// AVX-512 and pass an input of n whole samples and room for the outputs.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn forward(
         shape: &ConvShape,
         outputs: usize,
         n: usize,
         x: &[f32],
-        table: &[f32],
-        bias: &[f32; 16],
+        (table, bias): (&[f32], &[f32; 16]),
         out: *mut f32,
+        winners: Option<*mut u8>,
     ) {
         let at = Block {
             shape,
@@ -224,15 +299,15 @@ mod avx512 {
         // then address their columns by fixed offsets (with a run-time stride they
         // were a chain of dependent adds, 2× slower).
         match shape.channels {
-            1 => at.samples::<1>(n, x, out),
-            3 => at.samples::<3>(n, x, out),
-            4 => at.samples::<4>(n, x, out),
-            6 => at.samples::<6>(n, x, out),
-            8 => at.samples::<8>(n, x, out),
-            10 => at.samples::<10>(n, x, out),
-            12 => at.samples::<12>(n, x, out),
-            16 => at.samples::<16>(n, x, out),
-            _ => at.samples::<0>(n, x, out),
+            1 => at.samples::<1>(n, x, out, winners),
+            3 => at.samples::<3>(n, x, out, winners),
+            4 => at.samples::<4>(n, x, out, winners),
+            6 => at.samples::<6>(n, x, out, winners),
+            8 => at.samples::<8>(n, x, out, winners),
+            10 => at.samples::<10>(n, x, out, winners),
+            12 => at.samples::<12>(n, x, out, winners),
+            16 => at.samples::<16>(n, x, out, winners),
+            _ => at.samples::<0>(n, x, out, winners),
         }
     }
 
@@ -283,30 +358,60 @@ mod avx512 {
     }
 
     impl Block<'_> {
-        /// All samples, C channels (0: `shape.channels`, known only at run time).
+        /// All samples, C channels (0: `shape.channels`, known only at run time); with
+        /// `winners`, pooled.
         #[inline(always)]
-        unsafe fn samples<const C: usize>(&self, n: usize, x: &[f32], out: *mut f32) {
+        unsafe fn samples<const C: usize>(
+            &self,
+            n: usize,
+            x: &[f32],
+            out: *mut f32,
+            winners: Option<*mut u8>,
+        ) {
             let (h, w, c) = (self.shape.height, self.shape.width, self.shape.channels);
             let (ho, wo) = (self.shape.out_height(), self.shape.out_width());
+            let per_sample = match winners {
+                Some(_) => (ho / 2) * (wo / 2) * self.outputs,
+                None => ho * wo * self.outputs,
+            };
             for s in 0..n {
                 let img = x.as_ptr().add(s * h * w * c);
-                let dst = out.add(s * ho * wo * self.outputs);
+                let dst = out.add(s * per_sample);
+                if let Some(winners) = winners {
+                    let win = winners.add(s * per_sample);
+                    // Whole windows: pairs of rows, blocks of 8 columns or 2.
+                    for y in (0..ho).step_by(2) {
+                        let mut x0 = 0;
+                        while x0 < wo {
+                            if x0 + COLUMNS <= wo {
+                                let acc = self.sum::<2, COLUMNS, C>(img, y, x0);
+                                self.store_pooled(&acc, (dst, win), y, x0);
+                                x0 += COLUMNS;
+                            } else {
+                                let acc = self.sum::<2, 2, C>(img, y, x0);
+                                self.store_pooled(&acc, (dst, win), y, x0);
+                                x0 += 2;
+                            }
+                        }
+                    }
+                    continue;
+                }
                 for y in (0..ho).step_by(ROWS) {
                     let full_rows = y + ROWS <= ho;
                     let mut x0 = 0;
                     while x0 < wo {
                         if x0 + COLUMNS <= wo {
                             if full_rows {
-                                self.sum::<ROWS, COLUMNS, C>(img, dst, y, x0);
+                                self.store(&self.sum::<ROWS, COLUMNS, C>(img, y, x0), dst, y, x0);
                             } else {
-                                self.sum::<1, COLUMNS, C>(img, dst, y, x0);
+                                self.store(&self.sum::<1, COLUMNS, C>(img, y, x0), dst, y, x0);
                             }
                             x0 += COLUMNS;
                         } else {
                             if full_rows {
-                                self.sum::<ROWS, 1, C>(img, dst, y, x0);
+                                self.store(&self.sum::<ROWS, 1, C>(img, y, x0), dst, y, x0);
                             } else {
-                                self.sum::<1, 1, C>(img, dst, y, x0);
+                                self.store(&self.sum::<1, 1, C>(img, y, x0), dst, y, x0);
                             }
                             x0 += 1;
                         }
@@ -321,13 +426,12 @@ mod avx512 {
         unsafe fn sum<const R: usize, const X: usize, const C: usize>(
             &self,
             img: *const f32,
-            dst: *mut f32,
             y: usize,
             x0: usize,
-        ) {
+        ) -> [[__m512; X]; R] {
             let c = if C == 0 { self.shape.channels } else { C };
             let (w, k) = (self.shape.width, self.shape.kernel);
-            let (wo, span) = (self.shape.out_width(), k * c);
+            let span = k * c;
             let mut acc = [[self.bias; X]; R];
             for ky in 0..k {
                 let taps = self.table.add(ky * span * 16);
@@ -343,11 +447,60 @@ mod avx512 {
                     }
                 }
             }
+            acc
+        }
+
+        /// The outputs of [`Self::sum`] at (y, x0), each position's `outputs` lanes.
+        #[inline(always)]
+        unsafe fn store<const R: usize, const X: usize>(
+            &self,
+            acc: &[[__m512; X]; R],
+            dst: *mut f32,
+            y: usize,
+            x0: usize,
+        ) {
+            let wo = self.shape.out_width();
             for (r, acc) in acc.iter().enumerate() {
                 for (xi, acc) in acc.iter().enumerate() {
                     let to = dst.add(((y + r) * wo + x0 + xi) * self.outputs);
                     _mm512_mask_storeu_ps(to, self.mask, *acc);
                 }
+            }
+        }
+
+        /// The 2×2 max pooling of the outputs of [`Self::sum`] at (y, x0) (y and x0
+        /// even, X even), with `kernels::pool`'s rule: the first maximum in row-major
+        /// order, NaN winning; the pooled values and their window slots.
+        #[inline(always)]
+        unsafe fn store_pooled<const X: usize>(
+            &self,
+            acc: &[[__m512; X]; 2],
+            (dst, winners): (*mut f32, *mut u8),
+            y: usize,
+            x0: usize,
+        ) {
+            let wq = self.shape.out_width() / 2;
+            for q in 0..X / 2 {
+                let candidates = [
+                    acc[0][2 * q],
+                    acc[0][2 * q + 1],
+                    acc[1][2 * q],
+                    acc[1][2 * q + 1],
+                ];
+                let mut best = candidates[0];
+                let mut slot = _mm512_setzero_si512();
+                for (k, &v) in candidates.iter().enumerate().skip(1) {
+                    // v > best is false while best is NaN, so a NaN, once best, stays.
+                    let greater = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best);
+                    let v_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                    let best_nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(best, best);
+                    let take = greater | (v_nan & !best_nan);
+                    best = _mm512_mask_blend_ps(take, best, v);
+                    slot = _mm512_mask_blend_epi32(take, slot, _mm512_set1_epi32(k as i32));
+                }
+                let at = ((y / 2) * wq + x0 / 2 + q) * self.outputs;
+                _mm512_mask_storeu_ps(dst.add(at), self.mask, best);
+                _mm512_mask_cvtepi32_storeu_epi8(winners.add(at).cast(), self.mask, slot);
             }
         }
     }
@@ -454,6 +607,64 @@ mod tests {
         assert!(!supported::<f64>(&second, 10));
         matches_the_patch_matrix::<f64>(second, 10, 2, 1e-13);
         assert!(!supported::<f32>(&second, 17));
+    }
+
+    /// [`forward_pooled`] against [`forward`] then `pool::forward`: the same values and
+    /// winners exactly, with ties (a zero region: every output of its windows is the
+    /// bias) and a NaN in the input.
+    fn pools_like_the_pooling(shape: ConvShape, outputs: usize, n: usize) {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (h, w, c) = (shape.height, shape.width, shape.channels);
+        let mut x: Vec<f32> = random(&mut rng, n * h * w * c);
+        // Sample 0's top-left quarter zero: tied windows.
+        for y in 0..h / 2 {
+            x[y * w * c..(y * w + w / 2) * c].fill(0.0);
+        }
+        x[(n - 1) * h * w * c + (h / 2 * w + w / 2) * c] = f32::NAN;
+        let weights: Vec<f32> = random(&mut rng, outputs * shape.window());
+        let bias: Vec<f32> = random(&mut rng, outputs);
+        let mut full = Vec::new();
+        forward(&shape, outputs, n, &x, (&weights, &bias), &mut full);
+        let len = n * (shape.out_height() / 2) * (shape.out_width() / 2) * outputs;
+        let (mut want, mut want_winners) = (vec![0.0f32; len], vec![0u8; len]);
+        let dims = (n, shape.out_height(), shape.out_width(), outputs);
+        crate::kernels::pool::forward(dims, &full, &mut want, &mut want_winners);
+        let (mut got, mut got_winners) = (vec![1.0f32; 2], vec![9u8; 5]);
+        forward_pooled(
+            &shape,
+            outputs,
+            n,
+            &x,
+            (&weights, &bias),
+            &mut got,
+            &mut got_winners,
+        );
+        assert_eq!(got_winners, want_winners, "{shape:?}, {outputs} outputs");
+        assert_eq!(got.len(), want.len());
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w || g.is_nan() && w.is_nan(), "[{i}]: {g} vs {w}");
+        }
+        assert!(got.iter().any(|v| v.is_nan()), "the NaN reaches the output");
+        assert!(want_winners.contains(&0) && want_winners.iter().any(|&s| s > 0));
+    }
+
+    #[test]
+    fn the_pooling_in_registers_matches_the_pooling_after() {
+        // LeNet's two convolutions; one with a block of 2 columns after 8 (Wₒ = 10).
+        let cases = [
+            (shape(28, 1, 5), 10),
+            (shape(12, 10, 5), 10),
+            (shape(14, 3, 5), 16),
+        ];
+        for (shape, outputs) in cases {
+            assert_eq!(
+                pooled_supported::<f32>(&shape, outputs),
+                crate::kernels::avx512_available()
+            );
+            pools_like_the_pooling(shape, outputs, 3);
+        }
+        // Odd output sides: not whole windows.
+        assert!(!pooled_supported::<f32>(&shape(13, 1, 5), 10));
     }
 
     #[test]

@@ -550,9 +550,35 @@ impl<T: Float> Tape<T> {
         let mut first = Some(first);
         tape.acts.push(x);
         for (i, step) in plan.steps.iter().enumerate() {
+            if tape.acts.len() > i + 1 {
+                // A pooling already computed with its convolution (below).
+                continue;
+            }
             let a = &tape.acts[i];
             let mut out = Vec::new();
             match step {
+                Step::Conv {
+                    shape,
+                    param,
+                    outputs,
+                    ..
+                } if matches!(plan.steps.get(i + 1), Some(Step::Pool { .. }))
+                    && broadcast::pooled_supported::<T>(shape, *outputs) =>
+                {
+                    // The pooling in the convolution's registers: no pass reads the
+                    // convolution's own output (an empty entry) past its pooling, only
+                    // the winners. Kept patches still serve HVP blocks.
+                    if let Some(FirstPatches::Kept(all, range)) = first.take() {
+                        tape.kept_patches = Some((all, range));
+                    }
+                    let (w, b) = (&weights.w[*param], &weights.b[*param]);
+                    let mut win = Vec::new();
+                    broadcast::forward_pooled(shape, *outputs, n, a, (w, b), &mut out, &mut win);
+                    tape.winners[i + 1] = win;
+                    tape.acts.push(Vec::new());
+                    tape.acts.push(out);
+                    continue;
+                }
                 Step::Conv {
                     shape,
                     param,
