@@ -411,6 +411,157 @@ mod avx {
     }
 }
 
+/// [`dots`] in AVX-512 with the kernel row in registers. The AVX2 loop loaded both the
+/// window and the kernel row for every product (two loads a multiply-add: its bound);
+/// here, per term, direction and channel, the row (K runs of V vectors, LeNet's second
+/// convolution 5 × 4) stays in registers over every winner of a few samples, and four
+/// winners' windows are summed at once (two accumulators each, so that the chains of
+/// multiply-adds overlap).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{as_f32, as_f32_mut, Float, Kernel, PooledConv, Source};
+    use std::arch::x86_64::*;
+
+    /// Samples whose windows one sweep reads (LeNet: 5.8 KB of input each), so that
+    /// they stay in cache for every channel.
+    const SAMPLES: usize = 8;
+
+    /// Winners summed at once.
+    const GROUP: usize = 4;
+
+    /// The arguments of [`super::dots`].
+    pub type Dots<'a, 'b, T> = (
+        &'a PooledConv,
+        (usize, usize),
+        (&'a [u8], Option<&'a [T]>),
+        &'a [(Source<'b, T>, Kernel<'b, T>, T)],
+        Option<&'a [T]>,
+        &'a mut [T],
+    );
+
+    /// See [`super::dots`]; kernel rows of K runs of at most 16·V values. Callers must
+    /// run on a CPU with AVX-512, T must be f32.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dots<T: Float, const K: usize, const V: usize>(
+        (conv, (n, b), (winners, relu), terms, bias, out): Dots<'_, '_, T>,
+    ) {
+        let out = as_f32_mut(out).expect("f32");
+        let super::ConvShape {
+            height,
+            width,
+            channels,
+            kernel,
+            ..
+        } = conv.shape;
+        debug_assert_eq!(kernel, K);
+        let (outputs, window, span) = (conv.outputs, conv.shape.window(), K * channels);
+        assert!(span <= 16 * V && span > 16 * (V - 1), "dots: run length");
+        let (hq, wq) = conv.pooled();
+        let positions = hq * wq;
+        // The reads below are unchecked: every window they touch is inside these.
+        let pixels = height * width * channels;
+        assert!(winners.len() >= n * positions * outputs, "dots: winners");
+        assert!(out.len() >= n * positions * b * outputs, "dots: output");
+        assert!(relu.is_none_or(|r| r.len() >= n * positions * outputs), "dots: relu");
+        for (source, kernel, _) in terms {
+            let (Source::Input(x) | Source::Image(x)) = source;
+            let images = if matches!(source, Source::Image(_)) { b } else { 1 };
+            assert!(x.len() >= n * images * pixels, "dots: source");
+            let (Kernel::Shared(w) | Kernel::PerDirection(w)) = kernel;
+            let kernels = if matches!(kernel, Kernel::PerDirection(_)) { b } else { 1 };
+            assert!(w.len() >= kernels * outputs * window, "dots: kernel");
+        }
+        let live = |pos: usize, c: usize| relu.is_none_or(|r| r[pos * outputs + c] > T::ZERO);
+        // The bias where the ReLU keeps the entry, zero elsewhere; the terms add on.
+        for pos in 0..n * positions {
+            for j in 0..b {
+                for c in 0..outputs {
+                    let at = (pos * b + j) * outputs + c;
+                    out[at] = match bias {
+                        Some(bias) if live(pos, c) => bias[j * outputs + c].to_f64() as f32,
+                        _ => 0.0,
+                    };
+                }
+            }
+        }
+        let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
+        let mask = |q: usize| if q + 1 < V { !0 } else { tail };
+        for s0 in (0..n).step_by(SAMPLES) {
+            let s1 = n.min(s0 + SAMPLES);
+            for (source, kernel, factor) in terms {
+                let (x, image) = match source {
+                    Source::Input(x) => (as_f32(x).expect("f32").as_ptr(), false),
+                    Source::Image(x) => (as_f32(x).expect("f32").as_ptr(), true),
+                };
+                let factor = factor.to_f64() as f32;
+                for j in 0..b {
+                    for c in 0..outputs {
+                        let row = as_f32(kernel.row(j, c, outputs, window)).expect("f32");
+                        let w: [[__m512; V]; K] = std::array::from_fn(|ky| {
+                            std::array::from_fn(|q| {
+                                _mm512_maskz_loadu_ps(mask(q), row.as_ptr().add(ky * span + 16 * q))
+                            })
+                        });
+                        // Up to GROUP live winners: window start, output index.
+                        let mut group = [(std::ptr::null::<f32>(), 0usize); GROUP];
+                        let mut len = 0;
+                        for s in s0..s1 {
+                            let image_row = if image { (s * b + j) * height } else { s * height };
+                            for qy in 0..hq {
+                                for qx in 0..wq {
+                                    let pos = (s * hq + qy) * wq + qx;
+                                    if !live(pos, c) {
+                                        continue;
+                                    }
+                                    // A window slot, 0..4 (the pooling's).
+                                    let slot = (winners[pos * outputs + c] & 3) as usize;
+                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    let first = x.add(((image_row + oy) * width + ox) * channels);
+                                    group[len] = (first, (pos * b + j) * outputs + c);
+                                    len += 1;
+                                    if len == GROUP {
+                                        let sums = sum_windows::<K, V, GROUP>(&w, &group, width * channels, mask);
+                                        for (g, &(_, at)) in group.iter().enumerate() {
+                                            out[at] += factor * sums[g];
+                                        }
+                                        len = 0;
+                                    }
+                                }
+                            }
+                        }
+                        for &(first, at) in &group[..len] {
+                            let sums = sum_windows::<K, V, 1>(&w, &[(first, at)], width * channels, mask);
+                            out[at] += factor * sums[0];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dot products of G windows (K runs `stride` apart from each start) with the
+    /// kernel row `w`, two accumulators a window.
+    #[inline(always)]
+    unsafe fn sum_windows<const K: usize, const V: usize, const G: usize>(
+        w: &[[__m512; V]; K],
+        windows: &[(*const f32, usize)],
+        stride: usize,
+        mask: impl Fn(usize) -> __mmask16,
+    ) -> [f32; G] {
+        let mut acc = [[_mm512_setzero_ps(); 2]; G];
+        for (ky, w) in w.iter().enumerate() {
+            for (q, w) in w.iter().enumerate() {
+                for (g, acc) in acc.iter_mut().enumerate() {
+                    let p = windows[g].0.add(ky * stride + 16 * q);
+                    let v = _mm512_maskz_loadu_ps(mask(q), p);
+                    acc[ky % 2] = _mm512_fmadd_ps(v, *w, acc[ky % 2]);
+                }
+            }
+        }
+        std::array::from_fn(|g| _mm512_reduce_add_ps(_mm512_add_ps(acc[g][0], acc[g][1])))
+    }
+}
+
 /// `out` (pooled block, overwritten) = Σ over `terms` (source, kernel, factor) of
 /// factor · window·kernel row, plus `bias` (b × C_out) when given: a tangent of the
 /// convolution's output at its winners, in b directions. With `relu`, the pooled output
@@ -424,6 +575,27 @@ pub fn dots<T: Float>(
     bias: Option<&[T]>,
     out: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if as_f32(out).is_some() && super::avx512_available() && super::widest() >= 16 {
+        let (k, c) = (conv.shape.kernel, conv.shape.channels);
+        let args = (conv, nb, at, terms, bias, &mut *out);
+        // SAFETY: the CPU has AVX-512 (checked just above) and T is f32; kernel rows of
+        // other shapes fall through to the loops below.
+        unsafe {
+            match (k, (k * c).div_ceil(16)) {
+                (3, 1) => return avx512::dots::<T, 3, 1>(args),
+                (3, 2) => return avx512::dots::<T, 3, 2>(args),
+                (3, 3) => return avx512::dots::<T, 3, 3>(args),
+                (3, 4) => return avx512::dots::<T, 3, 4>(args),
+                (3, 5) => return avx512::dots::<T, 3, 5>(args),
+                (5, 1) => return avx512::dots::<T, 5, 1>(args),
+                (5, 2) => return avx512::dots::<T, 5, 2>(args),
+                (5, 3) => return avx512::dots::<T, 5, 3>(args),
+                (5, 4) => return avx512::dots::<T, 5, 4>(args),
+                _ => {}
+            }
+        }
+    }
     dispatch!(
         dots_impl,
         dots_fma,
@@ -824,9 +996,14 @@ mod tests {
     /// of 3, 1, 6 and 2 lanes; 50 is LeNet's second convolution).
     #[test]
     fn f32_kernels_match_f64() {
-        for (channels, kernel) in [(1, 3), (3, 3), (6, 5), (10, 5)] {
-            f32_matches_f64(channels, kernel);
+        // At every vector width (AVX-512 where the CPU has it, AVX2, as capped).
+        for cap in [usize::MAX, 8] {
+            crate::kernels::WIDEST.with(|w| w.set(cap));
+            for (channels, kernel) in [(1, 3), (3, 3), (6, 5), (10, 5)] {
+                f32_matches_f64(channels, kernel);
+            }
         }
+        crate::kernels::WIDEST.with(|w| w.set(usize::MAX));
     }
 
     fn f32_matches_f64(channels: usize, kernel: usize) {
@@ -887,7 +1064,13 @@ mod tests {
             (Source::Input(x), Kernel::PerDirection(v), T::ONE),
             (Source::Image(rx), Kernel::Shared(w), T::from_f64(2.0)),
         ];
-        dots(conv, (n, b), (winners, None), &terms, None, &mut out);
+        // A ReLU after the pooling that drops a fifth of the entries (so that the live
+        // winners of a channel are no multiple of four), and a bias.
+        let relu: Vec<T> = (0..n * conv.pooled_positions() * outputs)
+            .map(|i| T::from_f64(if i % 5 == 1 { -1.0 } else { 1.0 }))
+            .collect();
+        let bias: Vec<T> = (0..b * outputs).map(|i| T::from_f64(0.25 * i as f64)).collect();
+        dots(conv, (n, b), (winners, Some(&relu)), &terms, Some(&bias), &mut out);
         let mut dx = vec![T::ZERO; rx.len()];
         let terms = [(Coefs::PerDirection(delta), Kernel::PerDirection(v))];
         scatter(conv, (n, b), winners, &terms, &mut dx);
