@@ -462,13 +462,24 @@ mod avx512 {
         let pixels = height * width * channels;
         assert!(winners.len() >= n * positions * outputs, "dots: winners");
         assert!(out.len() >= n * positions * b * outputs, "dots: output");
-        assert!(relu.is_none_or(|r| r.len() >= n * positions * outputs), "dots: relu");
+        assert!(
+            relu.is_none_or(|r| r.len() >= n * positions * outputs),
+            "dots: relu"
+        );
         for (source, kernel, _) in terms {
             let (Source::Input(x) | Source::Image(x)) = source;
-            let images = if matches!(source, Source::Image(_)) { b } else { 1 };
+            let images = if matches!(source, Source::Image(_)) {
+                b
+            } else {
+                1
+            };
             assert!(x.len() >= n * images * pixels, "dots: source");
             let (Kernel::Shared(w) | Kernel::PerDirection(w)) = kernel;
-            let kernels = if matches!(kernel, Kernel::PerDirection(_)) { b } else { 1 };
+            let kernels = if matches!(kernel, Kernel::PerDirection(_)) {
+                b
+            } else {
+                1
+            };
             assert!(w.len() >= kernels * outputs * window, "dots: kernel");
         }
         let live = |pos: usize, c: usize| relu.is_none_or(|r| r[pos * outputs + c] > T::ZERO);
@@ -506,7 +517,11 @@ mod avx512 {
                         let mut group = [(std::ptr::null::<f32>(), 0usize); GROUP];
                         let mut len = 0;
                         for s in s0..s1 {
-                            let image_row = if image { (s * b + j) * height } else { s * height };
+                            let image_row = if image {
+                                (s * b + j) * height
+                            } else {
+                                s * height
+                            };
                             for qy in 0..hq {
                                 for qx in 0..wq {
                                     let pos = (s * hq + qy) * wq + qx;
@@ -520,7 +535,12 @@ mod avx512 {
                                     group[len] = (first, (pos * b + j) * outputs + c);
                                     len += 1;
                                     if len == GROUP {
-                                        let sums = sum_windows::<K, V, GROUP>(&w, &group, width * channels, mask);
+                                        let sums = sum_windows::<K, V, GROUP>(
+                                            &w,
+                                            &group,
+                                            width * channels,
+                                            mask,
+                                        );
                                         for (g, &(_, at)) in group.iter().enumerate() {
                                             out[at] += factor * sums[g];
                                         }
@@ -530,7 +550,8 @@ mod avx512 {
                             }
                         }
                         for &(first, at) in &group[..len] {
-                            let sums = sum_windows::<K, V, 1>(&w, &[(first, at)], width * channels, mask);
+                            let sums =
+                                sum_windows::<K, V, 1>(&w, &[(first, at)], width * channels, mask);
                             out[at] += factor * sums[0];
                         }
                     }
@@ -1069,8 +1090,17 @@ mod tests {
         let relu: Vec<T> = (0..n * conv.pooled_positions() * outputs)
             .map(|i| T::from_f64(if i % 5 == 1 { -1.0 } else { 1.0 }))
             .collect();
-        let bias: Vec<T> = (0..b * outputs).map(|i| T::from_f64(0.25 * i as f64)).collect();
-        dots(conv, (n, b), (winners, Some(&relu)), &terms, Some(&bias), &mut out);
+        let bias: Vec<T> = (0..b * outputs)
+            .map(|i| T::from_f64(0.25 * i as f64))
+            .collect();
+        dots(
+            conv,
+            (n, b),
+            (winners, Some(&relu)),
+            &terms,
+            Some(&bias),
+            &mut out,
+        );
         let mut dx = vec![T::ZERO; rx.len()];
         let terms = [(Coefs::PerDirection(delta), Kernel::PerDirection(v))];
         scatter(conv, (n, b), winners, &terms, &mut dx);

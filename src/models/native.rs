@@ -843,7 +843,10 @@ impl<T: Float> Tape<T> {
     /// for the directions of `tangent` (positions × b × C as there): a forward pass in
     /// which each parameter layer gives R²(out) = 2·R(in)·V_jᵀ + R²(in)·Wᵀ (no bias: it
     /// is linear in θ) and ReLU and pooling act as in the tangent pass (masks and
-    /// winners fixed at θ). Zero up to the first layer with a live input.
+    /// winners fixed at θ). Zero up to the first layer with a live input: those steps
+    /// are skipped (an empty vector stands for the zeros), and that layer's R²(in)·Wᵀ
+    /// too (on LeNet a quarter of the pooled convolution's dots and a zero block of the
+    /// first convolution's size, gathered, were a fifth of a quadratic form).
     fn second_tangent(
         &self,
         plan: &Plan,
@@ -852,10 +855,14 @@ impl<T: Float> Tape<T> {
         tangent: &Tangent<T>,
     ) -> Vec<T> {
         let (n, b) = (self.n, dirs.b);
-        let mut r2 = vec![T::ZERO; self.acts[0].len() * b];
+        // Empty while R² is zero.
+        let mut r2: Vec<T> = Vec::new();
         for (i, step) in plan.steps.iter().enumerate() {
             let live = i > plan.first_param_step;
+            let zero = r2.is_empty();
             r2 = match step {
+                Step::Conv { .. } | Step::Linear { .. } if !live => Vec::new(),
+                Step::Pool { .. } | Step::Relu { .. } | Step::Flatten { .. } if zero => Vec::new(),
                 Step::Conv {
                     shape,
                     outputs,
@@ -867,27 +874,23 @@ impl<T: Float> Tape<T> {
                         outputs: *outputs,
                     };
                     let mut out = vec![T::ZERO; n * conv.pooled_positions() * b * outputs];
-                    if live {
-                        let (r2x, rx) = (
-                            by_direction(&r2, shape, n, b),
-                            by_direction(&tangent.acts[i], shape, n, b),
-                        );
-                        let terms = [
-                            (
-                                Source::Image(&r2x),
-                                Kernel::Shared(&weights.w[*param]),
-                                T::ONE,
-                            ),
-                            (
-                                Source::Image(&rx),
-                                Kernel::PerDirection(&dirs.stacked[*param]),
-                                T::from_f64(2.0),
-                            ),
-                        ];
-                        let winners = &self.winners[i + 1];
-                        let relu = plan.relu_after_pool(i).then(|| self.acts[i + 3].as_slice());
-                        pooled::dots(&conv, (n, b), (winners, relu), &terms, None, &mut out);
+                    let rx = by_direction(&tangent.acts[i], shape, n, b);
+                    let r2x = (!zero).then(|| by_direction(&r2, shape, n, b));
+                    let mut terms = vec![(
+                        Source::Image(&rx),
+                        Kernel::PerDirection(&dirs.stacked[*param]),
+                        T::from_f64(2.0),
+                    )];
+                    if let Some(r2x) = &r2x {
+                        terms.push((
+                            Source::Image(r2x),
+                            Kernel::Shared(&weights.w[*param]),
+                            T::ONE,
+                        ));
                     }
+                    let winners = &self.winners[i + 1];
+                    let relu = plan.relu_after_pool(i).then(|| self.acts[i + 3].as_slice());
+                    pooled::dots(&conv, (n, b), (winners, relu), &terms, None, &mut out);
                     out
                 }
                 Step::Pool { fused: true, .. } => r2,
@@ -899,7 +902,7 @@ impl<T: Float> Tape<T> {
                 } => {
                     let (rows, win) = (n * shape.positions(), shape.window());
                     let mut out = vec![T::ZERO; rows * b * outputs];
-                    if live {
+                    if !zero {
                         let mut rp2 = vec![T::ZERO; rows * b * win];
                         conv::im2col_block(shape, n, b, &r2, &mut rp2);
                         matmul(
@@ -908,13 +911,13 @@ impl<T: Float> Tape<T> {
                             Mat::rows(&rp2, rows * b, win),
                             Mat::rows(&weights.w[*param], *outputs, win).t(),
                         );
-                        add_twice_per_direction(
-                            &mut out,
-                            &tangent.patches[i],
-                            &dirs.stacked[*param],
-                            (rows, b, win, *outputs),
-                        );
                     }
+                    add_twice_per_direction(
+                        &mut out,
+                        &tangent.patches[i],
+                        &dirs.stacked[*param],
+                        (rows, b, win, *outputs),
+                    );
                     out
                 }
                 Step::Pool { h, w, c, .. } => {
@@ -936,23 +939,27 @@ impl<T: Float> Tape<T> {
                     ..
                 } => {
                     let mut out = vec![T::ZERO; n * b * outputs];
-                    if live {
+                    if !zero {
                         matmul(
                             &mut out,
                             false,
                             Mat::rows(&r2, n * b, *inputs),
                             Mat::rows(&weights.w[*param], *outputs, *inputs).t(),
                         );
-                        add_twice_per_direction(
-                            &mut out,
-                            &tangent.acts[i],
-                            &dirs.stacked[*param],
-                            (n, b, *inputs, *outputs),
-                        );
                     }
+                    add_twice_per_direction(
+                        &mut out,
+                        &tangent.acts[i],
+                        &dirs.stacked[*param],
+                        (n, b, *inputs, *outputs),
+                    );
                     out
                 }
             };
+        }
+        if r2.is_empty() {
+            // No layer with a live input (one linear layer): R² is zero.
+            r2 = vec![T::ZERO; self.logits().len() * b];
         }
         r2
     }
