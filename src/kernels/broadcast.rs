@@ -185,6 +185,100 @@ pub fn forward_pooled<T: Float>(
     super::pool::forward((n, ho, wo, outputs), &full, out, winners);
 }
 
+/// `out` (replaced: n × Hₒ/2 × Wₒ/2 × b × `outputs`): for each of b directions j, the
+/// convolution of `x` with (`w_j`, `bias_j`) — `w` stacks the b kernels (b × `outputs`
+/// × window), `bias` their biases (b × `outputs`) — taken at the given 2×2 pooling
+/// `winners` (n × Hₒ/2 × Wₒ/2 × `outputs` window slots, row-major): the tangent at a
+/// max pooling's winners of a convolution whose input does not move (the first
+/// layer's), in the pooled block layout of an R-operator pass. Each window's four
+/// outputs are picked from in registers; the convolution's own output (b × 28 MB a pass
+/// for LeNet's first convolution over 1,200 images) is never written. Where
+/// [`pooled_supported`] is false, [`forward`] per direction and a gather.
+pub fn tangent_at_winners<T: Float>(
+    shape: &ConvShape,
+    (outputs, b): (usize, usize),
+    n: usize,
+    x: &[T],
+    (w, bias): (&[T], &[T]),
+    winners: &[u8],
+    out: &mut Vec<T>,
+) {
+    let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+    let pooled = (ho / 2) * (wo / 2);
+    let len = n * pooled * b * outputs;
+    assert_eq!(
+        w.len(),
+        b * outputs * window,
+        "broadcast convolution: weights"
+    );
+    assert_eq!(bias.len(), b * outputs, "broadcast convolution: bias");
+    assert!(
+        winners.len() >= n * pooled * outputs,
+        "broadcast convolution: winners"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if pooled_supported::<T>(shape, outputs) {
+        if let (Some(xf), Some(wf), Some(bf)) =
+            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
+        {
+            let (h, wi, c) = (shape.height, shape.width, shape.channels);
+            assert!(xf.len() >= n * h * wi * c, "broadcast convolution: input");
+            let tables: Vec<(Vec<f32>, [f32; 16])> = (0..b)
+                .map(|j| {
+                    let wj = &wf[j * outputs * window..(j + 1) * outputs * window];
+                    weight_table(window, wj, &bf[j * outputs..(j + 1) * outputs])
+                })
+                .collect();
+            out.clear();
+            out.reserve(len);
+            // SAFETY: `pooled_supported` checked AVX-512 and whole windows; the input
+            // and winners are asserted above; `out` has room for `len` values and the
+            // kernel writes every (sample, pooled position, direction, output) once.
+            unsafe {
+                avx512::tangent_at_winners(
+                    shape,
+                    (outputs, b),
+                    n,
+                    xf,
+                    &tables,
+                    winners,
+                    out.as_mut_ptr().cast(),
+                );
+                out.set_len(len);
+            }
+            return;
+        }
+    }
+    out.clear();
+    out.resize(len, T::ZERO);
+    let mut full = Vec::new();
+    for j in 0..b {
+        let wj = &w[j * outputs * window..(j + 1) * outputs * window];
+        forward(
+            shape,
+            outputs,
+            n,
+            x,
+            (wj, &bias[j * outputs..(j + 1) * outputs]),
+            &mut full,
+        );
+        for (q, slots) in winners[..n * pooled * outputs]
+            .chunks_exact(outputs)
+            .enumerate()
+        {
+            let (s, p) = (q / pooled, q % pooled);
+            let (qy, qx) = (p / (wo / 2), p % (wo / 2));
+            for (o, &slot) in slots.iter().enumerate() {
+                let (y, xo) = (
+                    2 * qy + (slot as usize & 3) / 2,
+                    2 * qx + (slot as usize & 1),
+                );
+                out[(q * b + j) * outputs + o] = full[((s * ho + y) * wo + xo) * outputs + o];
+            }
+        }
+    }
+}
+
 /// Most taps of a window whose weight sums [`weight_sums`] keeps in registers (one
 /// vector of the outputs per tap).
 pub const MAX_SUM_WINDOW: usize = 27;
@@ -345,6 +439,102 @@ mod avx512 {
             for (t, acc) in acc.iter().enumerate().take(K * span) {
                 let to = table.as_mut_ptr().add(t * 16);
                 _mm512_storeu_ps(to, _mm512_add_ps(_mm512_loadu_ps(to), *acc));
+            }
+        }
+    }
+
+    /// See [`super::tangent_at_winners`]: one weight table and bias per direction.
+    /// Callers must run on a CPU with AVX-512 and pass an input of n whole samples,
+    /// their winners and room for the output.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn tangent_at_winners(
+        shape: &ConvShape,
+        (outputs, b): (usize, usize),
+        n: usize,
+        x: &[f32],
+        tables: &[(Vec<f32>, [f32; 16])],
+        winners: &[u8],
+        out: *mut f32,
+    ) {
+        let blocks: Vec<Block<'_>> = tables
+            .iter()
+            .map(|(table, bias)| Block {
+                shape,
+                outputs,
+                mask: ((1u32 << outputs) - 1) as __mmask16,
+                bias: _mm512_loadu_ps(bias.as_ptr()),
+                table: table.as_ptr(),
+            })
+            .collect();
+        let at = Gathered { b, winners, out };
+        match shape.channels {
+            1 => at.samples::<1>(&blocks, n, x),
+            3 => at.samples::<3>(&blocks, n, x),
+            _ => at.samples::<0>(&blocks, n, x),
+        }
+    }
+
+    /// Where [`tangent_at_winners`] reads the winners and writes.
+    struct Gathered<'a> {
+        b: usize,
+        winners: &'a [u8],
+        out: *mut f32,
+    }
+
+    impl Gathered<'_> {
+        #[inline(always)]
+        unsafe fn samples<const C: usize>(&self, blocks: &[Block<'_>], n: usize, x: &[f32]) {
+            let shape = blocks[0].shape;
+            let (h, w, c) = (shape.height, shape.width, shape.channels);
+            let (ho, wo, outputs) = (shape.out_height(), shape.out_width(), blocks[0].outputs);
+            for s in 0..n {
+                let img = x.as_ptr().add(s * h * w * c);
+                for (j, block) in blocks.iter().enumerate() {
+                    for y in (0..ho).step_by(2) {
+                        let mut x0 = 0;
+                        while x0 < wo {
+                            if x0 + COLUMNS <= wo {
+                                let acc = block.sum::<2, COLUMNS, C>(img, y, x0);
+                                self.store(&acc, (s, j), (shape, outputs), y, x0);
+                                x0 += COLUMNS;
+                            } else {
+                                let acc = block.sum::<2, 2, C>(img, y, x0);
+                                self.store(&acc, (s, j), (shape, outputs), y, x0);
+                                x0 += 2;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Each window's output at its winner, per lane (output channel).
+        #[inline(always)]
+        unsafe fn store<const X: usize>(
+            &self,
+            acc: &[[__m512; X]; 2],
+            (s, j): (usize, usize),
+            (shape, outputs): (&ConvShape, usize),
+            y: usize,
+            x0: usize,
+        ) {
+            let (hq, wq) = (shape.out_height() / 2, shape.out_width() / 2);
+            let mask = ((1u32 << outputs) - 1) as __mmask16;
+            for q in 0..X / 2 {
+                let pos = (s * hq + y / 2) * wq + x0 / 2 + q;
+                let mut slots = [0u8; 16];
+                slots[..outputs].copy_from_slice(&self.winners[pos * outputs..(pos + 1) * outputs]);
+                let slot = _mm512_cvtepu8_epi32(_mm_loadu_si128(slots.as_ptr().cast()));
+                let mut picked = acc[0][2 * q];
+                for (k, &v) in [acc[0][2 * q + 1], acc[1][2 * q], acc[1][2 * q + 1]]
+                    .iter()
+                    .enumerate()
+                {
+                    let here = _mm512_cmpeq_epi32_mask(slot, _mm512_set1_epi32(k as i32 + 1));
+                    picked = _mm512_mask_blend_ps(here, picked, v);
+                }
+                let to = self.out.add((pos * self.b + j) * outputs);
+                _mm512_mask_storeu_ps(to, mask, picked);
             }
         }
     }
@@ -665,6 +855,73 @@ mod tests {
         }
         // Odd output sides: not whole windows.
         assert!(!pooled_supported::<f32>(&shape(13, 1, 5), 10));
+    }
+
+    #[test]
+    fn tangents_at_the_winners_match_the_whole_convolutions_gathered() {
+        // Three directions through LeNet's first convolution and a 3-channel one with a
+        // block of 2 columns (Wₒ = 10), at the winners of a pooling at other weights.
+        for (shape, outputs, b) in [(shape(28, 1, 5), 10, 3), (shape(14, 3, 5), 6, 2)] {
+            let n = 3;
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            let x: Vec<f32> = random(&mut rng, n * shape.height * shape.width * shape.channels);
+            let theta: Vec<f32> = random(&mut rng, outputs * shape.window());
+            let theta_bias: Vec<f32> = random(&mut rng, outputs);
+            let (mut pooled, mut winners) = (Vec::new(), Vec::new());
+            forward_pooled(
+                &shape,
+                outputs,
+                n,
+                &x,
+                (&theta, &theta_bias),
+                &mut pooled,
+                &mut winners,
+            );
+            assert!(winners.iter().any(|&s| s != winners[0]), "winners vary");
+            let v: Vec<f32> = random(&mut rng, b * outputs * shape.window());
+            let vb: Vec<f32> = random(&mut rng, b * outputs);
+            // Oracle: each direction's whole convolution (im2col and a product),
+            // gathered at the winners.
+            let (ho, wo) = (shape.out_height(), shape.out_width());
+            let rows = n * ho * wo;
+            let mut patches = vec![0.0f32; rows * shape.window()];
+            conv::im2col(&shape, n, &x, &mut patches);
+            let mut want = vec![0.0f32; winners.len() * b];
+            for j in 0..b {
+                let vj = &v[j * outputs * shape.window()..][..outputs * shape.window()];
+                let mut full: Vec<f32> = (0..rows)
+                    .flat_map(|_| vb[j * outputs..][..outputs].iter().copied())
+                    .collect();
+                let p = Mat::rows(&patches, rows, shape.window());
+                matmul(
+                    &mut full,
+                    true,
+                    p,
+                    Mat::rows(vj, outputs, shape.window()).t(),
+                );
+                for (q, slots) in winners.chunks_exact(outputs).enumerate() {
+                    let (s, p) = (q / (ho / 2 * wo / 2), q % (ho / 2 * wo / 2));
+                    let (qy, qx) = (p / (wo / 2), p % (wo / 2));
+                    for (o, &slot) in slots.iter().enumerate() {
+                        let (y, xo) = (2 * qy + slot as usize / 2, 2 * qx + slot as usize % 2);
+                        want[(q * b + j) * outputs + o] =
+                            full[((s * ho + y) * wo + xo) * outputs + o];
+                    }
+                }
+            }
+            in_both_routes(&shape, outputs, || {
+                let mut got: Vec<f32> = random(&mut rng, 4);
+                tangent_at_winners(&shape, (outputs, b), n, &x, (&v, &vb), &winners, &mut got);
+                assert_eq!(got.len(), want.len());
+                let scale = 1.0 + shape.window() as f32;
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-6 * scale,
+                        "[{i}]: {g} vs {w} ({shape:?})"
+                    );
+                }
+            });
+        }
     }
 
     #[test]

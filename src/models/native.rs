@@ -739,10 +739,43 @@ impl<T: Float> Tape<T> {
         };
         t.acts.push(vec![T::ZERO; self.acts[0].len() * b]);
         for (i, step) in plan.steps.iter().enumerate() {
+            if t.acts.len() > i + 1 {
+                // A pooling already taken with its convolution (below).
+                continue;
+            }
             let ra = &t.acts[i];
             let live = i > plan.first_param_step;
             let mut out = Vec::new();
             match step {
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    pooled: false,
+                } if !live
+                    && plan.is_direct(i)
+                    && matches!(plan.steps.get(i + 1), Some(Step::Pool { .. }))
+                    && broadcast::pooled_supported::<T>(shape, *outputs) =>
+                {
+                    // The first convolution (its input does not move) at the pooling's
+                    // winners only, for all directions: no tangent of its whole output.
+                    let (v, vb) = (&dirs.stacked[*param], &dirs.bias[*param]);
+                    let winners = &self.winners[i + 1];
+                    let x = &self.acts[i];
+                    broadcast::tangent_at_winners(
+                        shape,
+                        (*outputs, b),
+                        n,
+                        x,
+                        (v, vb),
+                        winners,
+                        &mut out,
+                    );
+                    t.winners[i + 1] = repeat_winners(winners, *outputs, b);
+                    t.acts.push(Vec::new());
+                    t.acts.push(out);
+                    continue;
+                }
                 Step::Conv {
                     shape,
                     outputs,
