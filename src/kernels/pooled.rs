@@ -560,6 +560,216 @@ mod avx512 {
         }
     }
 
+    /// The arguments of [`super::scatter`].
+    pub type Scatter<'a, 'b, T> = (
+        &'a PooledConv,
+        (usize, usize),
+        &'a [u8],
+        &'a [(super::Coefs<'b, T>, Kernel<'b, T>)],
+        &'a mut [T],
+    );
+
+    /// [`super::scatter`] with the kernel row in registers: per term, direction and
+    /// channel, the row (K runs of V vectors) stays in registers over the winners of a
+    /// few samples, each window loaded, added to and stored once. The samples take
+    /// turns (one winner each, then the next position), so that consecutive windows
+    /// never overlap: an overlapping one loaded right after the stores of the one before
+    /// waits for them. Callers must run on a CPU with AVX-512, T must be f32.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scatter<T: Float, const K: usize, const V: usize>(
+        (conv, (n, b), winners, terms, dx): Scatter<'_, '_, T>,
+    ) {
+        let dx = as_f32_mut(dx).expect("f32");
+        let super::ConvShape {
+            height,
+            width,
+            channels,
+            kernel,
+            ..
+        } = conv.shape;
+        debug_assert_eq!(kernel, K);
+        let (outputs, window, span) = (conv.outputs, conv.shape.window(), K * channels);
+        assert!(span <= 16 * V && span > 16 * (V - 1), "scatter: run length");
+        let (hq, wq) = conv.pooled();
+        // The writes below are unchecked: every window they touch is inside these.
+        assert!(winners.len() >= n * hq * wq * outputs, "scatter: winners");
+        assert!(
+            dx.len() >= n * b * height * width * channels,
+            "scatter: image block"
+        );
+        for (_, kernel) in terms {
+            let (Kernel::Shared(w) | Kernel::PerDirection(w)) = kernel;
+            let kernels = if matches!(kernel, Kernel::PerDirection(_)) {
+                b
+            } else {
+                1
+            };
+            assert!(w.len() >= kernels * outputs * window, "scatter: kernel");
+        }
+        let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
+        let mask = |q: usize| if q + 1 < V { !0 } else { tail };
+        let base = dx.as_mut_ptr();
+        for s0 in (0..n).step_by(SAMPLES) {
+            let s1 = n.min(s0 + SAMPLES);
+            for (coefs, kernel) in terms {
+                for j in 0..b {
+                    for c in 0..outputs {
+                        let row = as_f32(kernel.row(j, c, outputs, window)).expect("f32");
+                        let w: [[__m512; V]; K] = std::array::from_fn(|ky| {
+                            std::array::from_fn(|q| {
+                                _mm512_maskz_loadu_ps(mask(q), row.as_ptr().add(ky * span + 16 * q))
+                            })
+                        });
+                        for qy in 0..hq {
+                            for qx in 0..wq {
+                                for s in s0..s1 {
+                                    let pos = (s * hq + qy) * wq + qx;
+                                    let a = coefs.at(pos, j, c, b, outputs);
+                                    // ReLU after the pooling zeroes about half of every δ.
+                                    if a == T::ZERO {
+                                        continue;
+                                    }
+                                    // A window slot, 0..4 (the pooling's).
+                                    let slot = (winners[pos * outputs + c] & 3) as usize;
+                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    let first = base
+                                        .add((((s * b + j) * height + oy) * width + ox) * channels);
+                                    let av = _mm512_set1_ps(a.to_f64() as f32);
+                                    for (ky, w) in w.iter().enumerate() {
+                                        let p = first.add(ky * width * channels);
+                                        for (q, w) in w.iter().enumerate() {
+                                            let to = p.add(16 * q);
+                                            let v = _mm512_maskz_loadu_ps(mask(q), to);
+                                            _mm512_mask_storeu_ps(
+                                                to,
+                                                mask(q),
+                                                _mm512_fmadd_ps(av, *w, v),
+                                            );
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`super::weight_sums`] with windows of V vectors a kernel row (masked tails): per
+    /// direction and channel, the sums of R kernel rows at a time (LeNet's second
+    /// convolution: all 5 rows of 4 vectors) stay in registers over all winners of a few
+    /// samples, so each window is loaded once. Callers must run on a CPU with AVX-512,
+    /// T must be f32.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn weight_sums<T: Float, const V: usize, const R: usize>(
+        (conv, (samples, b), winners, terms, (bias, gb), gw): super::avx::WeightSums<'_, '_, T>,
+    ) {
+        let gw = as_f32_mut(gw).expect("f32");
+        let sources: Vec<(super::Coefs<'_, T>, *const f32, bool)> = terms
+            .iter()
+            .map(|(coefs, source)| match source {
+                Source::Input(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), false),
+                Source::Image(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), true),
+            })
+            .collect();
+        let super::ConvShape {
+            height,
+            width,
+            channels,
+            kernel,
+            ..
+        } = conv.shape;
+        let (outputs, window, span) = (conv.outputs, conv.shape.window(), kernel * channels);
+        assert!(
+            span <= 16 * V && span > 16 * (V - 1),
+            "weight sums: run length"
+        );
+        let (hq, wq) = conv.pooled();
+        // The reads below are unchecked: every window they touch is inside these.
+        let pixels = height * width * channels;
+        assert!(
+            winners.len() >= samples.end * hq * wq * outputs,
+            "weight sums: winners"
+        );
+        assert!(gw.len() >= b * outputs * window, "weight sums: gradient");
+        for (_, source) in terms {
+            let (Source::Input(x) | Source::Image(x)) = source;
+            let images = if matches!(source, Source::Image(_)) {
+                b
+            } else {
+                1
+            };
+            assert!(
+                x.len() >= samples.end * images * pixels,
+                "weight sums: source"
+            );
+        }
+        let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
+        let mask = |q: usize| if q + 1 < V { !0 } else { tail };
+        for s0 in samples.clone().step_by(SAMPLES) {
+            let s1 = samples.end.min(s0 + SAMPLES);
+            for j in 0..b {
+                for c in 0..outputs {
+                    let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
+                    for ky0 in (0..kernel).step_by(R) {
+                        let mut acc = [[_mm512_setzero_ps(); V]; R];
+                        for s in s0..s1 {
+                            for qy in 0..hq {
+                                for qx in 0..wq {
+                                    let pos = (s * hq + qy) * wq + qx;
+                                    // A window slot, 0..4 (the pooling's).
+                                    let slot = (winners[pos * outputs + c] & 3) as usize;
+                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    if ky0 == 0 {
+                                        gb[j * outputs + c] += bias.at(pos, j, c, b, outputs);
+                                    }
+                                    for (coefs, x, image) in &sources {
+                                        let a = coefs.at(pos, j, c, b, outputs);
+                                        if a == T::ZERO {
+                                            continue;
+                                        }
+                                        let image_row = if *image {
+                                            (s * b + j) * height
+                                        } else {
+                                            s * height
+                                        };
+                                        let first =
+                                            x.add(((image_row + oy) * width + ox) * channels);
+                                        let av = _mm512_set1_ps(a.to_f64() as f32);
+                                        for (r, acc) in acc.iter_mut().enumerate() {
+                                            if ky0 + r < kernel {
+                                                let p = first.add((ky0 + r) * width * channels);
+                                                for (q, acc) in acc.iter_mut().enumerate() {
+                                                    let v = _mm512_maskz_loadu_ps(
+                                                        mask(q),
+                                                        p.add(16 * q),
+                                                    );
+                                                    *acc = _mm512_fmadd_ps(av, v, *acc);
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        for (r, acc) in acc.iter().enumerate() {
+                            if ky0 + r < kernel {
+                                let p = g.add((ky0 + r) * span);
+                                for (q, acc) in acc.iter().enumerate() {
+                                    let to = p.add(16 * q);
+                                    let sum =
+                                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask(q), to), *acc);
+                                    _mm512_mask_storeu_ps(to, mask(q), sum);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// The dot products of G windows (K runs `stride` apart from each start) with the
     /// kernel row `w`, two accumulators a window.
     #[inline(always)]
@@ -672,6 +882,27 @@ pub fn scatter<T: Float>(
     terms: &[(Coefs<'_, T>, Kernel<'_, T>)],
     dx: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if as_f32(dx).is_some() && super::avx512_available() && super::widest() >= 16 {
+        let (k, c) = (conv.shape.kernel, conv.shape.channels);
+        let args = (conv, nb, winners, terms, &mut *dx);
+        // SAFETY: the CPU has AVX-512 (checked just above) and T is f32; kernel rows of
+        // other shapes fall through to the loops below.
+        unsafe {
+            match (k, (k * c).div_ceil(16)) {
+                (3, 1) => return avx512::scatter::<T, 3, 1>(args),
+                (3, 2) => return avx512::scatter::<T, 3, 2>(args),
+                (3, 3) => return avx512::scatter::<T, 3, 3>(args),
+                (3, 4) => return avx512::scatter::<T, 3, 4>(args),
+                (3, 5) => return avx512::scatter::<T, 3, 5>(args),
+                (5, 1) => return avx512::scatter::<T, 5, 1>(args),
+                (5, 2) => return avx512::scatter::<T, 5, 2>(args),
+                (5, 3) => return avx512::scatter::<T, 5, 3>(args),
+                (5, 4) => return avx512::scatter::<T, 5, 4>(args),
+                _ => {}
+            }
+        }
+    }
     dispatch!(
         scatter_impl,
         scatter_fma,
@@ -723,6 +954,28 @@ pub fn weight_sums<T: Float>(
     bias_gb: (Coefs<'_, T>, &mut [T]),
     gw: &mut [T],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if as_f32(gw).is_some() && super::avx512_available() && super::widest() >= 16 {
+        // SAFETY: the CPU has AVX-512 (checked just above), T is f32. Windows of more
+        // than 4 vectors a row take the AVX2 route below.
+        unsafe {
+            let args = (
+                conv,
+                sb.clone(),
+                winners,
+                terms,
+                (bias_gb.0, &mut *bias_gb.1),
+                &mut *gw,
+            );
+            match (conv.shape.kernel * conv.shape.channels).div_ceil(16) {
+                1 => return avx512::weight_sums::<T, 1, 16>(args),
+                2 => return avx512::weight_sums::<T, 2, 10>(args),
+                3 => return avx512::weight_sums::<T, 3, 7>(args),
+                4 => return avx512::weight_sums::<T, 4, 5>(args),
+                _ => {}
+            }
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     if as_f32(gw).is_some() && super::fma_available() {
         // SAFETY: the CPU has AVX2 and FMA (checked just above), T is f32. Windows of
@@ -1020,7 +1273,7 @@ mod tests {
         // At every vector width (AVX-512 where the CPU has it, AVX2, as capped).
         for cap in [usize::MAX, 8] {
             crate::kernels::WIDEST.with(|w| w.set(cap));
-            for (channels, kernel) in [(1, 3), (3, 3), (6, 5), (10, 5)] {
+            for (channels, kernel) in [(1, 3), (3, 3), (6, 5), (8, 5), (10, 5)] {
                 f32_matches_f64(channels, kernel);
             }
         }
