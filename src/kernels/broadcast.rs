@@ -68,9 +68,7 @@ pub fn forward<T: Float>(
     // (sample, y, x, output) exactly once, so the length can be set after.
     #[cfg(target_arch = "x86_64")]
     if supported::<T>(shape, outputs) {
-        if let (Some(x), Some(w), Some(bias)) =
-            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
-        {
+        if let Some((x, w, bias)) = f32_operands(shape, n, (x, w, bias)) {
             let (table, lanes) = weight_table(window, w, bias);
             // SAFETY: `supported` checked AVX-512; the input bound is asserted above and
             // every window read lies inside its sample; see above for the output.
@@ -111,6 +109,20 @@ pub fn forward<T: Float>(
     }
     // SAFETY: see above.
     unsafe { out.set_len(len) };
+}
+
+/// The input, weights and bias as f32 (None unless T is f32), the input checked to
+/// hold `n` whole samples: every window the vector code reads lies inside it.
+#[cfg(target_arch = "x86_64")]
+fn f32_operands<'a, T: Float>(
+    shape: &ConvShape,
+    n: usize,
+    (x, w, bias): (&'a [T], &'a [T], &'a [T]),
+) -> Option<(&'a [f32], &'a [f32], &'a [f32])> {
+    let (x, w, bias) = (super::as_f32(x)?, super::as_f32(w)?, super::as_f32(bias)?);
+    let pixels = shape.height * shape.width * shape.channels;
+    assert!(x.len() >= n * pixels, "broadcast convolution: input");
+    Some((x, w, bias))
 }
 
 /// The weights as the vector code reads them: window taps × 16 lanes (lane o: output
@@ -154,11 +166,7 @@ pub fn forward_pooled<T: Float>(
     let len = n * (ho / 2) * (wo / 2) * outputs;
     #[cfg(target_arch = "x86_64")]
     if pooled_supported::<T>(shape, outputs) {
-        if let (Some(xf), Some(wf), Some(bf)) =
-            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
-        {
-            let (h, wi, c) = (shape.height, shape.width, shape.channels);
-            assert!(xf.len() >= n * h * wi * c, "broadcast convolution: input");
+        if let Some((xf, wf, bf)) = f32_operands(shape, n, (x, w, bias)) {
             assert_eq!(wf.len(), outputs * window, "broadcast convolution: weights");
             assert_eq!(bf.len(), outputs, "broadcast convolution: bias");
             let (table, lanes) = weight_table(window, wf, bf);
@@ -218,11 +226,7 @@ pub fn tangent_at_winners<T: Float>(
     );
     #[cfg(target_arch = "x86_64")]
     if pooled_supported::<T>(shape, outputs) {
-        if let (Some(xf), Some(wf), Some(bf)) =
-            (super::as_f32(x), super::as_f32(w), super::as_f32(bias))
-        {
-            let (h, wi, c) = (shape.height, shape.width, shape.channels);
-            assert!(xf.len() >= n * h * wi * c, "broadcast convolution: input");
+        if let Some((xf, wf, bf)) = f32_operands(shape, n, (x, w, bias)) {
             let tables: Vec<(Vec<f32>, [f32; 16])> = (0..b)
                 .map(|j| {
                     let wj = &wf[j * outputs * window..(j + 1) * outputs * window];
@@ -697,21 +701,40 @@ mod avx512 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::kernels::{conv, matmul, Mat, WIDEST};
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
-    fn random<T: Float>(rng: &mut ChaCha8Rng, len: usize) -> Vec<T> {
+    pub(in crate::kernels) fn random<T: Float>(rng: &mut ChaCha8Rng, len: usize) -> Vec<T> {
         (0..len)
             .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
             .collect()
     }
 
+    /// A convolution's forward pass (`out` replaced) and its weight sums (accumulated),
+    /// as [`forward`] and [`weight_sums`] take them.
+    pub(in crate::kernels) type Routes<T> = (
+        fn(&ConvShape, usize, usize, &[T], (&[T], &[T]), &mut Vec<T>),
+        fn(&ConvShape, usize, usize, &[T], &[T], &mut [T]),
+    );
+
     /// [`forward`] and [`weight_sums`] against im2col and the matrix products (the
     /// route they replace), to `tol` relative to the largest sum of absolute terms.
     fn matches_the_patch_matrix<T: Float>(shape: ConvShape, outputs: usize, n: usize, tol: f64) {
+        let routes: Routes<T> = (forward, weight_sums);
+        routes_match_the_patch_matrix(shape, outputs, n, tol, routes);
+    }
+
+    /// `routes` against im2col and the matrix products.
+    pub(in crate::kernels) fn routes_match_the_patch_matrix<T: Float>(
+        shape: ConvShape,
+        outputs: usize,
+        n: usize,
+        tol: f64,
+        (forward, weight_sums): Routes<T>,
+    ) {
         let mut rng = ChaCha8Rng::seed_from_u64(11);
         let x: Vec<T> = random(&mut rng, n * shape.height * shape.width * shape.channels);
         let w: Vec<T> = random(&mut rng, outputs * shape.window());

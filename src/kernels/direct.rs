@@ -496,55 +496,12 @@ mod tests {
         widths.push(0);
         widths
     }
-    use crate::kernels::{conv, matmul, Mat};
-    use rand::{Rng, SeedableRng};
-    use rand_chacha::ChaCha8Rng;
+    use crate::kernels::broadcast::tests::{routes_match_the_patch_matrix, Routes};
 
-    fn random<T: Float>(rng: &mut ChaCha8Rng, len: usize) -> Vec<T> {
-        (0..len)
-            .map(|_| T::from_f64(rng.random_range(-1.0..1.0)))
-            .collect()
-    }
-
-    /// Both functions against the patch matrix's products (the route they replace),
-    /// to `tol` relative to the largest sum of absolute terms.
+    /// Both functions against the patch matrix's products (the route they replace).
     fn matches_the_patch_matrix<T: Float>(shape: ConvShape, outputs: usize, n: usize, tol: f64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(7);
-        let x: Vec<T> = random(&mut rng, n * shape.height * shape.width);
-        let w: Vec<T> = random(&mut rng, outputs * shape.window());
-        let rows = n * shape.positions();
-        let delta: Vec<T> = random(&mut rng, rows * outputs);
-        let mut patches = vec![T::ZERO; rows * shape.window()];
-        conv::im2col(&shape, n, &x, &mut patches);
-        let p = Mat::rows(&patches, rows, shape.window());
-        let close = |got: &[T], want: &[T], scale: f64, what: &str| {
-            for (i, (g, w)) in got.iter().zip(want).enumerate() {
-                let err = (g.to_f64() - w.to_f64()).abs();
-                assert!(
-                    err <= tol * scale,
-                    "{what}[{i}]: {g:?} vs {w:?} ({shape:?}, {outputs} outputs)"
-                );
-            }
-        };
-        let bias: Vec<T> = random(&mut rng, outputs);
-        let mut want: Vec<T> = (0..rows).flat_map(|_| bias.iter().copied()).collect();
-        matmul(
-            &mut want,
-            true,
-            p,
-            Mat::rows(&w, outputs, shape.window()).t(),
-        );
-        // Overwrites what is there.
-        let mut got: Vec<T> = random(&mut rng, rows * outputs);
-        forward(&shape, outputs, n, &x, (&w, &bias), &mut got);
-        close(&got, &want, 1.0 + shape.window() as f64, "forward");
-
-        let start: Vec<T> = random(&mut rng, outputs * shape.window());
-        let mut want = start.clone();
-        matmul(&mut want, true, Mat::rows(&delta, rows, outputs).t(), p);
-        let mut got = start;
-        weight_sums(&shape, outputs, n, &x, &delta, &mut got);
-        close(&got, &want, 1.0 + rows as f64, "weight_sums");
+        let routes: Routes<T> = (forward, weight_sums);
+        routes_match_the_patch_matrix(shape, outputs, n, tol, routes);
     }
 
     fn shape(side: usize, kernel: usize) -> ConvShape {

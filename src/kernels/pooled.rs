@@ -226,6 +226,70 @@ mod avx {
         &'a mut [T],
     );
 
+    /// One vector width's operations on a window's runs of V vectors, the last one
+    /// masked to the run's tail: what [`weight_sums_in`] needs of AVX2 or AVX-512.
+    pub trait Runs: Copy {
+        type V: Copy;
+        unsafe fn zero(self) -> Self::V;
+        unsafe fn splat(self, a: f32) -> Self::V;
+        /// a·b + c.
+        unsafe fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        /// Vector q of the run at p.
+        unsafe fn load(self, p: *const f32, q: usize) -> Self::V;
+        /// Vector q of the run at p += v.
+        unsafe fn add_store(self, p: *mut f32, q: usize, v: Self::V);
+    }
+
+    /// AVX2: 8 lanes.
+    #[derive(Clone, Copy)]
+    pub struct Runs8 {
+        vectors: usize,
+        tail: __m256i,
+    }
+
+    impl Runs8 {
+        #[inline(always)]
+        unsafe fn new(span: usize, vectors: usize) -> Self {
+            Runs8 {
+                vectors,
+                tail: tail_mask(span - 8 * (vectors - 1)),
+            }
+        }
+    }
+
+    impl Runs for Runs8 {
+        type V = __m256;
+        #[inline(always)]
+        unsafe fn zero(self) -> __m256 {
+            _mm256_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(self, a: f32) -> __m256 {
+            _mm256_set1_ps(a)
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            _mm256_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn load(self, p: *const f32, q: usize) -> __m256 {
+            if q + 1 < self.vectors {
+                _mm256_loadu_ps(p.add(8 * q))
+            } else {
+                _mm256_maskload_ps(p.add(8 * q), self.tail)
+            }
+        }
+        #[inline(always)]
+        unsafe fn add_store(self, p: *mut f32, q: usize, v: __m256) {
+            let sum = _mm256_add_ps(self.load(p, q), v);
+            if q + 1 < self.vectors {
+                _mm256_storeu_ps(p.add(8 * q), sum);
+            } else {
+                _mm256_maskstore_ps(p.add(8 * q), self.tail, sum);
+            }
+        }
+    }
+
     /// [`super::weight_sums`] for f32 (T must be f32) with windows of V vectors a kernel
     /// row: per direction and channel, the sums of R kernel rows at a time stay in
     /// registers over all winners of a few samples. (The plain loop read and wrote
@@ -233,6 +297,18 @@ mod avx {
     /// on LeNet.) Callers must run on a CPU with AVX2 and FMA.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn weight_sums<T: Float, const V: usize, const R: usize>(
+        args: WeightSums<'_, '_, T>,
+    ) {
+        let span = args.0.shape.kernel * args.0.shape.channels;
+        weight_sums_in::<T, _, V, R>(Runs8::new(span, V), SAMPLES, args)
+    }
+
+    /// The weight sums' walk over the winners of `sweep` samples at a time, at the
+    /// vector width of `lanes` (inlined into each width's function).
+    #[inline(always)]
+    pub unsafe fn weight_sums_in<T: Float, L: Runs, const V: usize, const R: usize>(
+        lanes: L,
+        sweep: usize,
         (conv, (samples, b), winners, terms, (bias, gb), gw): WeightSums<'_, '_, T>,
     ) {
         let gw = as_f32_mut(gw).expect("f32");
@@ -258,6 +334,7 @@ mod avx {
             winners.len() >= samples.end * hq * wq * outputs,
             "weight sums: winners"
         );
+        assert!(gw.len() >= b * outputs * window, "weight sums: gradient");
         for (_, source) in terms {
             let (Source::Input(x) | Source::Image(x)) = source;
             let images = if matches!(source, Source::Image(_)) {
@@ -270,21 +347,13 @@ mod avx {
                 "weight sums: source"
             );
         }
-        let tail = tail_mask(span - 8 * (V - 1));
-        let load = |p: *const f32, q: usize| {
-            if q + 1 < V {
-                _mm256_loadu_ps(p.add(8 * q))
-            } else {
-                _mm256_maskload_ps(p.add(8 * q), tail)
-            }
-        };
-        for s0 in samples.clone().step_by(SAMPLES) {
-            let s1 = samples.end.min(s0 + SAMPLES);
+        for s0 in samples.clone().step_by(sweep) {
+            let s1 = samples.end.min(s0 + sweep);
             for j in 0..b {
                 for c in 0..outputs {
                     let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
                     for ky0 in (0..kernel).step_by(R) {
-                        let mut acc = [[_mm256_setzero_ps(); V]; R];
+                        let mut acc = [[lanes.zero(); V]; R];
                         for s in s0..s1 {
                             for qy in 0..hq {
                                 for qx in 0..wq {
@@ -307,12 +376,12 @@ mod avx {
                                         };
                                         let first =
                                             x.add(((image_row + oy) * width + ox) * channels);
-                                        let av = _mm256_set1_ps(a.to_f64() as f32);
+                                        let av = lanes.splat(a.to_f64() as f32);
                                         for (r, acc) in acc.iter_mut().enumerate() {
                                             if ky0 + r < kernel {
                                                 let p = first.add((ky0 + r) * width * channels);
                                                 for (q, acc) in acc.iter_mut().enumerate() {
-                                                    *acc = _mm256_fmadd_ps(av, load(p, q), *acc);
+                                                    *acc = lanes.fma(av, lanes.load(p, q), *acc);
                                                 }
                                             }
                                         }
@@ -324,12 +393,7 @@ mod avx {
                             if ky0 + r < kernel {
                                 let p = g.add((ky0 + r) * span);
                                 for (q, acc) in acc.iter().enumerate() {
-                                    let sum = _mm256_add_ps(load(p, q), *acc);
-                                    if q + 1 < V {
-                                        _mm256_storeu_ps(p.add(8 * q), sum);
-                                    } else {
-                                        _mm256_maskstore_ps(p.add(8 * q), tail, sum);
-                                    }
+                                    lanes.add_store(p, q, *acc);
                                 }
                             }
                         }
@@ -656,118 +720,68 @@ mod avx512 {
         }
     }
 
-    /// [`super::weight_sums`] with windows of V vectors a kernel row (masked tails): per
-    /// direction and channel, the sums of R kernel rows at a time (LeNet's second
-    /// convolution: all 5 rows of 4 vectors) stay in registers over all winners of a few
-    /// samples, so each window is loaded once. Callers must run on a CPU with AVX-512,
-    /// T must be f32.
+    /// AVX-512: 16 lanes, every load and store masked (all lanes but the last vector's
+    /// tail).
+    #[derive(Clone, Copy)]
+    struct Runs16 {
+        vectors: usize,
+        tail: __mmask16,
+    }
+
+    impl Runs16 {
+        #[inline(always)]
+        fn mask(self, q: usize) -> __mmask16 {
+            if q + 1 < self.vectors {
+                !0
+            } else {
+                self.tail
+            }
+        }
+    }
+
+    impl super::avx::Runs for Runs16 {
+        type V = __m512;
+        #[inline(always)]
+        unsafe fn zero(self) -> __m512 {
+            _mm512_setzero_ps()
+        }
+        #[inline(always)]
+        unsafe fn splat(self, a: f32) -> __m512 {
+            _mm512_set1_ps(a)
+        }
+        #[inline(always)]
+        unsafe fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+            _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn load(self, p: *const f32, q: usize) -> __m512 {
+            _mm512_maskz_loadu_ps(self.mask(q), p.add(16 * q))
+        }
+        #[inline(always)]
+        unsafe fn add_store(self, p: *mut f32, q: usize, v: __m512) {
+            let sum = _mm512_add_ps(self.load(p, q), v);
+            _mm512_mask_storeu_ps(p.add(16 * q), self.mask(q), sum);
+        }
+    }
+
+    /// [`super::weight_sums`] in AVX-512 with windows of V vectors a kernel row: all of
+    /// LeNet's second convolution's kernel rows (5 × 4 vectors of sums) at once, so each
+    /// window is loaded once per direction and channel. Callers must run on a CPU with
+    /// AVX-512, T must be f32.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn weight_sums<T: Float, const V: usize, const R: usize>(
-        (conv, (samples, b), winners, terms, (bias, gb), gw): super::avx::WeightSums<'_, '_, T>,
+        args: super::avx::WeightSums<'_, '_, T>,
     ) {
-        let gw = as_f32_mut(gw).expect("f32");
-        let sources: Vec<(super::Coefs<'_, T>, *const f32, bool)> = terms
-            .iter()
-            .map(|(coefs, source)| match source {
-                Source::Input(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), false),
-                Source::Image(x) => (*coefs, as_f32(x).expect("f32").as_ptr(), true),
-            })
-            .collect();
-        let super::ConvShape {
-            height,
-            width,
-            channels,
-            kernel,
-            ..
-        } = conv.shape;
-        let (outputs, window, span) = (conv.outputs, conv.shape.window(), kernel * channels);
+        let span = args.0.shape.kernel * args.0.shape.channels;
         assert!(
             span <= 16 * V && span > 16 * (V - 1),
             "weight sums: run length"
         );
-        let (hq, wq) = conv.pooled();
-        // The reads below are unchecked: every window they touch is inside these.
-        let pixels = height * width * channels;
-        assert!(
-            winners.len() >= samples.end * hq * wq * outputs,
-            "weight sums: winners"
-        );
-        assert!(gw.len() >= b * outputs * window, "weight sums: gradient");
-        for (_, source) in terms {
-            let (Source::Input(x) | Source::Image(x)) = source;
-            let images = if matches!(source, Source::Image(_)) {
-                b
-            } else {
-                1
-            };
-            assert!(
-                x.len() >= samples.end * images * pixels,
-                "weight sums: source"
-            );
-        }
-        let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
-        let mask = |q: usize| if q + 1 < V { !0 } else { tail };
-        for s0 in samples.clone().step_by(SAMPLES) {
-            let s1 = samples.end.min(s0 + SAMPLES);
-            for j in 0..b {
-                for c in 0..outputs {
-                    let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
-                    for ky0 in (0..kernel).step_by(R) {
-                        let mut acc = [[_mm512_setzero_ps(); V]; R];
-                        for s in s0..s1 {
-                            for qy in 0..hq {
-                                for qx in 0..wq {
-                                    let pos = (s * hq + qy) * wq + qx;
-                                    // A window slot, 0..4 (the pooling's).
-                                    let slot = (winners[pos * outputs + c] & 3) as usize;
-                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
-                                    if ky0 == 0 {
-                                        gb[j * outputs + c] += bias.at(pos, j, c, b, outputs);
-                                    }
-                                    for (coefs, x, image) in &sources {
-                                        let a = coefs.at(pos, j, c, b, outputs);
-                                        if a == T::ZERO {
-                                            continue;
-                                        }
-                                        let image_row = if *image {
-                                            (s * b + j) * height
-                                        } else {
-                                            s * height
-                                        };
-                                        let first =
-                                            x.add(((image_row + oy) * width + ox) * channels);
-                                        let av = _mm512_set1_ps(a.to_f64() as f32);
-                                        for (r, acc) in acc.iter_mut().enumerate() {
-                                            if ky0 + r < kernel {
-                                                let p = first.add((ky0 + r) * width * channels);
-                                                for (q, acc) in acc.iter_mut().enumerate() {
-                                                    let v = _mm512_maskz_loadu_ps(
-                                                        mask(q),
-                                                        p.add(16 * q),
-                                                    );
-                                                    *acc = _mm512_fmadd_ps(av, v, *acc);
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                        for (r, acc) in acc.iter().enumerate() {
-                            if ky0 + r < kernel {
-                                let p = g.add((ky0 + r) * span);
-                                for (q, acc) in acc.iter().enumerate() {
-                                    let to = p.add(16 * q);
-                                    let sum =
-                                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask(q), to), *acc);
-                                    _mm512_mask_storeu_ps(to, mask(q), sum);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let lanes = Runs16 {
+            vectors: V,
+            tail: ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16,
+        };
+        super::avx::weight_sums_in::<T, _, V, R>(lanes, SAMPLES, args)
     }
 
     /// The dot products of G windows (K runs `stride` apart from each start) with the
