@@ -11,7 +11,10 @@
 //! window's taps × 16 lanes) into the output position's accumulator. Sixteen output
 //! positions (2 rows of 8) are summed at once in registers, so every weight vector
 //! loaded serves sixteen products. The lanes past `outputs` compute zeros that are never
-//! stored.
+//! stored. Followed by a 2×2 max pooling, the sixteen sums are pooled in registers
+//! ([`forward_pooled`]) or, for a tangent at known winners, picked at them
+//! ([`tangent_at_winners`]); the weight gradient keeps a short window's sums in
+//! registers instead ([`weight_sums`]: δ's outputs one vector, each pixel broadcast).
 //!
 //! f32 on a CPU with AVX-512 when [`supported`]; [`forward`] runs the plain loops
 //! otherwise (the caller, `models/native.rs`, keeps its matrix product there).
@@ -127,6 +130,7 @@ fn f32_operands<'a, T: Float>(
 
 /// The weights as the vector code reads them: window taps × 16 lanes (lane o: output
 /// o's weight, zero past the outputs), and the bias in 16 lanes.
+#[cfg(target_arch = "x86_64")]
 fn weight_table(window: usize, w: &[f32], bias: &[f32]) -> (Vec<f32>, [f32; 16]) {
     let mut table = vec![0.0f32; window * 16];
     for (o, row) in w.chunks_exact(window).enumerate() {
@@ -427,7 +431,7 @@ mod avx512 {
         for s in 0..n {
             let img = x.as_ptr().add(s * h * w * C);
             let d = delta.as_ptr().add(s * ho * wo * outputs);
-            let mut acc = [_mm512_setzero_ps(); 27];
+            let mut acc = [_mm512_setzero_ps(); super::MAX_SUM_WINDOW];
             for y in 0..ho {
                 let rows: [*const f32; K] = std::array::from_fn(|ky| img.add((y + ky) * w * C));
                 for xo in 0..wo {
