@@ -181,6 +181,20 @@ pub struct ReplicateSummary {
     pub series: Vec<(Metric, Vec<f64>)>,
     /// Arrays stored stacked over replicates, e.g. the θ path `[T+1, 2]`.
     pub arrays: Vec<NamedArray>,
+    /// Spectra at the replicate's end. They travel in its summary, not as separate
+    /// [`Event::Spectrum`]s, so that the journal holds both or neither: a run killed
+    /// between two frames never records a spectrum of a replicate it does not hold.
+    #[serde(default)]
+    pub spectra: Vec<ReplicateSpectrum>,
+}
+
+/// One of a [`ReplicateSummary`]'s spectra, as an [`Event::Spectrum`] would carry it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReplicateSpectrum {
+    pub of: SpectrumOf,
+    pub iteration: u64,
+    /// Descending.
+    pub values: Vec<f64>,
 }
 
 impl ReplicateSummary {
@@ -433,7 +447,8 @@ pub enum Event {
     /// Leading eigenvalues (descending) at one iteration.
     Spectrum {
         dynamics: DynamicsKind,
-        /// The toy's seed index; 0 for single-trajectory experiments.
+        /// Which trajectory (0 when there is one). Replicates that finish as a whole
+        /// carry their spectra in their [`ReplicateSummary`] instead.
         replicate: usize,
         iteration: u64,
         of: SpectrumOf,

@@ -9,6 +9,7 @@ use noiselab::engine;
 use noiselab::events::{self, Event, Metric};
 use noiselab::models::quadratic::Quadratic;
 use noiselab::record::journal;
+use noiselab::record::state::RecordState;
 use noiselab::record::{checkpoint, h5, recorder};
 use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
@@ -468,6 +469,45 @@ fn sample_journal() -> Vec<u8> {
     let dir = tmp.path().join("run");
     finished_run(&dir, 2);
     std::fs::read(dir.join("journal.bin")).unwrap()
+}
+
+/// A run killed between any two journal frames rebuilds to a record whose spectra
+/// belong to replicates it holds: one row per finished seed and spectrum kind, none for
+/// a seed whose outcome never reached the journal (`scripts/check_run.py`'s rule).
+#[test]
+fn every_journal_prefix_holds_spectra_only_of_finished_replicates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    finished_run(&dir, 3);
+    let path = dir.join("journal.bin");
+    let whole = journal::read(&path).unwrap();
+    let mut checked_with_spectra = 0;
+    for cut in 1..=whole.records.len() {
+        let prefix = journal::Contents {
+            records: whole.records[..cut].to_vec(),
+            ..whole.clone()
+        };
+        let state = RecordState::from_journal(&prefix, &path).unwrap();
+        for ((kind, of), rows) in &state.spectra {
+            let finished: Vec<usize> = state
+                .replicates(*kind)
+                .iter()
+                .map(|r| r.replicate)
+                .collect();
+            let with_rows: Vec<usize> = rows.iter().map(|e| e.replicate).collect();
+            assert_eq!(
+                with_rows, finished,
+                "{kind} {of:?} after {cut} of {} frames: spectra of seeds {with_rows:?}, finished {finished:?}",
+                whole.records.len()
+            );
+            checked_with_spectra += usize::from(!rows.is_empty());
+        }
+    }
+    // The finished run's own record: two spectra a dynamics, three seeds each.
+    let end = RecordState::from_journal(&whole, &path).unwrap();
+    assert_eq!(end.spectra.len(), 2 * end.config.dynamics.len());
+    assert!(end.spectra.values().all(|rows| rows.len() == 3));
+    assert!(checked_with_spectra > 0);
 }
 
 #[test]

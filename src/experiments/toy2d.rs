@@ -8,7 +8,9 @@ use super::{report_end, Section, Tokens};
 use crate::config::{at_least, check, positive, Config, Invalid};
 use crate::dynamics::{DynamicsKind, NoiseModel};
 use crate::engine;
-use crate::events::{self, Event, EventSender, Metric, NamedArray, Plane, ReplicateSummary};
+use crate::events::{
+    self, Event, EventSender, Metric, NamedArray, Plane, ReplicateSpectrum, ReplicateSummary,
+};
 use crate::events::{RunStatus, SpectrumOf};
 use crate::experiment::{Experiment, Outline, RunContext};
 use crate::linalg::symmetric_eigen;
@@ -382,30 +384,27 @@ impl ToyRun {
                 shape: vec![self.trajectory.len(), 2],
                 values: self.trajectory.iter().flatten().copied().collect(),
             }],
+            spectra: [
+                (SpectrumOf::Hessian, &self.last_hessian_eigenvalues),
+                (SpectrumOf::Noise, &self.last_noise_eigenvalues),
+            ]
+            .map(|(of, values)| ReplicateSpectrum {
+                of,
+                iteration: self.tr_h_noise.len() as u64,
+                values: values.clone(),
+            })
+            .into(),
         }
     }
 }
 
 fn publish(events: &EventSender, kind: DynamicsKind, run: ToyRun, success_below: f64) {
-    let iteration = run.tr_h_noise.len() as u64;
     if let Some(d) = &run.diverged {
         events.send(Event::Diverged {
             dynamics: kind,
             replicate: run.replicate,
             iteration: d.iteration as u64,
             reason: d.reason.clone(),
-        });
-    }
-    for (of, values) in [
-        (SpectrumOf::Hessian, &run.last_hessian_eigenvalues),
-        (SpectrumOf::Noise, &run.last_noise_eigenvalues),
-    ] {
-        events.send(Event::Spectrum {
-            dynamics: kind,
-            replicate: run.replicate,
-            iteration,
-            of,
-            values: values.clone(),
         });
     }
     events.send(Event::ReplicateFinished {

@@ -123,22 +123,17 @@ impl RecordState {
                 iteration,
                 of,
                 values,
-            } => {
-                // A replicate cut short and run again by `resume` reports its spectrum
-                // twice: keep one entry per (replicate, iteration), in that order.
-                let entries = self.spectra.entry((*dynamics, *of)).or_default();
-                let entry = SpectrumEntry {
-                    replicate: *replicate,
-                    iteration: *iteration,
-                    values: values.clone(),
-                };
-                let key = |e: &SpectrumEntry| (e.replicate, e.iteration);
-                match entries.binary_search_by_key(&key(&entry), key) {
-                    Ok(i) => entries[i] = entry,
-                    Err(i) => entries.insert(i, entry),
-                }
-            }
+            } => self.insert_spectrum(*dynamics, *of, *replicate, *iteration, values),
             Event::ReplicateFinished { dynamics, summary } => {
+                for sp in &summary.spectra {
+                    self.insert_spectrum(
+                        *dynamics,
+                        sp.of,
+                        summary.replicate,
+                        sp.iteration,
+                        &sp.values,
+                    );
+                }
                 self.replicates
                     .entry(*dynamics)
                     .or_default()
@@ -195,6 +190,29 @@ impl RecordState {
                 );
             }
             Event::Log { .. } | Event::Finished { .. } | Event::Progress(_) => {}
+        }
+    }
+
+    fn insert_spectrum(
+        &mut self,
+        dynamics: DynamicsKind,
+        of: SpectrumOf,
+        replicate: usize,
+        iteration: u64,
+        values: &[f64],
+    ) {
+        // A replicate cut short and run again by `resume` reports its spectrum twice:
+        // keep one entry per (replicate, iteration), in that order.
+        let entries = self.spectra.entry((dynamics, of)).or_default();
+        let entry = SpectrumEntry {
+            replicate,
+            iteration,
+            values: values.to_vec(),
+        };
+        let key = |e: &SpectrumEntry| (e.replicate, e.iteration);
+        match entries.binary_search_by_key(&key(&entry), key) {
+            Ok(i) => entries[i] = entry,
+            Err(i) => entries.insert(i, entry),
         }
     }
 

@@ -113,6 +113,14 @@ impl DynamicsState {
         self.means_built = Some(Instant::now());
     }
 
+    /// The latest spectrum of either kind, whichever replicate reported it.
+    fn set_spectrum(&mut self, of: SpectrumOf, iteration: u64, values: Vec<f64>) {
+        match of {
+            SpectrumOf::Hessian => self.hessian_spectrum = Some((iteration, values)),
+            SpectrumOf::Noise => self.noise_spectrum = Some((iteration, values)),
+        }
+    }
+
     pub fn success_rate(&self) -> Option<f64> {
         (self.done > 0).then(|| self.successes as f64 / self.done as f64)
     }
@@ -449,15 +457,15 @@ impl App {
                 ..
             } => {
                 if let Some(d) = self.state_mut(dynamics) {
-                    match of {
-                        SpectrumOf::Hessian => d.hessian_spectrum = Some((iteration, values)),
-                        SpectrumOf::Noise => d.noise_spectrum = Some((iteration, values)),
-                    }
+                    d.set_spectrum(of, iteration, values);
                 }
             }
             Event::ReplicateFinished { dynamics, summary } => {
                 let total = self.info.as_ref().map_or(usize::MAX, |i| i.replicates);
                 if let Some(d) = self.state_mut(dynamics) {
+                    for sp in &summary.spectra {
+                        d.set_spectrum(sp.of, sp.iteration, sp.values.clone());
+                    }
                     d.status = DynStatus::Running;
                     d.done += 1;
                     d.successes += usize::from(summary.success == Some(true));
