@@ -32,8 +32,13 @@ fn main() {
         .unwrap(),
     };
     let arch = lenet::architecture().unwrap();
-    let theta =
+    let mut theta =
         arch.init_theta(&mut <rand_chacha::ChaCha12Rng as rand::SeedableRng>::seed_from_u64(0));
+    // Every workload at θ_GD when one is given (`THETA_GD=…`, a file of f64 whose
+    // training set is these images: pass its run's `CONFIG` too).
+    if let Some(at) = theta_gd() {
+        theta = at;
+    }
     let m32 = NativeClassifier::<f32>::new(arch.clone(), &data).unwrap();
     let all: Vec<usize> = (0..data.len()).collect();
     if what == "eigs" {
@@ -93,21 +98,11 @@ fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refr
         tol: model.hvp_tolerance(),
         ..lanczos::LanczosOptions::new(20)
     };
-    // From θ_GD (a file of f64, `THETA_GD=…`; its training set must be these images) or
-    // from 200 GD steps.
-    match std::env::var("THETA_GD") {
-        Ok(path) => {
-            theta = std::fs::read(path)
-                .unwrap()
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                .collect()
-        }
-        Err(_) => {
-            for _ in 0..200 {
-                let (_, g) = model.loss_and_gradient(&theta).unwrap();
-                theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.1 * g);
-            }
+    // From θ_GD (already in `theta` when given) or from 200 GD steps.
+    if theta_gd().is_none() {
+        for _ in 0..200 {
+            let (_, g) = model.loss_and_gradient(&theta).unwrap();
+            theta.iter_mut().zip(&g).for_each(|(t, g)| *t -= 0.1 * g);
         }
     }
     let mut rng = <rand_chacha::ChaCha12Rng as rand::SeedableRng>::seed_from_u64(5);
@@ -152,4 +147,16 @@ fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refr
             });
         }
     }
+}
+
+/// θ_GD from the file `THETA_GD` names, if set.
+fn theta_gd() -> Option<Vec<f64>> {
+    let path = std::env::var("THETA_GD").ok()?;
+    Some(
+        std::fs::read(path)
+            .unwrap()
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+            .collect(),
+    )
 }

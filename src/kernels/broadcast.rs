@@ -366,6 +366,115 @@ pub fn weight_sums<T: Float>(
     }
 }
 
+/// Whether [`weight_sums_at_winners`] runs in vector code: as [`sums_supported`], with
+/// whole pooling windows.
+pub fn pooled_sums_supported<T: Float>(shape: &ConvShape, outputs: usize) -> bool {
+    sums_supported::<T>(shape, outputs) && pooled_supported::<T>(shape, outputs)
+}
+
+/// `gw` (b × `outputs` × window) and `gb` (b × `outputs`), accumulated into: for each of
+/// b directions j, the weight and bias gradients of a convolution followed by a 2×2 max
+/// pooling, from the gradient at the pooling's output `delta` (n × Hₒ/2 × Wₒ/2 × b ×
+/// `outputs`, the pooled block layout of an R-operator pass) and the pooling's `winners`
+/// (n × Hₒ/2 × Wₒ/2 × `outputs` window slots): [`weight_sums`] and the bias sums of
+/// `pool::backward`'s dense gradient, without it. That gradient is ¾ zeros; writing,
+/// scattering and summing it was a sixth of an HVP on LeNet (docs/BENCHMARKS.md). Here
+/// each pooled value's outputs are one vector, split by winner slot into four masked
+/// vectors that meet the window at their slot's position, the window's sums in
+/// registers for a sample.
+pub fn weight_sums_at_winners<T: Float>(
+    shape: &ConvShape,
+    (outputs, b): (usize, usize),
+    n: usize,
+    x: &[T],
+    (delta, winners): (&[T], &[u8]),
+    (gw, gb): (&mut [T], &mut [T]),
+) {
+    let (h, wi, c, k) = (shape.height, shape.width, shape.channels, shape.kernel);
+    let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+    let pooled = (ho / 2) * (wo / 2);
+    assert_eq!(shape.padding, 0, "broadcast convolution: no padding");
+    assert!(x.len() >= n * h * wi * c, "broadcast convolution: input");
+    assert!(
+        delta.len() >= n * pooled * b * outputs,
+        "broadcast convolution: δ"
+    );
+    assert!(
+        winners.len() >= n * pooled * outputs,
+        "broadcast convolution: winners"
+    );
+    assert_eq!(
+        gw.len(),
+        b * outputs * window,
+        "broadcast convolution: weights"
+    );
+    assert_eq!(gb.len(), b * outputs, "broadcast convolution: bias");
+    #[cfg(target_arch = "x86_64")]
+    if pooled_sums_supported::<T>(shape, outputs) {
+        if let (Some(x), Some(delta), Some(gw), Some(gb)) = (
+            super::as_f32(x),
+            super::as_f32(delta),
+            super::as_f32_mut(gw),
+            super::as_f32_mut(gb),
+        ) {
+            let mut tables = vec![0.0f32; b * (window + 1) * 16];
+            // SAFETY: `pooled_sums_supported` checked AVX-512, whole windows and the
+            // unrolled shapes; the lengths are asserted above.
+            unsafe {
+                let at = (delta, winners);
+                match (c, k) {
+                    (1, 3) => {
+                        avx512::sums_at_winners::<1, 3>(shape, (outputs, b), n, x, at, &mut tables)
+                    }
+                    (1, _) => {
+                        avx512::sums_at_winners::<1, 5>(shape, (outputs, b), n, x, at, &mut tables)
+                    }
+                    _ => {
+                        avx512::sums_at_winners::<3, 3>(shape, (outputs, b), n, x, at, &mut tables)
+                    }
+                }
+            }
+            for (j, table) in tables.chunks_exact((window + 1) * 16).enumerate() {
+                let gw = &mut gw[j * outputs * window..(j + 1) * outputs * window];
+                for (o, row) in gw.chunks_exact_mut(window).enumerate() {
+                    for (t, g) in row.iter_mut().enumerate() {
+                        *g += table[t * 16 + o];
+                    }
+                }
+                for (o, g) in gb[j * outputs..(j + 1) * outputs].iter_mut().enumerate() {
+                    *g += table[window * 16 + o];
+                }
+            }
+            return;
+        }
+    }
+    for (q, slots) in winners[..n * pooled * outputs]
+        .chunks_exact(outputs)
+        .enumerate()
+    {
+        let (s, p) = (q / pooled, q % pooled);
+        let (qy, qx) = (p / (wo / 2), p % (wo / 2));
+        let img = &x[s * h * wi * c..(s + 1) * h * wi * c];
+        for j in 0..b {
+            let d = &delta[(q * b + j) * outputs..][..outputs];
+            for (o, (&dv, &slot)) in d.iter().zip(slots).enumerate() {
+                let (y, xo) = (
+                    2 * qy + (slot as usize & 3) / 2,
+                    2 * qx + (slot as usize & 1),
+                );
+                gb[j * outputs + o] += dv;
+                let g = &mut gw[(j * outputs + o) * window..][..window];
+                for ky in 0..k {
+                    let run = &img[((y + ky) * wi + xo) * c..][..k * c];
+                    for (g, v) in g[ky * k * c..].iter_mut().zip(run) {
+                        *g += dv * *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::ConvShape;
@@ -451,6 +560,87 @@ mod avx512 {
         }
     }
 
+    /// The window slots `winners[at..at + outputs]` in the first lanes (the rest
+    /// undefined: callers mask them). One vector load where 16 bytes are there to read;
+    /// the last few positions copy byte by byte, with reads that cannot become a call to
+    /// `memcpy` (a call makes every vector register caller-saved: the accumulators were
+    /// spilled around it at every position, 3× slower).
+    #[inline(always)]
+    unsafe fn slot_lanes(winners: &[u8], at: usize, outputs: usize) -> __m512i {
+        let bytes = if at + 16 <= winners.len() {
+            _mm_loadu_si128(winners.as_ptr().add(at).cast())
+        } else {
+            assert!(
+                at + outputs <= winners.len(),
+                "broadcast convolution: winners"
+            );
+            let mut slots = [0u8; 16];
+            for (i, s) in slots.iter_mut().enumerate().take(outputs) {
+                *s = std::ptr::read_volatile(winners.as_ptr().add(at + i));
+            }
+            _mm_loadu_si128(slots.as_ptr().cast())
+        };
+        _mm512_cvtepu8_epi32(bytes)
+    }
+
+    /// See [`super::weight_sums_at_winners`]: `tables` holds, per direction, the
+    /// window's taps × 16 lanes and then the bias' 16 lanes, added to. Callers must run
+    /// on a CPU with AVX-512 and pass n whole samples of input, δ and winners.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn sums_at_winners<const C: usize, const K: usize>(
+        shape: &ConvShape,
+        (outputs, b): (usize, usize),
+        n: usize,
+        x: &[f32],
+        (delta, winners): (&[f32], &[u8]),
+        tables: &mut [f32],
+    ) {
+        let (h, w) = (shape.height, shape.width);
+        let (hq, wq) = (shape.out_height() / 2, shape.out_width() / 2);
+        let mask = ((1u32 << outputs) - 1) as __mmask16;
+        let span = K * C;
+        let per_direction = (K * span + 1) * 16;
+        for s in 0..n {
+            let img = x.as_ptr().add(s * h * w * C);
+            for j in 0..b {
+                let mut acc = [_mm512_setzero_ps(); super::MAX_SUM_WINDOW];
+                let mut bias = _mm512_setzero_ps();
+                for qy in 0..hq {
+                    for qx in 0..wq {
+                        let q = (s * hq + qy) * wq + qx;
+                        let d =
+                            _mm512_maskz_loadu_ps(mask, delta.as_ptr().add((q * b + j) * outputs));
+                        bias = _mm512_add_ps(bias, d);
+                        let slot = slot_lanes(winners, q * outputs, outputs);
+                        for k in 0..4 {
+                            let here =
+                                _mm512_cmpeq_epi32_mask(slot, _mm512_set1_epi32(k as i32)) & mask;
+                            if here == 0 {
+                                continue;
+                            }
+                            let dk = _mm512_maskz_mov_ps(here, d);
+                            let (y, xo) = (2 * qy + k / 2, 2 * qx + k % 2);
+                            for ky in 0..K {
+                                let row = img.add(((y + ky) * w + xo) * C);
+                                for u in 0..span {
+                                    let v = _mm512_set1_ps(*row.add(u));
+                                    acc[ky * span + u] = _mm512_fmadd_ps(v, dk, acc[ky * span + u]);
+                                }
+                            }
+                        }
+                    }
+                }
+                let table = tables.as_mut_ptr().add(j * per_direction);
+                for (t, acc) in acc.iter().enumerate().take(K * span) {
+                    let to = table.add(t * 16);
+                    _mm512_storeu_ps(to, _mm512_add_ps(_mm512_loadu_ps(to), *acc));
+                }
+                let to = table.add(K * span * 16);
+                _mm512_storeu_ps(to, _mm512_add_ps(_mm512_loadu_ps(to), bias));
+            }
+        }
+    }
+
     /// See [`super::tangent_at_winners`]: one weight table and bias per direction.
     /// Callers must run on a CPU with AVX-512 and pass an input of n whole samples,
     /// their winners and room for the output.
@@ -530,9 +720,7 @@ mod avx512 {
             let mask = ((1u32 << outputs) - 1) as __mmask16;
             for q in 0..X / 2 {
                 let pos = (s * hq + y / 2) * wq + x0 / 2 + q;
-                let mut slots = [0u8; 16];
-                slots[..outputs].copy_from_slice(&self.winners[pos * outputs..(pos + 1) * outputs]);
-                let slot = _mm512_cvtepu8_epi32(_mm_loadu_si128(slots.as_ptr().cast()));
+                let slot = slot_lanes(self.winners, pos * outputs, outputs);
                 let mut picked = acc[0][2 * q];
                 for (k, &v) in [acc[0][2 * q + 1], acc[1][2 * q], acc[1][2 * q + 1]]
                     .iter()
@@ -949,6 +1137,100 @@ pub(super) mod tests {
                 }
             });
         }
+    }
+
+    #[test]
+    fn weight_sums_at_the_winners_match_the_pooling_backward_then_the_products() {
+        // LeNet's first convolution and the other unrolled shapes (3×3 over one channel
+        // and over three, with a block of 2 columns), one and three directions, at the
+        // winners of a pooling with ties (a zero image region: every output of its
+        // windows is the bias, slot 0 wins).
+        let cases = [
+            (shape(28, 1, 5), 10, 3),
+            (shape(28, 1, 5), 10, 1),
+            (shape(12, 1, 3), 16, 2),
+            (shape(12, 3, 3), 6, 2),
+        ];
+        for (shape, outputs, b) in cases {
+            let n = 3;
+            let (h, w, c) = (shape.height, shape.width, shape.channels);
+            let mut rng = ChaCha8Rng::seed_from_u64(21);
+            let mut x: Vec<f32> = random(&mut rng, n * h * w * c);
+            for y in 0..h / 2 {
+                x[y * w * c..(y * w + w / 2) * c].fill(0.0);
+            }
+            let theta: Vec<f32> = random(&mut rng, outputs * shape.window());
+            let theta_bias: Vec<f32> = random(&mut rng, outputs);
+            let (mut pooled, mut winners) = (Vec::new(), Vec::new());
+            forward_pooled(
+                &shape,
+                outputs,
+                n,
+                &x,
+                (&theta, &theta_bias),
+                &mut pooled,
+                &mut winners,
+            );
+            assert!(
+                (0..4).all(|k| winners.contains(&k)),
+                "every slot wins somewhere"
+            );
+            let delta: Vec<f32> = random(&mut rng, winners.len() * b);
+            // Oracle: per direction, the pooling's dense backward pass, then the patch
+            // matrix product and the column sums.
+            let (ho, wo, window) = (shape.out_height(), shape.out_width(), shape.window());
+            let rows = n * ho * wo;
+            let mut patches = vec![0.0f32; rows * window];
+            conv::im2col(&shape, n, &x, &mut patches);
+            let start_w: Vec<f32> = random(&mut rng, b * outputs * window);
+            let start_b: Vec<f32> = random(&mut rng, b * outputs);
+            let (mut want_w, mut want_b) = (start_w.clone(), start_b.clone());
+            for j in 0..b {
+                let dj: Vec<f32> = delta
+                    .chunks_exact(outputs)
+                    .skip(j)
+                    .step_by(b)
+                    .flatten()
+                    .copied()
+                    .collect();
+                let mut dense = vec![1.0f32; rows * outputs];
+                crate::kernels::pool::backward((n, ho, wo, outputs), &dj, &winners, &mut dense);
+                let d = Mat::rows(&dense, rows, outputs);
+                let gw = &mut want_w[j * outputs * window..(j + 1) * outputs * window];
+                matmul(gw, true, d.t(), Mat::rows(&patches, rows, window));
+                for row in dense.chunks_exact(outputs) {
+                    for (g, v) in want_b[j * outputs..(j + 1) * outputs].iter_mut().zip(row) {
+                        *g += v;
+                    }
+                }
+            }
+            in_both_routes(&shape, outputs, || {
+                assert_eq!(
+                    pooled_sums_supported::<f32>(&shape, outputs),
+                    supported::<f32>(&shape, outputs)
+                );
+                let (mut got_w, mut got_b) = (start_w.clone(), start_b.clone());
+                weight_sums_at_winners(
+                    &shape,
+                    (outputs, b),
+                    n,
+                    &x,
+                    (&delta, &winners),
+                    (&mut got_w, &mut got_b),
+                );
+                let scale = 1.0 + (n * ho * wo) as f32;
+                for (what, got, want) in [("weights", &got_w, &want_w), ("bias", &got_b, &want_b)] {
+                    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                        assert!(
+                            (g - w).abs() <= 1e-6 * scale,
+                            "{what}[{i}]: {g} vs {w} ({shape:?}, b = {b})"
+                        );
+                    }
+                }
+            });
+        }
+        // f64 takes the plain loops.
+        assert!(!pooled_sums_supported::<f64>(&shape(28, 1, 5), 10));
     }
 
     #[test]

@@ -237,6 +237,29 @@ impl Plan {
         self.direct == Some(i)
     }
 
+    /// The directly computed first convolution (shape, outputs, parameter index) when
+    /// step `i` is its 2×2 max pooling and the weight sums at the pooling's winners run
+    /// in vector code: the R-operator pass then ends at that pooling.
+    fn first_conv_before_pool<T: Float>(&self, i: usize) -> Option<(&ConvShape, usize, usize)> {
+        let conv = i.checked_sub(1).filter(|&c| self.is_direct(c))?;
+        match (&self.steps[conv], &self.steps[i]) {
+            (
+                Step::Conv {
+                    shape,
+                    outputs,
+                    param,
+                    ..
+                },
+                Step::Pool { fused: false, .. },
+            ) if conv == self.first_param_step
+                && broadcast::pooled_sums_supported::<T>(shape, *outputs) =>
+            {
+                Some((shape, *outputs, *param))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether the pooled convolution at step `i` is followed by its pooling and then a
     /// ReLU, whose output (`acts[i + 3]`) says which tangent entries survive.
     fn relu_after_pool(&self, i: usize) -> bool {
@@ -349,12 +372,18 @@ fn relu_mask_block<T: Float>(tangent: &mut [T], act: &[T], b: usize, channels: u
         .zip(act.chunks_exact(channels))
     {
         for one in block.chunks_exact_mut(channels) {
-            for (t, &v) in one.iter_mut().zip(a) {
-                if !relu_passes(v) {
-                    *t = T::ZERO;
-                }
-            }
+            relu_mask(one, a);
         }
+    }
+}
+
+/// Zeroes the entries of `values` where ReLU's output `act` does not pass. A select,
+/// not a branch: the pattern is data, and branching on it mispredicted often enough to
+/// make the masks of an HVP an eighth of it on LeNet (docs/BENCHMARKS.md).
+#[inline]
+fn relu_mask<T: Float>(values: &mut [T], act: &[T]) {
+    for (t, &v) in values.iter_mut().zip(act) {
+        *t = if relu_passes(v) { *t } else { T::ZERO };
     }
 }
 
@@ -1079,12 +1108,14 @@ impl<T: Float> Tape<T> {
                         delta = dx;
                     }
                 }
-                Step::Relu { .. } => {
-                    for (d, &a) in delta.iter_mut().zip(&self.acts[i + 1]) {
-                        if !relu_passes(a) {
-                            *d = T::ZERO;
-                        }
-                    }
+                Step::Relu { .. } => relu_mask(&mut delta, &self.acts[i + 1]),
+                Step::Pool { .. } if plan.first_conv_before_pool::<T>(i).is_some() => {
+                    // The first convolution's sums at the pooling's winners from the
+                    // pooled δ (no dense δ; nothing records one): the pass ends here.
+                    let first = plan.first_conv_before_pool::<T>(i).expect("the guard");
+                    let at = (delta.as_slice(), self.winners[i].as_slice());
+                    sink_at_winners(plan, first, sink, at, &self.acts[i - 1]);
+                    break;
                 }
                 Step::Pool { h, w, c, .. } => {
                     if !need_input {
@@ -1241,6 +1272,29 @@ impl<T: Float> Tape<T> {
                 }
                 Step::Relu { channels } => {
                     relu_mask_block(&mut rdelta, &self.acts[i + 1], b, *channels);
+                }
+                Step::Pool { .. } if plan.first_conv_before_pool::<T>(i).is_some() => {
+                    // The first convolution's weight and bias sums straight from the
+                    // pooled R(δ) at the pooling's winners: no dense R(δ) (¾ zeros) to
+                    // write, scatter and sum. Its input does not move: the pass ends here.
+                    let (shape, outputs, param) =
+                        plan.first_conv_before_pool::<T>(i).expect("the guard");
+                    let window = shape.window();
+                    let mut gw = vec![T::ZERO; b * outputs * window];
+                    let mut gb = vec![T::ZERO; b * outputs];
+                    broadcast::weight_sums_at_winners(
+                        shape,
+                        (outputs, b),
+                        n,
+                        &self.acts[i - 1],
+                        (&rdelta, &self.winners[i]),
+                        (&mut gw, &mut gb),
+                    );
+                    for (j, hv) in hvs.iter_mut().enumerate() {
+                        let (gw, gb) = (&gw[j * outputs * window..], &gb[j * outputs..]);
+                        plan.scatter(param, &gw[..outputs * window], &gb[..outputs], scale, hv);
+                    }
+                    break;
                 }
                 Step::Pool { h, w, c, .. } => {
                     if !need_input {
@@ -1451,6 +1505,36 @@ fn sink_pooled<T: Float>(
         let terms = [(Coefs::Shared(delta), Source::Input(input))];
         let bias = (Coefs::Shared(delta), gb.as_mut_slice());
         pooled::weight_sums(conv, (samples, 1), winners, &terms, bias, &mut gw);
+        (gw, gb)
+    });
+}
+
+/// Sinks the first convolution's weight gradient from δ at its 2×2 pooling's output and
+/// the pooling's winners ([`broadcast::weight_sums_at_winners`]; the images its input),
+/// summed or per group of samples, as [`sink_layer`].
+fn sink_at_winners<T: Float>(
+    plan: &Plan,
+    (shape, outputs, param): (&ConvShape, usize, usize),
+    sink: &mut Sink<'_>,
+    (delta, winners): (&[T], &[u8]),
+    images: &[T],
+) {
+    let pooled = (shape.out_height() / 2) * (shape.out_width() / 2) * outputs;
+    let pixels = shape.height * shape.width * shape.channels;
+    sink.layer(plan, param, delta.len() / pooled, |samples| {
+        let (mut gw, mut gb) = (
+            vec![T::ZERO; outputs * shape.window()],
+            vec![T::ZERO; outputs],
+        );
+        let (from, m) = (samples.start, samples.len());
+        broadcast::weight_sums_at_winners(
+            shape,
+            (outputs, 1),
+            m,
+            &images[from * pixels..],
+            (&delta[from * pooled..], &winners[from * pooled..]),
+            (&mut gw, &mut gb),
+        );
         (gw, gb)
     });
 }
