@@ -1072,6 +1072,23 @@ pub(super) mod tests {
         assert!(!pooled_supported::<f32>(&shape(13, 1, 5), 10));
     }
 
+    /// The winners of [`forward_pooled`] at random weights: where a tangent or a
+    /// gradient of the pooling's output is taken.
+    fn random_winners(
+        rng: &mut ChaCha8Rng,
+        shape: &ConvShape,
+        outputs: usize,
+        n: usize,
+        x: &[f32],
+    ) -> Vec<u8> {
+        let theta: Vec<f32> = random(rng, outputs * shape.window());
+        let theta_bias: Vec<f32> = random(rng, outputs);
+        let (mut pooled, mut winners) = (Vec::new(), Vec::new());
+        let weights = (theta.as_slice(), theta_bias.as_slice());
+        forward_pooled(shape, outputs, n, x, weights, &mut pooled, &mut winners);
+        winners
+    }
+
     #[test]
     fn tangents_at_the_winners_match_the_whole_convolutions_gathered() {
         // Three directions through LeNet's first convolution and a 3-channel one with a
@@ -1080,18 +1097,7 @@ pub(super) mod tests {
             let n = 3;
             let mut rng = ChaCha8Rng::seed_from_u64(9);
             let x: Vec<f32> = random(&mut rng, n * shape.height * shape.width * shape.channels);
-            let theta: Vec<f32> = random(&mut rng, outputs * shape.window());
-            let theta_bias: Vec<f32> = random(&mut rng, outputs);
-            let (mut pooled, mut winners) = (Vec::new(), Vec::new());
-            forward_pooled(
-                &shape,
-                outputs,
-                n,
-                &x,
-                (&theta, &theta_bias),
-                &mut pooled,
-                &mut winners,
-            );
+            let winners = random_winners(&mut rng, &shape, outputs, n, &x);
             assert!(winners.iter().any(|&s| s != winners[0]), "winners vary");
             let v: Vec<f32> = random(&mut rng, b * outputs * shape.window());
             let vb: Vec<f32> = random(&mut rng, b * outputs);
@@ -1159,18 +1165,7 @@ pub(super) mod tests {
             for y in 0..h / 2 {
                 x[y * w * c..(y * w + w / 2) * c].fill(0.0);
             }
-            let theta: Vec<f32> = random(&mut rng, outputs * shape.window());
-            let theta_bias: Vec<f32> = random(&mut rng, outputs);
-            let (mut pooled, mut winners) = (Vec::new(), Vec::new());
-            forward_pooled(
-                &shape,
-                outputs,
-                n,
-                &x,
-                (&theta, &theta_bias),
-                &mut pooled,
-                &mut winners,
-            );
+            let winners = random_winners(&mut rng, &shape, outputs, n, &x);
             assert!(
                 (0..4).all(|k| winners.contains(&k)),
                 "every slot wins somewhere"
