@@ -339,11 +339,7 @@ pub fn weight_sums<T: Float>(
                     _ => avx512::weight_sums::<3, 3>(shape, outputs, n, x, delta, &mut table),
                 }
             }
-            for (o, row) in gw.chunks_exact_mut(window).enumerate() {
-                for (t, g) in row.iter_mut().enumerate() {
-                    *g += table[t * 16 + o];
-                }
-            }
+            add_table(&table, window, gw);
             return;
         }
     }
@@ -362,6 +358,17 @@ pub fn weight_sums<T: Float>(
                     }
                 }
             }
+        }
+    }
+}
+
+/// `gw` (outputs × window) += a table of the window's taps × 16 lanes (lane o: output
+/// o), as the vector weight sums accumulate it.
+#[cfg(target_arch = "x86_64")]
+fn add_table(table: &[f32], window: usize, gw: &mut [f32]) {
+    for (o, row) in gw.chunks_exact_mut(window).enumerate() {
+        for (t, g) in row.iter_mut().enumerate() {
+            *g += table[t * 16 + o];
         }
     }
 }
@@ -435,12 +442,11 @@ pub fn weight_sums_at_winners<T: Float>(
                 }
             }
             for (j, table) in tables.chunks_exact((window + 1) * 16).enumerate() {
-                let gw = &mut gw[j * outputs * window..(j + 1) * outputs * window];
-                for (o, row) in gw.chunks_exact_mut(window).enumerate() {
-                    for (t, g) in row.iter_mut().enumerate() {
-                        *g += table[t * 16 + o];
-                    }
-                }
+                add_table(
+                    table,
+                    window,
+                    &mut gw[j * outputs * window..(j + 1) * outputs * window],
+                );
                 for (o, g) in gb[j * outputs..(j + 1) * outputs].iter_mut().enumerate() {
                     *g += table[window * 16 + o];
                 }
