@@ -10,7 +10,7 @@
 use noiselab::dynamics::DynamicsKind;
 use noiselab::dynamics::NoiseModel;
 use noiselab::engine::{self, Start, Watch};
-use noiselab::experiments::classification::load_data;
+use noiselab::experiments::classification::{load_data, read_theta_gd};
 use noiselab::experiments::fashion_mnist::FashionMnist;
 use noiselab::linalg::GradientMatrix;
 use noiselab::models::lenet;
@@ -94,11 +94,7 @@ fn main() {
         check,
         log: Mutex::new(vec![]),
     };
-    let bytes = std::fs::read(run_dir.join("theta_gd.f64")).unwrap();
-    let theta_gd: Vec<f64> = bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let theta_gd = read_theta_gd::<FashionMnist>(&run_dir.join("theta_gd.f64")).unwrap();
     let eta = config
         .settings::<noiselab::experiments::classification::ImageConfig<FashionMnist>>()
         .expect("a fashion_mnist config")

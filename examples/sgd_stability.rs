@@ -17,7 +17,7 @@
 //! η (`eta`) and m (`noise.batch_size`).
 use noiselab::estimators::hessian;
 use noiselab::estimators::lanczos::{self, LanczosOptions};
-use noiselab::experiments::classification::{load_data, ImageConfig};
+use noiselab::experiments::classification::{load_data, read_theta_gd, ImageConfig};
 use noiselab::experiments::fashion_mnist::FashionMnist;
 use noiselab::linalg::axpy;
 use noiselab::models::lenet;
@@ -56,11 +56,10 @@ fn main() {
     );
     println!("point\tλ1(H)\tmean λ1(H_B)\tmax λ1(H_B)\tbatches with λ1(H_B) > 2/η\tλmax(η·E[H_B²] − 2H)\tE‖x‖² factor per step");
     for path in &args[2..] {
-        let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let theta: Vec<f64> = bytes
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-            .collect();
+        let theta = read_theta_gd::<FashionMnist>(std::path::Path::new(path)).unwrap_or_else(|e| {
+            eprintln!("sgd_stability: {e}");
+            std::process::exit(1)
+        });
         let top =
             |o: &dyn Objective| hessian::top_eigenpairs(o, &theta, 1, None).unwrap().values[0];
         let lambda1 = top(&full);

@@ -12,7 +12,7 @@
 //! point's is the sweep's `config.toml` with the point's seed).
 use noiselab::dynamics::DynamicsKind;
 use noiselab::estimators::sharpness::{expected_sharpness, SharpnessEstimator, SharpnessOptions};
-use noiselab::experiments::classification::load_data;
+use noiselab::experiments::classification::{load_data, read_theta_gd};
 use noiselab::experiments::fashion_mnist::FashionMnist;
 use noiselab::models::lenet;
 use noiselab::models::native::NativeClassifier;
@@ -36,11 +36,7 @@ fn main() {
     let config = noiselab::config::load(config, &[]).unwrap().config;
     let data = load_data::<FashionMnist>(&config).unwrap();
     let model = NativeClassifier::<f32>::new(lenet::architecture().unwrap(), &data.train).unwrap();
-    let bytes = std::fs::read(run_dir.join("theta_gd.f64")).unwrap();
-    let theta_gd: Vec<f64> = bytes
-        .chunks_exact(8)
-        .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let theta_gd = read_theta_gd::<FashionMnist>(&run_dir.join("theta_gd.f64")).unwrap();
     let mut points = vec![("theta_gd".to_string(), theta_gd)];
     for kind in kinds {
         let ckpt = noiselab::record::checkpoint::read(run_dir, kind, 0)

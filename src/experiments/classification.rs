@@ -467,7 +467,7 @@ pub fn check_memory<D: Dataset>(config: &Config, n: usize, available: Option<u64
 }
 
 /// A `theta_gd.f64` file: D little-endian f64, all finite.
-fn read_theta_gd<D: Dataset>(path: &Path) -> Result<Vec<f64>> {
+pub fn read_theta_gd<D: Dataset>(path: &Path) -> Result<Vec<f64>> {
     let dim = D::PARAMETERS;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.len() != 8 * dim {
