@@ -44,6 +44,9 @@ fn main() {
     if what == "eigs" {
         return compare_eigensolvers(&m32, theta, reps);
     }
+    if what == "warm" {
+        return compare_warm_starts(&m32, theta, reps);
+    }
     let t = std::time::Instant::now();
     for _ in 0..reps {
         match what {
@@ -91,6 +94,69 @@ fn main() {
 
 /// Warm-started top-20 refreshes as GLD Hessian does them (every 10 iterations), by
 /// Lanczos on single HVPs and by LOBPCG on block HVPs: products, time, accuracy.
+/// Lanczos refreshes (top 20 of H) 10 noisy descent steps apart along one trajectory,
+/// the first cold, the others warm-started from the one before, for each start recipe
+/// (comma-separated lists: `EXTRA`, Ritz vectors kept beyond the 20 for the next start;
+/// `EPS`, the norm of the start's random part): the products each refresh took.
+fn compare_warm_starts(model: &NativeClassifier<f32>, theta0: Vec<f64>, refreshes: usize) {
+    use noiselab::estimators::lanczos;
+    use rand::Rng;
+    let list = |var: &str, default: &str| -> Vec<String> {
+        let text = std::env::var(var).unwrap_or(default.into());
+        text.split(',').map(str::to_string).collect()
+    };
+    let recipes: Vec<(usize, f64)> = list("EXTRA", "0")
+        .iter()
+        .flat_map(|e| {
+            list("EPS", "1e-3")
+                .into_iter()
+                .map(move |n| (e.parse().unwrap(), n.parse().unwrap()))
+        })
+        .collect();
+    // The same trajectory for every recipe: θ's along it first.
+    let mut rng = <rand_chacha::ChaCha12Rng as rand::SeedableRng>::seed_from_u64(5);
+    let mut thetas = vec![theta0.clone()];
+    let mut theta = theta0;
+    for _ in 1..refreshes {
+        for _ in 0..10 {
+            let (_, g) = model.loss_and_gradient(&theta).unwrap();
+            theta.iter_mut().zip(&g).for_each(|(t, g)| {
+                *t -= 0.07 * (g + 1e-2 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+            });
+        }
+        thetas.push(theta.clone());
+    }
+    for (extra, warm_noise) in recipes {
+        let options = lanczos::LanczosOptions {
+            tol: model.hvp_tolerance(),
+            extra,
+            warm_noise,
+            ..lanczos::LanczosOptions::new(20)
+        };
+        let mut warm = None;
+        let mut counts = vec![];
+        let mut values = vec![];
+        for theta in &thetas {
+            let l = lanczos::top_eigenpairs(
+                model.dim(),
+                |v| model.hvp(theta, v),
+                &options,
+                warm.as_ref(),
+            )
+            .unwrap();
+            counts.push(l.products);
+            values.push(l.pairs.values[19]);
+            warm = Some(l.pairs);
+        }
+        let steady: usize = counts[1..].iter().sum();
+        println!(
+            "extra {extra}, warm noise {warm_noise:e}: products {counts:?} (warm mean {:.1}); λ20 {:?}",
+            steady as f64 / (counts.len() - 1) as f64,
+            values.iter().map(|v| format!("{v:.5}")).collect::<Vec<_>>()
+        );
+    }
+}
+
 fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refreshes: usize) {
     use noiselab::estimators::{lanczos, lobpcg};
     use rand::Rng;

@@ -141,6 +141,39 @@ fn lanczos_top_20_matches_the_dense_oracle_with_few_products() {
     );
 }
 
+/// `extra` returns guard Ritz pairs beyond the k converged ones, in order below them,
+/// without changing the k; `warm_noise` = 0 starts from the old eigenvectors alone.
+#[test]
+fn lanczos_returns_guard_pairs_and_takes_a_noiseless_warm_start() {
+    let d = 400;
+    let (h, _) = hessian_like(d, 1);
+    let plain = lanczos::top_eigenpairs(d, apply(&h), &LanczosOptions::new(20), None).unwrap();
+    let opts = LanczosOptions {
+        extra: 4,
+        ..LanczosOptions::new(20)
+    };
+    let r = lanczos::top_eigenpairs(d, apply(&h), &opts, None).unwrap();
+    assert_eq!(r.products, plain.products, "the same stopping rule");
+    assert_eq!((r.pairs.values.len(), r.pairs.vectors.len()), (24, 24));
+    assert_eq!(r.pairs.values[..20], plain.pairs.values[..]);
+    assert_top_20_of(&h, &r.pairs);
+    assert!(
+        r.pairs.values.windows(2).all(|w| w[0] >= w[1]),
+        "descending"
+    );
+    // Guards are Ritz values of H: inside its spectrum, below the 20th.
+    let smallest = h.clone().symmetric_eigen().eigenvalues.min();
+    assert!(r.pairs.values[20..]
+        .iter()
+        .all(|&v| v >= smallest - 1e-9 && v <= r.pairs.values[19]));
+    let noiseless = LanczosOptions {
+        warm_noise: 0.0,
+        ..LanczosOptions::new(20)
+    };
+    let warm = lanczos::top_eigenpairs(d, apply(&h), &noiseless, Some(&r.pairs)).unwrap();
+    assert_top_20_of(&h, &warm.pairs);
+}
+
 #[test]
 fn lanczos_handles_tiny_and_degenerate_operators() {
     let h = DMatrix::from_diagonal(&DVector::from_vec(vec![3.0, 3.0, 1.0]));

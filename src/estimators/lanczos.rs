@@ -21,6 +21,12 @@ pub struct LanczosOptions {
     pub tol: f64,
     /// Seed of the random part of the start vector.
     pub seed: u64,
+    /// Ritz pairs returned beyond the k converged ones (not held to `tol`): guards for a
+    /// later warm start.
+    pub extra: usize,
+    /// Norm of the random part of a warm start vector (the old eigenvectors have norm
+    /// one each).
+    pub warm_noise: f64,
 }
 
 impl LanczosOptions {
@@ -30,6 +36,8 @@ impl LanczosOptions {
             max_products: (6 * k).max(60),
             tol: 1e-8,
             seed: 0,
+            extra: 0,
+            warm_noise: 1e-3,
         }
     }
 }
@@ -133,7 +141,7 @@ pub fn top_eigenpairs(
         // Mostly the old eigenvectors, plus a little of everything else so that new
         // directions can still enter.
         let n0 = dot(&start, &start).sqrt();
-        start.iter_mut().for_each(|x| *x *= 1e-3 / n0);
+        start.iter_mut().for_each(|x| *x *= options.warm_noise / n0);
         for v in &w.vectors {
             axpy(1.0, v, &mut start);
         }
@@ -178,7 +186,8 @@ pub fn top_eigenpairs(
                     "Lanczos: {products} products gave only {kk} of {k} eigenpairs"
                 )));
             }
-            let vectors = (0..kk)
+            let returned = (kk + options.extra).min(ritz.len());
+            let vectors = (0..returned)
                 .map(|j| {
                     let mut v = vec![0.0; dim];
                     for (c, q) in ritz.vectors[j].iter().zip(&krylov.basis) {
@@ -189,7 +198,7 @@ pub fn top_eigenpairs(
                 .collect();
             return Ok(LanczosResult {
                 pairs: Eigenpairs {
-                    values: ritz.values[..kk].to_vec(),
+                    values: ritz.values[..returned].to_vec(),
                     vectors,
                 },
                 products,
