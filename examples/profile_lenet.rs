@@ -92,15 +92,12 @@ fn main() {
     );
 }
 
-/// Warm-started top-20 refreshes as GLD Hessian does them (every 10 iterations), by
-/// Lanczos on single HVPs and by LOBPCG on block HVPs: products, time, accuracy.
 /// Lanczos refreshes (top 20 of H) 10 noisy descent steps apart along one trajectory,
 /// the first cold, the others warm-started from the one before, for each start recipe
 /// (comma-separated lists: `EXTRA`, Ritz vectors kept beyond the 20 for the next start;
 /// `EPS`, the norm of the start's random part): the products each refresh took.
 fn compare_warm_starts(model: &NativeClassifier<f32>, theta0: Vec<f64>, refreshes: usize) {
     use noiselab::estimators::lanczos;
-    use rand::Rng;
     let list = |var: &str, default: &str| -> Vec<String> {
         let text = std::env::var(var).unwrap_or(default.into());
         text.split(',').map(str::to_string).collect()
@@ -118,12 +115,7 @@ fn compare_warm_starts(model: &NativeClassifier<f32>, theta0: Vec<f64>, refreshe
     let mut thetas = vec![theta0.clone()];
     let mut theta = theta0;
     for _ in 1..refreshes {
-        for _ in 0..10 {
-            let (_, g) = model.loss_and_gradient(&theta).unwrap();
-            theta.iter_mut().zip(&g).for_each(|(t, g)| {
-                *t -= 0.07 * (g + 1e-2 * rng.sample::<f64, _>(rand_distr::StandardNormal))
-            });
-        }
+        ten_noisy_steps(model, &mut theta, &mut rng);
         thetas.push(theta.clone());
     }
     for (extra, warm_noise) in recipes {
@@ -157,9 +149,26 @@ fn compare_warm_starts(model: &NativeClassifier<f32>, theta0: Vec<f64>, refreshe
     }
 }
 
+/// What happens between two GLD Hessian refreshes, roughly: ten descent steps of η = 0.07
+/// on the gradient plus small isotropic noise.
+fn ten_noisy_steps(
+    model: &NativeClassifier<f32>,
+    theta: &mut [f64],
+    rng: &mut rand_chacha::ChaCha12Rng,
+) {
+    use rand::Rng;
+    for _ in 0..10 {
+        let (_, g) = model.loss_and_gradient(theta).unwrap();
+        theta.iter_mut().zip(&g).for_each(|(t, g)| {
+            *t -= 0.07 * (g + 1e-2 * rng.sample::<f64, _>(rand_distr::StandardNormal))
+        });
+    }
+}
+
+/// Warm-started top-20 refreshes as GLD Hessian does them (every 10 iterations), by
+/// Lanczos on single HVPs and by LOBPCG on block HVPs: products, time, accuracy.
 fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refreshes: usize) {
     use noiselab::estimators::{lanczos, lobpcg};
-    use rand::Rng;
     let options = lanczos::LanczosOptions {
         tol: model.hvp_tolerance(),
         ..lanczos::LanczosOptions::new(20)
@@ -205,13 +214,7 @@ fn compare_eigensolvers(model: &NativeClassifier<f32>, mut theta: Vec<f64>, refr
         );
         warm_l = Some(l.pairs);
         warm_b = Some(b.pairs);
-        // Ten noisy descent steps between refreshes.
-        for _ in 0..10 {
-            let (_, g) = model.loss_and_gradient(&theta).unwrap();
-            theta.iter_mut().zip(&g).for_each(|(t, g)| {
-                *t -= 0.07 * (g + 1e-2 * rng.sample::<f64, _>(rand_distr::StandardNormal))
-            });
-        }
+        ten_noisy_steps(model, &mut theta, &mut rng);
     }
 }
 
