@@ -347,54 +347,58 @@ mod avx {
                 "weight sums: source"
             );
         }
+        // Per sweep, direction and channel: first the live windows (coefficient, start)
+        // listed without a branch — a slot written for every winner and term, kept when
+        // its coefficient is not zero (ReLU after the pooling zeroes about half: as a
+        // branch, mispredicted about as often, it cost more than the sums) — then the sums
+        // over the list with the accumulators in registers.
+        let mut live = vec![(0f32, std::ptr::null::<f32>()); sweep * hq * wq * sources.len()];
         for s0 in samples.clone().step_by(sweep) {
             let s1 = samples.end.min(s0 + sweep);
             for j in 0..b {
                 for c in 0..outputs {
-                    let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
-                    for ky0 in (0..kernel).step_by(R) {
-                        let mut acc = [[lanes.zero(); V]; R];
-                        for s in s0..s1 {
-                            for qy in 0..hq {
-                                for qx in 0..wq {
-                                    let pos = (s * hq + qy) * wq + qx;
-                                    // A window slot, 0..4 (the pooling's).
-                                    let slot = (winners[pos * outputs + c] & 3) as usize;
-                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
-                                    if ky0 == 0 {
-                                        gb[j * outputs + c] += bias.at(pos, j, c, b, outputs);
-                                    }
-                                    for (coefs, x, image) in &sources {
-                                        let a = coefs.at(pos, j, c, b, outputs);
-                                        if a == T::ZERO {
-                                            continue;
-                                        }
-                                        let image_row = if *image {
-                                            (s * b + j) * height
-                                        } else {
-                                            s * height
-                                        };
-                                        let first =
-                                            x.add(((image_row + oy) * width + ox) * channels);
-                                        let av = lanes.splat(a.to_f64() as f32);
-                                        for (r, acc) in acc.iter_mut().enumerate() {
-                                            if ky0 + r < kernel {
-                                                let p = first.add((ky0 + r) * width * channels);
-                                                for (q, acc) in acc.iter_mut().enumerate() {
-                                                    *acc = lanes.fma(av, lanes.load(p, q), *acc);
-                                                }
-                                            }
-                                        }
-                                    }
+                    let mut len = 0;
+                    let mut bias_sum = T::ZERO;
+                    for s in s0..s1 {
+                        for qy in 0..hq {
+                            for qx in 0..wq {
+                                let pos = (s * hq + qy) * wq + qx;
+                                // A window slot, 0..4 (the pooling's).
+                                let slot = (winners[pos * outputs + c] & 3) as usize;
+                                let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                bias_sum += bias.at(pos, j, c, b, outputs);
+                                for (coefs, x, image) in &sources {
+                                    let a = coefs.at(pos, j, c, b, outputs);
+                                    let image_row = if *image {
+                                        (s * b + j) * height
+                                    } else {
+                                        s * height
+                                    };
+                                    let first = x.add(((image_row + oy) * width + ox) * channels);
+                                    *live.get_unchecked_mut(len) = (a.to_f64() as f32, first);
+                                    len += usize::from(a != T::ZERO);
                                 }
                             }
                         }
-                        for (r, acc) in acc.iter().enumerate() {
-                            if ky0 + r < kernel {
-                                let p = g.add((ky0 + r) * span);
-                                for (q, acc) in acc.iter().enumerate() {
-                                    lanes.add_store(p, q, *acc);
+                    }
+                    gb[j * outputs + c] += bias_sum;
+                    let g = gw[(j * outputs + c) * window..][..window].as_mut_ptr();
+                    for ky0 in (0..kernel).step_by(R) {
+                        let rows = R.min(kernel - ky0);
+                        let mut acc = [[lanes.zero(); V]; R];
+                        for &(a, first) in &live[..len] {
+                            let av = lanes.splat(a);
+                            for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+                                let p = first.add((ky0 + r) * width * channels);
+                                for (q, acc) in acc.iter_mut().enumerate() {
+                                    *acc = lanes.fma(av, lanes.load(p, q), *acc);
                                 }
+                            }
+                        }
+                        for (r, acc) in acc.iter().enumerate().take(rows) {
+                            let p = g.add((ky0 + r) * span);
+                            for (q, acc) in acc.iter().enumerate() {
+                                lanes.add_store(p, q, *acc);
                             }
                         }
                     }
@@ -561,62 +565,65 @@ mod avx512 {
         }
         let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
         let mask = |q: usize| if q + 1 < V { !0 } else { tail };
+        // Per block of samples, direction and channel: the live winners listed first,
+        // without a branch (a slot written for each, kept when the ReLU passes: as a
+        // branch the pattern mispredicted about half the time), with their windows'
+        // offsets in both kinds of source; then per term the kernel row in registers
+        // over the list, GROUP windows at a time.
+        let mut listed = vec![(0usize, 0usize, 0usize); SAMPLES * positions];
         for s0 in (0..n).step_by(SAMPLES) {
             let s1 = n.min(s0 + SAMPLES);
-            for (source, kernel, factor) in terms {
-                let (x, image) = match source {
-                    Source::Input(x) => (as_f32(x).expect("f32").as_ptr(), false),
-                    Source::Image(x) => (as_f32(x).expect("f32").as_ptr(), true),
-                };
-                let factor = factor.to_f64() as f32;
-                for j in 0..b {
-                    for c in 0..outputs {
+            for j in 0..b {
+                for c in 0..outputs {
+                    let mut len = 0;
+                    for s in s0..s1 {
+                        for qy in 0..hq {
+                            for qx in 0..wq {
+                                let pos = (s * hq + qy) * wq + qx;
+                                // A window slot, 0..4 (the pooling's).
+                                let slot = (winners[pos * outputs + c] & 3) as usize;
+                                let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                let within = (oy * width + ox) * channels;
+                                *listed.get_unchecked_mut(len) = (
+                                    (pos * b + j) * outputs + c,
+                                    s * pixels + within,
+                                    (s * b + j) * pixels + within,
+                                );
+                                len += usize::from(live(pos, c));
+                            }
+                        }
+                    }
+                    let listed = &listed[..len];
+                    for (source, kernel, factor) in terms {
+                        let (x, image) = match source {
+                            Source::Input(x) => (as_f32(x).expect("f32").as_ptr(), false),
+                            Source::Image(x) => (as_f32(x).expect("f32").as_ptr(), true),
+                        };
+                        let factor = factor.to_f64() as f32;
                         let row = as_f32(kernel.row(j, c, outputs, window)).expect("f32");
                         let w: [[__m512; V]; K] = std::array::from_fn(|ky| {
                             std::array::from_fn(|q| {
                                 _mm512_maskz_loadu_ps(mask(q), row.as_ptr().add(ky * span + 16 * q))
                             })
                         });
-                        // Up to GROUP live winners: window start, output index.
-                        let mut group = [(std::ptr::null::<f32>(), 0usize); GROUP];
-                        let mut len = 0;
-                        for s in s0..s1 {
-                            let image_row = if image {
-                                (s * b + j) * height
-                            } else {
-                                s * height
-                            };
-                            for qy in 0..hq {
-                                for qx in 0..wq {
-                                    let pos = (s * hq + qy) * wq + qx;
-                                    if !live(pos, c) {
-                                        continue;
-                                    }
-                                    // A window slot, 0..4 (the pooling's).
-                                    let slot = (winners[pos * outputs + c] & 3) as usize;
-                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
-                                    let first = x.add(((image_row + oy) * width + ox) * channels);
-                                    group[len] = (first, (pos * b + j) * outputs + c);
-                                    len += 1;
-                                    if len == GROUP {
-                                        let sums = sum_windows::<K, V, GROUP>(
-                                            &w,
-                                            &group,
-                                            width * channels,
-                                            mask,
-                                        );
-                                        for (g, &(_, at)) in group.iter().enumerate() {
-                                            out[at] += factor * sums[g];
-                                        }
-                                        len = 0;
-                                    }
-                                }
+                        let start = |&(at, input, img): &(usize, usize, usize)| {
+                            (x.add(if image { img } else { input }), at)
+                        };
+                        let mut groups = listed.chunks_exact(GROUP);
+                        for group in groups.by_ref() {
+                            let windows: [(*const f32, usize); GROUP] =
+                                std::array::from_fn(|g| start(&group[g]));
+                            let sums =
+                                sum_windows::<K, V, GROUP>(&w, &windows, width * channels, mask);
+                            for (g, &(_, at)) in windows.iter().enumerate() {
+                                out[at] += factor * sums[g];
                             }
                         }
-                        for &(first, at) in &group[..len] {
+                        for one in groups.remainder() {
+                            let window = start(one);
                             let sums =
-                                sum_windows::<K, V, 1>(&w, &[(first, at)], width * channels, mask);
-                            out[at] += factor * sums[0];
+                                sum_windows::<K, V, 1>(&w, &[window], width * channels, mask);
+                            out[window.1] += factor * sums[0];
                         }
                     }
                 }
@@ -673,44 +680,45 @@ mod avx512 {
         let tail = ((1u32 << (span - 16 * (V - 1))) - 1) as __mmask16;
         let mask = |q: usize| if q + 1 < V { !0 } else { tail };
         let base = dx.as_mut_ptr();
+        // Per term, direction and channel: the windows with a coefficient that is not
+        // zero listed first, without a branch (ReLU after the pooling zeroes about half
+        // of every δ: as a branch, mispredicted about as often), then each added to.
+        let mut live = vec![(0f32, std::ptr::null_mut::<f32>()); SAMPLES * hq * wq];
         for s0 in (0..n).step_by(SAMPLES) {
             let s1 = n.min(s0 + SAMPLES);
             for (coefs, kernel) in terms {
                 for j in 0..b {
                     for c in 0..outputs {
+                        let mut len = 0;
+                        for qy in 0..hq {
+                            for qx in 0..wq {
+                                for s in s0..s1 {
+                                    let pos = (s * hq + qy) * wq + qx;
+                                    let a = coefs.at(pos, j, c, b, outputs);
+                                    // A window slot, 0..4 (the pooling's).
+                                    let slot = (winners[pos * outputs + c] & 3) as usize;
+                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    let first = base
+                                        .add((((s * b + j) * height + oy) * width + ox) * channels);
+                                    *live.get_unchecked_mut(len) = (a.to_f64() as f32, first);
+                                    len += usize::from(a != T::ZERO);
+                                }
+                            }
+                        }
                         let row = as_f32(kernel.row(j, c, outputs, window)).expect("f32");
                         let w: [[__m512; V]; K] = std::array::from_fn(|ky| {
                             std::array::from_fn(|q| {
                                 _mm512_maskz_loadu_ps(mask(q), row.as_ptr().add(ky * span + 16 * q))
                             })
                         });
-                        for qy in 0..hq {
-                            for qx in 0..wq {
-                                for s in s0..s1 {
-                                    let pos = (s * hq + qy) * wq + qx;
-                                    let a = coefs.at(pos, j, c, b, outputs);
-                                    // ReLU after the pooling zeroes about half of every δ.
-                                    if a == T::ZERO {
-                                        continue;
-                                    }
-                                    // A window slot, 0..4 (the pooling's).
-                                    let slot = (winners[pos * outputs + c] & 3) as usize;
-                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
-                                    let first = base
-                                        .add((((s * b + j) * height + oy) * width + ox) * channels);
-                                    let av = _mm512_set1_ps(a.to_f64() as f32);
-                                    for (ky, w) in w.iter().enumerate() {
-                                        let p = first.add(ky * width * channels);
-                                        for (q, w) in w.iter().enumerate() {
-                                            let to = p.add(16 * q);
-                                            let v = _mm512_maskz_loadu_ps(mask(q), to);
-                                            _mm512_mask_storeu_ps(
-                                                to,
-                                                mask(q),
-                                                _mm512_fmadd_ps(av, *w, v),
-                                            );
-                                        }
-                                    }
+                        for &(a, first) in &live[..len] {
+                            let av = _mm512_set1_ps(a);
+                            for (ky, w) in w.iter().enumerate() {
+                                let p = first.add(ky * width * channels);
+                                for (q, w) in w.iter().enumerate() {
+                                    let to = p.add(16 * q);
+                                    let v = _mm512_maskz_loadu_ps(mask(q), to);
+                                    _mm512_mask_storeu_ps(to, mask(q), _mm512_fmadd_ps(av, *w, v));
                                 }
                             }
                         }

@@ -367,6 +367,11 @@ impl<T: Float> Directions<T> {
 /// Zeroes the entries of a block tangent (positions × b × `channels`) where ReLU's
 /// output `act` (positions × `channels`) does not pass.
 fn relu_mask_block<T: Float>(tangent: &mut [T], act: &[T], b: usize, channels: usize) {
+    if b == 1 {
+        // One long run rather than runs of `channels` (10 on LeNet: a vector loop's
+        // remainder at every position).
+        return relu_mask(tangent, act);
+    }
     for (block, a) in tangent
         .chunks_exact_mut(b * channels)
         .zip(act.chunks_exact(channels))
@@ -766,7 +771,13 @@ impl<T: Float> Tape<T> {
             patches: vec![Vec::new(); steps],
             winners: vec![Vec::new(); steps],
         };
-        t.acts.push(vec![T::ZERO; self.acts[0].len() * b]);
+        // The input's tangent is zero; no step reads it when the first step has the
+        // parameters (it does not move), so then it is not even written.
+        t.acts.push(if plan.first_param_step == 0 {
+            Vec::new()
+        } else {
+            vec![T::ZERO; self.acts[0].len() * b]
+        });
         for (i, step) in plan.steps.iter().enumerate() {
             if t.acts.len() > i + 1 {
                 // A pooling already taken with its convolution (below).
@@ -800,7 +811,10 @@ impl<T: Float> Tape<T> {
                         winners,
                         &mut out,
                     );
-                    t.winners[i + 1] = repeat_winners(winners, *outputs, b);
+                    // (Read only by a pooling's backward that does not end the pass.)
+                    if plan.first_conv_before_pool::<T>(i + 1).is_none() {
+                        t.winners[i + 1] = repeat_winners(winners, *outputs, b);
+                    }
                     t.acts.push(Vec::new());
                     t.acts.push(out);
                     continue;
@@ -821,10 +835,10 @@ impl<T: Float> Tape<T> {
                         Kernel::PerDirection(&dirs.stacked[*param]),
                         T::ONE,
                     )];
-                    let rx = by_direction(ra, shape, n, b);
-                    if live {
+                    let rx = live.then(|| by_direction(ra, shape, n, b));
+                    if let Some(rx) = &rx {
                         terms.push((
-                            Source::Image(&rx),
+                            Source::Image(rx),
                             Kernel::Shared(&weights.w[*param]),
                             T::ONE,
                         ));
@@ -835,7 +849,9 @@ impl<T: Float> Tape<T> {
                     let relu = plan.relu_after_pool(i).then(|| self.acts[i + 3].as_slice());
                     pooled::dots(&conv, (n, b), (winners, relu), &terms, bias, &mut out);
                 }
-                Step::Pool { fused: true, .. } => out = ra.clone(),
+                // The tangents at a pooling's or a ReLU's input are not read after
+                // this step (only those at parameter layers' inputs are): moved on.
+                Step::Pool { fused: true, .. } => out = std::mem::take(&mut t.acts[i]),
                 Step::Conv {
                     shape,
                     outputs,
@@ -872,7 +888,7 @@ impl<T: Float> Tape<T> {
                     t.winners[i] = winners;
                 }
                 Step::Relu { channels } => {
-                    out = ra.clone();
+                    out = std::mem::take(&mut t.acts[i]);
                     relu_mask_block(&mut out, &self.acts[i + 1], b, *channels);
                 }
                 Step::Flatten { pixels, channels } => {
@@ -1167,9 +1183,9 @@ impl<T: Float> Tape<T> {
                     let (winners, window) = (&self.winners[i + 1], shape.window());
                     let (rd, delta) = (Coefs::PerDirection(&rdelta), Coefs::Shared(&deltas[i]));
                     let mut terms = vec![(rd, Source::Input(&self.acts[i]))];
-                    let rx = by_direction(&tangent.acts[i], shape, n, b);
-                    if need_input {
-                        terms.push((delta, Source::Image(&rx)));
+                    let rx = need_input.then(|| by_direction(&tangent.acts[i], shape, n, b));
+                    if let Some(rx) = &rx {
+                        terms.push((delta, Source::Image(rx)));
                     }
                     let mut gw = vec![T::ZERO; b * outputs * window];
                     let mut gb = vec![T::ZERO; b * outputs];
