@@ -375,6 +375,8 @@ mod avx {
                                         s * height
                                     };
                                     let first = x.add(((image_row + oy) * width + ox) * channels);
+                                    // SAFETY: len ≤ the slots written so far < the list's
+                                    // length (one slot per winner and term of the sweep).
                                     *live.get_unchecked_mut(len) = (a.to_f64() as f32, first);
                                     len += usize::from(a != T::ZERO);
                                 }
@@ -584,6 +586,8 @@ mod avx512 {
                                 let slot = (winners[pos * outputs + c] & 3) as usize;
                                 let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
                                 let within = (oy * width + ox) * channels;
+                                // SAFETY: len ≤ the winners seen so far < SAMPLES ·
+                                // positions, the list's length.
                                 *listed.get_unchecked_mut(len) = (
                                     (pos * b + j) * outputs + c,
                                     s * pixels + within,
@@ -700,6 +704,8 @@ mod avx512 {
                                     let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
                                     let first = base
                                         .add((((s * b + j) * height + oy) * width + ox) * channels);
+                                    // SAFETY: len ≤ the slots written so far < the list's
+                                    // length (one slot per winner and term of the sweep).
                                     *live.get_unchecked_mut(len) = (a.to_f64() as f32, first);
                                     len += usize::from(a != T::ZERO);
                                 }
