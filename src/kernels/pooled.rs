@@ -110,8 +110,7 @@ impl PooledConv {
                 for qx in 0..wq {
                     let pos = (sample * hq + qy) * wq + qx;
                     for channel in 0..self.outputs {
-                        let slot = winners[pos * self.outputs + channel] as usize;
-                        let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                        let (oy, ox) = winner_at(winners[pos * self.outputs + channel], qy, qx);
                         f(Winner {
                             pos,
                             sample,
@@ -140,6 +139,14 @@ impl PooledConv {
         let first = ((at.sample * b + j) * height + at.oy) * width + at.ox;
         (0..kernel).map(move |ky| ((first + ky * width) * channels, ky * span, span))
     }
+}
+
+/// The row and column in the convolution's output of the 2×2 pooling's winner at pooled
+/// position (qy, qx), from its window slot (0..4, row-major in the window).
+#[inline(always)]
+fn winner_at(slot: u8, qy: usize, qx: usize) -> (usize, usize) {
+    let slot = (slot & 3) as usize;
+    (2 * qy + slot / 2, 2 * qx + slot % 2)
 }
 
 /// A run of a window: offset in the source, offset in the kernel row, length.
@@ -209,7 +216,7 @@ fn axpy<T: Float, const FMA: bool>(alpha: T, x: &[T], y: &mut [T]) {
 
 #[cfg(target_arch = "x86_64")]
 mod avx {
-    use super::{as_f32, as_f32_mut, Coefs, Float, PooledConv, Range, Source};
+    use super::{as_f32, as_f32_mut, winner_at, Coefs, Float, PooledConv, Range, Source};
     use std::arch::x86_64::*;
 
     /// Samples whose windows one pass of [`weight_sums`] sweeps (LeNet: 3.4 KB of input
@@ -363,9 +370,7 @@ mod avx {
                         for qy in 0..hq {
                             for qx in 0..wq {
                                 let pos = (s * hq + qy) * wq + qx;
-                                // A window slot, 0..4 (the pooling's).
-                                let slot = (winners[pos * outputs + c] & 3) as usize;
-                                let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                let (oy, ox) = winner_at(winners[pos * outputs + c], qy, qx);
                                 bias_sum += bias.at(pos, j, c, b, outputs);
                                 for (coefs, x, image) in &sources {
                                     let a = coefs.at(pos, j, c, b, outputs);
@@ -489,7 +494,7 @@ mod avx {
 /// multiply-adds overlap).
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{as_f32, as_f32_mut, Float, Kernel, PooledConv, Source};
+    use super::{as_f32, as_f32_mut, winner_at, Float, Kernel, PooledConv, Source};
     use std::arch::x86_64::*;
 
     /// Samples whose windows one sweep reads (LeNet: 5.8 KB of input each), so that
@@ -582,9 +587,7 @@ mod avx512 {
                         for qy in 0..hq {
                             for qx in 0..wq {
                                 let pos = (s * hq + qy) * wq + qx;
-                                // A window slot, 0..4 (the pooling's).
-                                let slot = (winners[pos * outputs + c] & 3) as usize;
-                                let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                let (oy, ox) = winner_at(winners[pos * outputs + c], qy, qx);
                                 let within = (oy * width + ox) * channels;
                                 // SAFETY: len ≤ the winners seen so far < SAMPLES ·
                                 // positions, the list's length.
@@ -699,9 +702,7 @@ mod avx512 {
                                 for s in s0..s1 {
                                     let pos = (s * hq + qy) * wq + qx;
                                     let a = coefs.at(pos, j, c, b, outputs);
-                                    // A window slot, 0..4 (the pooling's).
-                                    let slot = (winners[pos * outputs + c] & 3) as usize;
-                                    let (oy, ox) = (2 * qy + slot / 2, 2 * qx + slot % 2);
+                                    let (oy, ox) = winner_at(winners[pos * outputs + c], qy, qx);
                                     let first = base
                                         .add((((s * b + j) * height + oy) * width + ox) * channels);
                                     // SAFETY: len ≤ the slots written so far < the list's
